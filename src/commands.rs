@@ -1,0 +1,118 @@
+//! What the CLI subcommands do; `main.rs` only parses arguments and calls these.
+
+use std::io::Read;
+
+use anyhow::{Context, bail};
+
+use crate::auth::{Email, Role};
+use crate::config::Config;
+use crate::db;
+use crate::ledger::LedgerWriter;
+use crate::ledger::ops::{PeriodInput, SavePeriod};
+use crate::ledger::verify::verify;
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `serve`: runs the service until interrupted.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let running = crate::http::start(config)?;
+        running.server.await?;
+        Ok(())
+    })
+}
+
+/// `migrate`: applies pending migrations.
+pub fn migrate(config: &Config) -> anyhow::Result<()> {
+    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
+    let ran = db::migrate(&mut conn)?;
+    println!("{ran} migration(s) applied");
+    Ok(())
+}
+
+/// `user add`: creates (or resets) a staff account; the password is read from stdin.
+pub fn user_add(config: &Config, email: &str, role: &str) -> anyhow::Result<()> {
+    let email = Email::parse(email).context("--email is not a valid address")?;
+    let role = Role::parse(role).context("--role must be admin or treasurer")?;
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("reading the password from stdin")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
+    db::migrate(&mut conn)?;
+    crate::auth::add_user(&mut conn, &email, role, password).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    println!("{} is now a {}", email.as_str(), role.as_str());
+    Ok(())
+}
+
+/// `period add`: adds a legal-fee period through the writer (a running server notices).
+pub fn period_add(config: &Config, label: &str, from: &str, to: &str, budget: &str) -> anyhow::Result<()> {
+    let starts_on = chrono::NaiveDate::parse_from_str(from, "%Y-%m-%d").context("--from must be YYYY-MM-DD")?;
+    let ends_on = chrono::NaiveDate::parse_from_str(to, "%Y-%m-%d").context("--to must be YYYY-MM-DD")?;
+    if ends_on < starts_on {
+        bail!("--to is before --from");
+    }
+    let budget_minor = config
+        .fund
+        .currency
+        .parse_minor(budget)
+        .map_err(|e| anyhow::anyhow!("--budget: {e}"))?;
+    if budget_minor <= 0 || label.trim().is_empty() {
+        bail!("--budget must be more than zero and --label not empty");
+    }
+    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
+    db::migrate(&mut conn)?;
+    drop(conn);
+    let writer = LedgerWriter::start(&config.database_url, &config.fund, 1)?;
+    let row = writer
+        .submit_blocking(SavePeriod {
+            id: None,
+            period: PeriodInput {
+                label: label.trim().to_owned(),
+                starts_on,
+                ends_on,
+                budget_minor,
+            },
+            actor: "cli".into(),
+        })
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    println!(
+        "period {} added: {} {}..{} budget {}",
+        row.id,
+        row.label,
+        row.starts_on,
+        row.ends_on,
+        config.fund.currency.format(row.budget_minor)
+    );
+    Ok(())
+}
+
+/// `verify`: recomputes the chain and totals; `Ok(false)` when anything differs.
+pub fn verify_ledger(config: &Config) -> anyhow::Result<bool> {
+    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
+    let report = verify(&mut conn).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    if report.is_ok() {
+        println!(
+            "ledger verified: {} entries, raised {} minor units, {} donations",
+            report.entries, report.raised_minor, report.donation_count
+        );
+        return Ok(true);
+    }
+    match report.first_bad_seq {
+        Some(seq) => println!("ledger verification FAILED: first bad entry is seq {seq}"),
+        None => println!("ledger verification FAILED"),
+    }
+    for p in &report.problems {
+        println!("  {p}");
+    }
+    Ok(false)
+}

@@ -1,0 +1,255 @@
+//! Configuration from the environment (and a `.env` file), turned into typed values once.
+//!
+//! Secrets are kept out of `Debug` output so a logged config never leaks them.
+
+use std::net::SocketAddr;
+
+use crate::domain::CapMode;
+use crate::money::{AmountBounds, Currency};
+
+/// Shortest `JWT_SECRET` accepted, in bytes.
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+/// Where the ledger is kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file path.
+    Sqlite(String),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite://PATH`, `sqlite:PATH` or `postgres://...`/`postgresql://...`.
+    pub fn parse(url: &str) -> Result<DatabaseUrl, ConfigError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_owned()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "DATABASE_URL must start with sqlite:// or postgres://, got {:?}",
+                    redact_url(url)
+                ))
+            })?;
+        if path.is_empty() || path.contains(":memory:") {
+            return Err(ConfigError(
+                "DATABASE_URL needs an SQLite file path (an in-memory database would give each connection its own ledger)".into(),
+            ));
+        }
+        Ok(DatabaseUrl::Sqlite(path.to_owned()))
+    }
+
+    /// True for PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DatabaseUrl::Postgres(_))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(p) => write!(f, "sqlite://{p}"),
+            DatabaseUrl::Postgres(u) => write!(f, "{}", redact_url(u)),
+        }
+    }
+}
+
+/// Hides a password in a URL for logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A bad configuration value; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The JWT signing secret. Not printed.
+#[derive(Clone)]
+pub struct JwtSecret(Vec<u8>);
+
+impl JwtSecret {
+    /// The secret's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtSecret(***)")
+    }
+}
+
+/// First-run values of the fund (later changes are made through the admin API).
+#[derive(Debug, Clone)]
+pub struct FundDefaults {
+    /// The fund's public name.
+    pub name: String,
+    /// Currency of every amount.
+    pub currency: Currency,
+    /// Target in minor units.
+    pub target_minor: i64,
+    /// What happens to payments under way when intake closes.
+    pub cap_mode: CapMode,
+}
+
+/// Everything the service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Ledger database.
+    pub database_url: DatabaseUrl,
+    /// Listen address.
+    pub bind_addr: SocketAddr,
+    /// External URL for links in emails.
+    pub public_base_url: String,
+    /// JWT signing secret.
+    pub jwt_secret: JwtSecret,
+    /// True when no `JWT_SECRET` was given and a random one is in use.
+    pub jwt_secret_generated: bool,
+    /// First-run fund values.
+    pub fund: FundDefaults,
+    /// Bounds for gifts made on the page; offline gifts use only the maximum.
+    pub donation_bounds: AmountBounds,
+    /// Largest number of commands the writer applies in one transaction.
+    pub writer_batch_max: usize,
+    /// Connections in the read pool.
+    pub pool_size: u32,
+    /// HTTP worker threads (0 = one per core).
+    pub http_workers: usize,
+}
+
+impl Config {
+    /// Reads the process environment (after loading `.env` if present).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Config::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Builds a config from any key lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let var = |key: &str| get(key).filter(|v| !v.trim().is_empty());
+        let database_url = DatabaseUrl::parse(
+            &var("DATABASE_URL").unwrap_or_else(|| "sqlite://crowdledger.db".into()),
+        )?;
+        let bind_addr = var("BIND_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .parse()
+            .map_err(|e| ConfigError(format!("BIND_ADDR: {e}")))?;
+        let public_base_url = var("PUBLIC_BASE_URL").unwrap_or_else(|| format!("http://{bind_addr}"));
+        let (jwt_secret, jwt_secret_generated) = match var("JWT_SECRET") {
+            Some(s) if s.len() < MIN_JWT_SECRET_LEN => {
+                return Err(ConfigError(format!(
+                    "JWT_SECRET must be at least {MIN_JWT_SECRET_LEN} bytes (got {})",
+                    s.len()
+                )));
+            }
+            Some(s) => (JwtSecret(s.into_bytes()), false),
+            None => {
+                let bytes: [u8; 32] = rand::random();
+                (JwtSecret(hex::encode(bytes).into_bytes()), true)
+            }
+        };
+        let currency_code = var("FUND_CURRENCY").unwrap_or_else(|| "USD".into());
+        let currency = Currency::from_code(&currency_code)
+            .ok_or_else(|| ConfigError(format!("FUND_CURRENCY: unsupported currency {currency_code:?}")))?;
+        let amount = |key: &str, default: &str| -> Result<i64, ConfigError> {
+            let text = var(key).unwrap_or_else(|| default.into());
+            match currency.parse_minor(text.trim()) {
+                Ok(m) if m > 0 => Ok(m),
+                Ok(_) => Err(ConfigError(format!("{key} must be more than zero"))),
+                Err(e) => Err(ConfigError(format!("{key}: {e}"))),
+            }
+        };
+        let target_minor = amount("FUND_TARGET", "1000000.00")?;
+        let min_minor = amount("DONATION_MIN", "1.00")?;
+        let max_minor = amount("DONATION_MAX", "100000.00")?;
+        if min_minor > max_minor {
+            return Err(ConfigError("DONATION_MIN is above DONATION_MAX".into()));
+        }
+        let cap_mode = match var("FUND_CAP_MODE").as_deref().map(str::trim) {
+            None | Some("soft") => CapMode::Soft,
+            Some("strict") => CapMode::Strict,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "FUND_CAP_MODE must be soft or strict, got {other:?}"
+                )));
+            }
+        };
+        let number = |key: &str, default: usize| -> Result<usize, ConfigError> {
+            var(key).map_or(Ok(default), |v| {
+                v.trim()
+                    .parse()
+                    .map_err(|e| ConfigError(format!("{key}: {e}")))
+            })
+        };
+        Ok(Config {
+            database_url,
+            bind_addr,
+            public_base_url,
+            jwt_secret,
+            jwt_secret_generated,
+            fund: FundDefaults {
+                name: var("FUND_NAME").unwrap_or_else(|| "Legal Defense Fund".into()),
+                currency,
+                target_minor,
+                cap_mode,
+            },
+            donation_bounds: AmountBounds {
+                min_minor,
+                max_minor,
+            },
+            writer_batch_max: number("WRITER_BATCH_MAX", 512)?.max(1),
+            pool_size: u32::try_from(number("DATABASE_POOL_SIZE", 8)?.clamp(1, 64)).unwrap_or(8),
+            http_workers: number("HTTP_WORKERS", 0)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_work_on_a_fresh_machine() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.database_url, DatabaseUrl::Sqlite("crowdledger.db".into()));
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8080");
+        assert!(c.jwt_secret_generated);
+        assert_eq!(c.fund.target_minor, 100_000_000);
+        assert_eq!(c.fund.name, "Legal Defense Fund");
+    }
+
+    #[test]
+    fn short_jwt_secret_is_refused() {
+        let err = config(&[("JWT_SECRET", "short")]).expect_err("must refuse");
+        assert!(err.0.contains("32"));
+    }
+
+    #[test]
+    fn postgres_password_is_not_printed() {
+        let c = config(&[("DATABASE_URL", "postgres://u:hunter2@db/x")]).expect("valid");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,116 @@
+//! The database: one connection type over SQLite and PostgreSQL, the read pool, embedded
+//! migrations, and the rows as Rust types.
+
+pub mod models;
+pub mod schema;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::DatabaseUrl;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// How long an SQLite connection waits for another writer's lock before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// A connection to either engine; queries written once run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    /// Production engine.
+    Pg(PgConnection),
+    /// Embedded default.
+    Sqlite(SqliteConnection),
+}
+
+/// The read pool.
+pub type Pool = r2d2::Pool<ConnectionManager>;
+
+/// Opens connections by URL scheme (so errors are the engine's own, not "invalid url"), and
+/// sets SQLite's pragmas on every connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ConnectionManager {
+    /// A manager for `url`.
+    pub fn new(url: DatabaseUrl) -> ConnectionManager {
+        ConnectionManager { url }
+    }
+}
+
+/// Opens one connection to `url`, with SQLite's pragmas applied.
+pub fn establish(url: &DatabaseUrl) -> Result<DbConn, ConnectionError> {
+    match url {
+        DatabaseUrl::Postgres(u) => {
+            let mut c = PgConnection::establish(u)?;
+            c.batch_execute("SET TIME ZONE 'UTC'")
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(DbConn::Pg(c))
+        }
+        DatabaseUrl::Sqlite(path) => {
+            let mut c = SqliteConnection::establish(path)?;
+            c.batch_execute(&format!(
+                "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+            ))
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(DbConn::Sqlite(c))
+        }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        establish(&self.url).map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+/// Builds the read pool. Connections are opened lazily so the service starts (and reports
+/// 503) while the database is down.
+pub fn pool(url: &DatabaseUrl, size: u32) -> Result<Pool, anyhow::Error> {
+    Ok(r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(0))
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .test_on_check_out(true)
+        .build(ConnectionManager::new(url.clone()))?)
+}
+
+/// Applies the pending migrations of the connection's engine; returns how many ran.
+pub fn migrate(conn: &mut DbConn) -> Result<usize, anyhow::Error> {
+    let ran = match conn {
+        DbConn::Pg(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?
+            .len(),
+        DbConn::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?
+            .len(),
+    };
+    Ok(ran)
+}
+
+/// The current time as stored: naive UTC, truncated to microseconds (PostgreSQL's precision)
+/// so a value reads back exactly as it was hashed.
+pub fn now() -> chrono::NaiveDateTime {
+    let t = chrono::Utc::now().naive_utc();
+    let micros = t.and_utc().timestamp_micros();
+    chrono::DateTime::from_timestamp_micros(micros).map_or(t, |d| d.naive_utc())
+}

@@ -1,0 +1,173 @@
+//! Rows as Rust types. Amounts stay in minor units here; `money` converts at the edges.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+
+use super::schema::{audit_log, donations, funds, idempotency_keys, ledger_entries, outbox, periods, users};
+
+/// The fund row: settings, running totals and the head of the ledger chain.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = funds)]
+pub struct FundRow {
+    pub id: i64,
+    pub name: String,
+    pub currency: String,
+    pub target_minor: i64,
+    pub raised_minor: i64,
+    pub donation_count: i64,
+    pub reserved_minor: i64,
+    pub cap_mode: String,
+    pub intake_state: String,
+    pub intake_message: String,
+    pub intake_changed_at: NaiveDateTime,
+    pub ledger_seq: i64,
+    pub ledger_head: String,
+    pub version: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A legal-fee period.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = periods)]
+pub struct PeriodRow {
+    pub id: i64,
+    pub label: String,
+    pub starts_on: NaiveDate,
+    pub ends_on: NaiveDate,
+    pub budget_minor: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A new period.
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = periods)]
+pub struct NewPeriod<'a> {
+    pub label: &'a str,
+    pub starts_on: NaiveDate,
+    pub ends_on: NaiveDate,
+    pub budget_minor: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A donation, card or offline.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = donations)]
+pub struct DonationRow {
+    pub id: i64,
+    pub method: String,
+    pub status: String,
+    pub amount_minor: i64,
+    pub refunded_minor: i64,
+    pub disputed_minor: i64,
+    pub fee_minor: Option<i64>,
+    pub net_minor: Option<i64>,
+    pub currency: String,
+    pub donor_name: String,
+    pub email: Option<String>,
+    pub anonymous: bool,
+    pub locale: String,
+    pub reference: Option<String>,
+    pub received_on: Option<NaiveDate>,
+    pub payment_intent_id: Option<String>,
+    pub after_close: bool,
+    pub recorded_by: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub succeeded_at: Option<NaiveDateTime>,
+}
+
+/// A new donation.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = donations)]
+pub struct NewDonation<'a> {
+    pub method: &'a str,
+    pub status: &'a str,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub donor_name: &'a str,
+    pub email: Option<&'a str>,
+    pub anonymous: bool,
+    pub locale: &'a str,
+    pub reference: Option<&'a str>,
+    pub received_on: Option<NaiveDate>,
+    pub payment_intent_id: Option<&'a str>,
+    pub after_close: bool,
+    pub recorded_by: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub succeeded_at: Option<NaiveDateTime>,
+}
+
+/// A ledger entry (append-only).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ledger_entries)]
+pub struct LedgerEntryRow {
+    pub seq: i64,
+    pub created_at: NaiveDateTime,
+    pub kind: String,
+    pub donation_id: Option<i64>,
+    pub amount_minor: i64,
+    pub count_delta: i64,
+    pub raised_after_minor: i64,
+    pub target_after_minor: i64,
+    pub intake_after: String,
+    pub memo: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A staff account.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// A new staff account.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub role: &'a str,
+    pub created_at: NaiveDateTime,
+}
+
+/// A remembered answer to an idempotent request.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idempotency_keys)]
+pub struct IdempotencyRow {
+    pub scope_key: String,
+    pub request_hash: String,
+    pub status_code: i32,
+    pub response_body: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// A new audit record.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = audit_log)]
+pub struct NewAudit<'a> {
+    pub at: NaiveDateTime,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub detail: &'a str,
+}
+
+/// A new outbox row (an email waiting to be sent).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct NewOutbox<'a> {
+    pub kind: &'a str,
+    pub dedupe_key: &'a str,
+    pub donation_id: Option<i64>,
+    pub locale: &'a str,
+    pub payload: &'a str,
+    pub created_at: NaiveDateTime,
+    pub next_attempt_at: NaiveDateTime,
+}

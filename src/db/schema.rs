@@ -1,0 +1,136 @@
+//! The one portable schema for both engines (BigInt, Integer, Text, Bool, Date, Timestamp).
+//! Every amount is a BIGINT of minor units (`*_minor`).
+
+diesel::table! {
+    funds (id) {
+        id -> BigInt,
+        name -> Text,
+        currency -> Text,
+        target_minor -> BigInt,
+        raised_minor -> BigInt,
+        donation_count -> BigInt,
+        reserved_minor -> BigInt,
+        cap_mode -> Text,
+        intake_state -> Text,
+        intake_message -> Text,
+        intake_changed_at -> Timestamp,
+        ledger_seq -> BigInt,
+        ledger_head -> Text,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    periods (id) {
+        id -> BigInt,
+        label -> Text,
+        starts_on -> Date,
+        ends_on -> Date,
+        budget_minor -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    donations (id) {
+        id -> BigInt,
+        method -> Text,
+        status -> Text,
+        amount_minor -> BigInt,
+        refunded_minor -> BigInt,
+        disputed_minor -> BigInt,
+        fee_minor -> Nullable<BigInt>,
+        net_minor -> Nullable<BigInt>,
+        currency -> Text,
+        donor_name -> Text,
+        email -> Nullable<Text>,
+        anonymous -> Bool,
+        locale -> Text,
+        reference -> Nullable<Text>,
+        received_on -> Nullable<Date>,
+        payment_intent_id -> Nullable<Text>,
+        after_close -> Bool,
+        recorded_by -> Nullable<Text>,
+        created_at -> Timestamp,
+        succeeded_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    ledger_entries (seq) {
+        seq -> BigInt,
+        created_at -> Timestamp,
+        kind -> Text,
+        donation_id -> Nullable<BigInt>,
+        amount_minor -> BigInt,
+        count_delta -> BigInt,
+        raised_after_minor -> BigInt,
+        target_after_minor -> BigInt,
+        intake_after -> Text,
+        memo -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        email -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope_key) {
+        scope_key -> Text,
+        request_hash -> Text,
+        status_code -> Integer,
+        response_body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        kind -> Text,
+        dedupe_key -> Text,
+        donation_id -> Nullable<BigInt>,
+        locale -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(ledger_entries -> donations (donation_id));
+diesel::joinable!(outbox -> donations (donation_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    funds,
+    periods,
+    donations,
+    ledger_entries,
+    users,
+    idempotency_keys,
+    audit_log,
+    outbox,
+);

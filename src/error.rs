@@ -1,0 +1,226 @@
+//! The one error type of requests and writer commands, and its problem+json form.
+//!
+//! What a user reads (`detail`) is separate from the cause that is logged.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::money::AmountError;
+
+/// Stable machine codes; they are part of the public contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Amount text refused.
+    InvalidAmount,
+    /// A field is missing, of the wrong type or out of range.
+    InvalidRequest,
+    /// The body is not JSON.
+    MalformedJson,
+    /// The body is too large.
+    PayloadTooLarge,
+    /// Wrong content type.
+    UnsupportedMediaType,
+    /// Intake is not open.
+    IntakeClosed,
+    /// Reopening while raised has met the target.
+    TargetReached,
+    /// Same idempotency key, different request.
+    IdempotencyConflict,
+    /// No valid credentials.
+    Unauthorized,
+    /// Authenticated, but the role may not do this.
+    Forbidden,
+    /// No such resource.
+    NotFound,
+    /// Method not allowed on this path.
+    MethodNotAllowed,
+    /// The database is unreachable or the writer is overloaded; try again.
+    Unavailable,
+    /// A bug or an unexpected failure; logged.
+    Internal,
+}
+
+impl ErrorCode {
+    /// HTTP status for this code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidAmount | ErrorCode::InvalidRequest => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ErrorCode::MalformedJson => StatusCode::BAD_REQUEST,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::IntakeClosed | ErrorCode::TargetReached | ErrorCode::IdempotencyConflict => {
+                StatusCode::CONFLICT
+            }
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Short human title.
+    pub fn title(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidAmount => "Invalid amount",
+            ErrorCode::InvalidRequest => "Invalid request",
+            ErrorCode::MalformedJson => "Malformed JSON",
+            ErrorCode::PayloadTooLarge => "Payload too large",
+            ErrorCode::UnsupportedMediaType => "Unsupported media type",
+            ErrorCode::IntakeClosed => "Intake closed",
+            ErrorCode::TargetReached => "Target reached",
+            ErrorCode::IdempotencyConflict => "Idempotency key reused",
+            ErrorCode::Unauthorized => "Unauthorized",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::NotFound => "Not found",
+            ErrorCode::MethodNotAllowed => "Method not allowed",
+            ErrorCode::Unavailable => "Service unavailable",
+            ErrorCode::Internal => "Internal error",
+        }
+    }
+}
+
+/// A failed request or writer command.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code:?}: {detail}")]
+pub struct AppError {
+    /// Machine code.
+    pub code: ErrorCode,
+    /// What the user is told.
+    pub detail: String,
+    /// Extra members of the problem document (e.g. the field at fault).
+    pub extra: Option<serde_json::Value>,
+}
+
+impl AppError {
+    /// An error with a user-facing detail.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> AppError {
+        AppError {
+            code,
+            detail: detail.into(),
+            extra: None,
+        }
+    }
+
+    /// `invalid_request` naming the field at fault.
+    pub fn invalid_field(field: &str, detail: impl Into<String>) -> AppError {
+        AppError {
+            code: ErrorCode::InvalidRequest,
+            detail: detail.into(),
+            extra: Some(serde_json::json!({ "field": field })),
+        }
+    }
+
+    /// `invalid_amount` for the field `field`.
+    pub fn invalid_amount(field: &str, err: AmountError) -> AppError {
+        AppError {
+            code: ErrorCode::InvalidAmount,
+            detail: err.to_string(),
+            extra: Some(serde_json::json!({ "field": field })),
+        }
+    }
+
+    /// A failure whose cause is logged and not shown.
+    pub fn internal(cause: impl std::fmt::Display) -> AppError {
+        tracing::error!(%cause, "internal error");
+        AppError::new(ErrorCode::Internal, "something went wrong; it has been logged")
+    }
+
+    /// The database could not be reached; the caller may retry.
+    pub fn unavailable(cause: impl std::fmt::Display) -> AppError {
+        tracing::warn!(%cause, "database unavailable");
+        AppError::new(
+            ErrorCode::Unavailable,
+            "the ledger is unavailable right now; nothing was recorded, please try again",
+        )
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> AppError {
+        use diesel::result::Error as E;
+        match e {
+            E::NotFound => AppError::new(ErrorCode::NotFound, "no such record"),
+            E::DatabaseError(kind, info) => {
+                use diesel::result::DatabaseErrorKind as K;
+                match kind {
+                    K::ClosedConnection | K::SerializationFailure | K::ReadOnlyTransaction => {
+                        AppError::unavailable(info.message())
+                    }
+                    _ if is_busy(info.message()) => AppError::unavailable(info.message()),
+                    _ => AppError::internal(info.message()),
+                }
+            }
+            E::BrokenTransactionManager => AppError::unavailable("broken transaction manager"),
+            other => AppError::internal(other),
+        }
+    }
+}
+
+fn is_busy(message: &str) -> bool {
+    message.contains("database is locked")
+        || message.contains("server closed the connection")
+        || message.contains("terminating connection")
+        || message.contains("no connection to the server")
+}
+
+impl From<diesel::r2d2::PoolError> for AppError {
+    fn from(e: diesel::r2d2::PoolError) -> AppError {
+        AppError::unavailable(e)
+    }
+}
+
+impl From<actix_web::error::BlockingError> for AppError {
+    fn from(e: actix_web::error::BlockingError) -> AppError {
+        AppError::internal(e)
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    code: ErrorCode,
+    detail: &'a str,
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.code.status();
+        let problem = Problem {
+            kind: "about:blank",
+            title: self.code.title(),
+            status: status.as_u16(),
+            code: self.code,
+            detail: &self.detail,
+        };
+        let mut body = serde_json::to_value(&problem).unwrap_or_default();
+        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(map)) =
+            (&self.extra, &mut body)
+        {
+            for (k, v) in extra {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        let mut resp = HttpResponse::build(status);
+        resp.content_type("application/problem+json");
+        if self.code == ErrorCode::Unauthorized {
+            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if self.code == ErrorCode::Unavailable {
+            resp.insert_header(("Retry-After", "1"));
+        }
+        resp.body(body.to_string())
+    }
+}

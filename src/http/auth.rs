@@ -1,0 +1,88 @@
+//! Logging in, and the extractor that checks a bearer token and the caller's role.
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::{State, with_conn};
+use crate::auth::{Role, TOKEN_TTL_SECS, authenticate};
+use crate::error::{AppError, ErrorCode};
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/auth/login", web::post().to(login));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+#[tracing::instrument(skip_all)]
+async fn login(state: State, body: web::Json<LoginRequest>) -> Result<HttpResponse, AppError> {
+    let LoginRequest { email, password } = body.into_inner();
+    if password.len() > 1024 {
+        return Err(AppError::new(ErrorCode::Unauthorized, "wrong email or password"));
+    }
+    let (email, role) = with_conn(&state, move |c| authenticate(c, &email, &password)).await?;
+    let token = state.keys.issue(&email, role)?;
+    tracing::debug!(%email, "login");
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": TOKEN_TTL_SECS,
+        "role": role,
+    })))
+}
+
+/// An authenticated staff member (from `Authorization: Bearer ...`).
+#[derive(Debug, Clone)]
+pub struct Staff {
+    /// The user's email.
+    pub email: String,
+    /// The user's role.
+    pub role: Role,
+}
+
+impl Staff {
+    /// Succeeds if the caller may act as `needed` (403 otherwise).
+    pub fn require(self, needed: Role) -> Result<Staff, AppError> {
+        if self.role.allows(needed) {
+            Ok(self)
+        } else {
+            Err(AppError::new(
+                ErrorCode::Forbidden,
+                format!("this needs the {} role", needed.as_str()),
+            ))
+        }
+    }
+}
+
+impl FromRequest for Staff {
+    type Error = AppError;
+    type Future = Ready<Result<Staff, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(staff_of(req))
+    }
+}
+
+fn staff_of(req: &HttpRequest) -> Result<Staff, AppError> {
+    let state = req
+        .app_data::<State>()
+        .ok_or_else(|| AppError::internal("application state missing"))?;
+    let token = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "a valid access token is required"))?;
+    let claims = state.keys.check(token.trim())?;
+    Ok(Staff {
+        email: claims.sub,
+        role: claims.role,
+    })
+}

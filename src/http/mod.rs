@@ -1,0 +1,154 @@
+//! The HTTP service: the app factory, shared state, and the error handlers that turn every
+//! malformed request into problem+json.
+
+mod admin;
+mod auth;
+mod donations;
+mod fund;
+mod input;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{App, HttpRequest, HttpServer, web};
+
+pub use auth::Staff;
+
+use crate::auth::TokenKeys;
+use crate::config::Config;
+use crate::db::{self, Pool};
+use crate::error::{AppError, ErrorCode};
+use crate::ledger::{LedgerWriter, watch};
+
+/// Largest JSON body accepted.
+pub const JSON_LIMIT: usize = 16 * 1024;
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The configuration.
+    pub config: Config,
+    /// The single writer.
+    pub writer: LedgerWriter,
+    /// The read pool.
+    pub pool: Pool,
+    /// Token signing keys.
+    pub keys: TokenKeys,
+}
+
+/// A started service.
+pub struct Running {
+    /// The port it listens on.
+    pub port: u16,
+    /// The server future; await it to serve, or spawn it.
+    pub server: Server,
+    /// Shared state (tests read the writer's snapshot through it).
+    pub state: web::Data<AppState>,
+}
+
+/// Migrates the database, starts the writer, the watcher and the HTTP server (not yet
+/// awaited). Binds `config.bind_addr` (port 0 picks a free port).
+pub fn start(config: Config) -> Result<Running, anyhow::Error> {
+    if config.jwt_secret_generated {
+        tracing::warn!("JWT_SECRET is not set: using a random secret, so tokens end with this process");
+    }
+    let mut conn = db::establish(&config.database_url)?;
+    let ran = db::migrate(&mut conn)?;
+    if ran > 0 {
+        tracing::info!(migrations = ran, "database migrated");
+    }
+    drop(conn);
+    let writer = LedgerWriter::start(&config.database_url, &config.fund, config.writer_batch_max)?;
+    let pool = db::pool(&config.database_url, config.pool_size)?;
+    watch::spawn(pool.clone(), writer.clone())?;
+    let keys = TokenKeys::new(config.jwt_secret.bytes())?;
+    let listener = TcpListener::bind(config.bind_addr)?;
+    let port = listener.local_addr()?.port();
+    let workers = config.http_workers;
+    let state = web::Data::new(AppState {
+        config,
+        writer,
+        pool,
+        keys,
+    });
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || App::new().configure(|cfg| routes(cfg, app_state.clone())))
+        .listen(listener)?
+        .shutdown_timeout(5);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    tracing::info!(port, "crowdledger listening");
+    Ok(Running {
+        port,
+        server: server.run(),
+        state,
+    })
+}
+
+/// Registers every route, with the shared state and error handlers.
+pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    cfg.app_data(state)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(JSON_LIMIT)
+                .error_handler(|e, _req| json_error(&e).into()),
+        )
+        .app_data(web::QueryConfig::default().error_handler(|e, _req| query_error(&e).into()))
+        .app_data(web::PathConfig::default().error_handler(|e, _req| path_error(&e).into()))
+        .configure(fund::routes)
+        .configure(auth::routes)
+        .configure(donations::routes)
+        .configure(admin::routes)
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+fn json_error(e: &JsonPayloadError) -> AppError {
+    match e {
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            AppError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} bytes"))
+        }
+        JsonPayloadError::ContentType => AppError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the body as application/json",
+        ),
+        JsonPayloadError::Deserialize(se) => match se.classify() {
+            serde_json::error::Category::Data => AppError::new(ErrorCode::InvalidRequest, se.to_string()),
+            _ => AppError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {se}")),
+        },
+        other => AppError::new(ErrorCode::MalformedJson, other.to_string()),
+    }
+}
+
+fn query_error(e: &QueryPayloadError) -> AppError {
+    AppError::new(ErrorCode::InvalidRequest, format!("bad query string: {e}"))
+}
+
+fn path_error(e: &PathError) -> AppError {
+    AppError::new(ErrorCode::NotFound, format!("no such resource: {e}"))
+}
+
+/// Runs blocking database work on actix's blocking pool with a pooled connection.
+pub(crate) async fn with_conn<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, AppError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut db::DbConn) -> Result<T, AppError> + Send + 'static,
+{
+    let pool = state.pool.clone();
+    web::block(move || {
+        let mut conn = pool.get()?;
+        f(&mut conn)
+    })
+    .await?
+}
+
+/// Shared handle type for handlers.
+pub(crate) type State = web::Data<AppState>;
+

@@ -1,0 +1,19 @@
+//! The single writer: every change of money or intake is a command applied by one thread
+//! that owns one connection, in batches, one transaction and one commit per batch.
+//!
+//! One writer makes the target check and the auto-close race-free by construction; batching
+//! gives group commit. Each command runs inside its own savepoint so a failing command never
+//! fails its neighbours. Callers are answered only after the batch committed.
+
+mod context;
+pub mod ops;
+mod snapshot;
+mod state;
+pub mod verify;
+pub mod watch;
+mod writer;
+
+pub use context::Ctx;
+pub use snapshot::{FundSnapshot, FundView, IntakeView, PeriodView, SnapshotCell};
+pub use state::FundState;
+pub use writer::{LedgerWriter, Op};

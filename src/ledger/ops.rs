@@ -1,0 +1,394 @@
+//! The writer's commands. Inputs arrive already parsed (amounts checked, strings trimmed);
+//! these functions only apply them.
+
+use chrono::NaiveDate;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::{Ctx, Op};
+use crate::db::models::{IdempotencyRow, NewDonation, NewPeriod, PeriodRow};
+use crate::db::schema::{donations, idempotency_keys, periods};
+use crate::domain::IntakeState;
+use crate::error::{AppError, ErrorCode};
+use crate::money::{DonationAmount, Money};
+
+/// How an offline gift arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfflineMethod {
+    /// Paper check.
+    Check,
+    /// Bank wire.
+    Wire,
+    /// Cash.
+    Cash,
+    /// Anything else (money order, ...).
+    Other,
+}
+
+impl OfflineMethod {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfflineMethod::Check => "check",
+            OfflineMethod::Wire => "wire",
+            OfflineMethod::Cash => "cash",
+            OfflineMethod::Other => "other",
+        }
+    }
+}
+
+/// A checked offline gift.
+#[derive(Debug, Clone, Serialize)]
+pub struct OfflineGift {
+    /// Amount (positive, at most the maximum).
+    #[serde(skip)]
+    pub amount: DonationAmount,
+    /// Amount in minor units, for the idempotency fingerprint.
+    pub amount_minor: i64,
+    /// Donor's name as it goes on the receipt.
+    pub donor_name: String,
+    /// Where the receipt goes, if known.
+    pub email: Option<String>,
+    /// Check, wire, cash, other.
+    pub method: OfflineMethod,
+    /// Check number or wire reference.
+    pub reference: Option<String>,
+    /// When the money arrived.
+    pub received_on: NaiveDate,
+    /// Not shown publicly by name.
+    pub anonymous: bool,
+    /// Receipt language.
+    pub locale: String,
+}
+
+/// A remembered response: status and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: String,
+}
+
+/// An `Idempotency-Key` with the fingerprint of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// Scope and key, e.g. `offline:abc`.
+    pub scope_key: String,
+    /// SHA-256 of the parsed request.
+    pub request_hash: String,
+}
+
+/// Looks up a key: the stored response for the same request, a conflict for another.
+fn replay(cx: &mut Ctx<'_>, idem: &Idempotency) -> Result<Option<StoredResponse>, AppError> {
+    let found = idempotency_keys::table
+        .find(&idem.scope_key)
+        .select(IdempotencyRow::as_select())
+        .first(cx.conn)
+        .optional()?;
+    match found {
+        None => Ok(None),
+        Some(row) if row.request_hash == idem.request_hash => Ok(Some(StoredResponse {
+            status: u16::try_from(row.status_code).unwrap_or(200),
+            body: row.response_body,
+        })),
+        Some(_) => Err(AppError::new(
+            ErrorCode::IdempotencyConflict,
+            "this Idempotency-Key was already used with a different request",
+        )),
+    }
+}
+
+fn remember(cx: &mut Ctx<'_>, idem: &Idempotency, resp: &StoredResponse) -> Result<(), AppError> {
+    diesel::insert_into(idempotency_keys::table)
+        .values(&IdempotencyRow {
+            scope_key: idem.scope_key.clone(),
+            request_hash: idem.request_hash.clone(),
+            status_code: i32::from(resp.status),
+            response_body: resp.body.clone(),
+            created_at: cx.now,
+        })
+        .execute(cx.conn)?;
+    Ok(())
+}
+
+/// The JSON answer describing a recorded donation.
+#[derive(Debug, Serialize)]
+pub struct DonationReceipt {
+    /// Donation id.
+    pub donation_id: i64,
+    /// Status (`succeeded` for offline gifts).
+    pub status: &'static str,
+    /// Method.
+    pub method: &'static str,
+    /// Amount.
+    pub amount: Money,
+    /// Currency.
+    pub currency: &'static str,
+    /// Donor name.
+    pub donor_name: String,
+    /// Date received.
+    pub received_on: NaiveDate,
+    /// Recorded while intake was closed.
+    pub after_close: bool,
+    /// Hash of the ledger entry that recorded it.
+    pub ledger_hash: String,
+    /// Raised after this gift.
+    pub raised: Money,
+    /// Intake state after this gift.
+    pub intake: IntakeState,
+}
+
+/// Records an offline gift (check, wire, cash): money that has already arrived, so it is
+/// taken whatever the intake state.
+#[derive(Debug)]
+pub struct RecordOffline {
+    /// The gift.
+    pub gift: OfflineGift,
+    /// Treasurer recording it.
+    pub actor: String,
+    /// Idempotency key, if the client sent one.
+    pub idempotency: Option<Idempotency>,
+}
+
+impl Op for RecordOffline {
+    type Output = StoredResponse;
+
+    fn apply(self, cx: &mut Ctx<'_>) -> Result<StoredResponse, AppError> {
+        if let Some(idem) = &self.idempotency
+            && let Some(previous) = replay(cx, idem)?
+        {
+            return Ok(previous);
+        }
+        let g = &self.gift;
+        let c = cx.st.currency;
+        let after_close = cx.st.intake() == IntakeState::Closed;
+        let id: i64 = diesel::insert_into(donations::table)
+            .values(&NewDonation {
+                method: g.method.as_str(),
+                status: "succeeded",
+                amount_minor: g.amount.minor(),
+                currency: c.code(),
+                donor_name: &g.donor_name,
+                email: g.email.as_deref(),
+                anonymous: g.anonymous,
+                locale: &g.locale,
+                reference: g.reference.as_deref(),
+                received_on: Some(g.received_on),
+                payment_intent_id: None,
+                after_close,
+                recorded_by: Some(&self.actor),
+                created_at: cx.now,
+                succeeded_at: Some(cx.now),
+            })
+            .returning(donations::id)
+            .get_result(cx.conn)?;
+        let memo = match &g.reference {
+            Some(r) => format!("offline {} {r}", g.method.as_str()),
+            None => format!("offline {}", g.method.as_str()),
+        };
+        let entry = cx.append_entry("donation", Some(id), g.amount.minor(), 1, &memo)?;
+        if g.email.is_some() {
+            let payload = serde_json::json!({
+                "donation_id": id,
+                "amount": c.format(g.amount.minor()),
+                "currency": c.code(),
+                "method": g.method.as_str(),
+                "received_on": g.received_on,
+                "ledger_hash": entry.hash,
+            });
+            cx.queue_email("receipt", &format!("receipt:{id}"), Some(id), &g.locale, &payload)?;
+        }
+        cx.audit(
+            &self.actor,
+            "donation.offline_recorded",
+            &serde_json::json!({ "donation_id": id, "amount": c.format(g.amount.minor()), "method": g.method.as_str() }),
+        )?;
+        cx.settle_intake()?;
+        let body = DonationReceipt {
+            donation_id: id,
+            status: "succeeded",
+            method: g.method.as_str(),
+            amount: Money::new(g.amount.minor(), c),
+            currency: c.code(),
+            donor_name: g.donor_name.clone(),
+            received_on: g.received_on,
+            after_close,
+            ledger_hash: entry.hash,
+            raised: Money::new(cx.st.row.raised_minor, c),
+            intake: cx.st.intake(),
+        };
+        let resp = StoredResponse {
+            status: 201,
+            body: serde_json::to_string(&body).map_err(AppError::internal)?,
+        };
+        if let Some(idem) = &self.idempotency {
+            remember(cx, idem, &resp)?;
+        }
+        Ok(resp)
+    }
+}
+
+/// An admin switches intake on or off, with a public message.
+#[derive(Debug)]
+pub struct SetIntake {
+    /// True to open, false to pause.
+    pub accepting: bool,
+    /// Public message shown on the page.
+    pub message: String,
+    /// Admin doing it.
+    pub actor: String,
+}
+
+impl Op for SetIntake {
+    type Output = ();
+
+    fn apply(self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
+        let row = &cx.st.row;
+        let to = if self.accepting {
+            if row.raised_minor >= row.target_minor {
+                return Err(AppError::new(
+                    ErrorCode::TargetReached,
+                    "raised has reached the target; raise the target before reopening intake",
+                ));
+            }
+            IntakeState::Open
+        } else if cx.st.intake() == IntakeState::Closed {
+            // Closed stays closed (it says more than paused); only the message changes.
+            IntakeState::Closed
+        } else {
+            IntakeState::Paused
+        };
+        let why = format!("set by {}", self.actor);
+        cx.set_intake(to, &self.message, &why)?;
+        cx.audit(
+            &self.actor,
+            "intake.set",
+            &serde_json::json!({ "accepting": self.accepting, "message": self.message, "state": to.as_str() }),
+        )
+    }
+}
+
+/// An admin renames the fund or changes its target.
+#[derive(Debug)]
+pub struct UpdateFund {
+    /// New name.
+    pub name: Option<String>,
+    /// New target, minor units (positive).
+    pub target_minor: Option<i64>,
+    /// Admin doing it.
+    pub actor: String,
+}
+
+impl Op for UpdateFund {
+    type Output = ();
+
+    fn apply(self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
+        let c = cx.st.currency;
+        let before = (cx.st.row.name.clone(), cx.st.row.target_minor);
+        if let Some(name) = &self.name {
+            cx.st.row.name.clone_from(name);
+        }
+        if let Some(target) = self.target_minor
+            && target != cx.st.row.target_minor
+        {
+            cx.st.row.target_minor = target;
+            let memo = format!("target {} -> {} by {}", c.format(before.1), c.format(target), self.actor);
+            cx.append_entry("target", None, 0, 0, &memo)?;
+            cx.settle_intake()?;
+        }
+        cx.audit(
+            &self.actor,
+            "fund.update",
+            &serde_json::json!({
+                "name": { "from": before.0, "to": cx.st.row.name },
+                "target": { "from": c.format(before.1), "to": c.format(cx.st.row.target_minor) },
+            }),
+        )
+    }
+}
+
+/// A checked legal-fee period.
+#[derive(Debug, Clone)]
+pub struct PeriodInput {
+    /// Label, e.g. "August 2020".
+    pub label: String,
+    /// First day.
+    pub starts_on: NaiveDate,
+    /// Last day (not before the first).
+    pub ends_on: NaiveDate,
+    /// Fees owed, minor units (positive).
+    pub budget_minor: i64,
+}
+
+/// Adds a period (or, with `id`, replaces one's fields).
+#[derive(Debug)]
+pub struct SavePeriod {
+    /// Existing period to change; `None` adds one.
+    pub id: Option<i64>,
+    /// Its fields.
+    pub period: PeriodInput,
+    /// Admin doing it.
+    pub actor: String,
+}
+
+impl Op for SavePeriod {
+    type Output = PeriodRow;
+
+    fn apply(self, cx: &mut Ctx<'_>) -> Result<PeriodRow, AppError> {
+        let p = &self.period;
+        let values = NewPeriod {
+            label: &p.label,
+            starts_on: p.starts_on,
+            ends_on: p.ends_on,
+            budget_minor: p.budget_minor,
+            created_at: cx.now,
+            updated_at: cx.now,
+        };
+        let row: PeriodRow = match self.id {
+            None => diesel::insert_into(periods::table)
+                .values(&values)
+                .returning(periods::all_columns)
+                .get_result(cx.conn)?,
+            Some(id) => diesel::update(periods::table.find(id))
+                .set((
+                    periods::label.eq(&p.label),
+                    periods::starts_on.eq(p.starts_on),
+                    periods::ends_on.eq(p.ends_on),
+                    periods::budget_minor.eq(p.budget_minor),
+                    periods::updated_at.eq(cx.now),
+                ))
+                .returning(periods::all_columns)
+                .get_result(cx.conn)
+                .optional()?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no period {id}")))?,
+        };
+        cx.st.periods.retain(|q| q.id != row.id);
+        cx.st.periods.push(row.clone());
+        cx.st.periods.sort_by_key(|q| (q.starts_on, q.id));
+        let c = cx.st.currency;
+        cx.audit(
+            &self.actor,
+            if self.id.is_some() { "period.update" } else { "period.add" },
+            &serde_json::json!({
+                "id": row.id, "label": row.label, "starts_on": row.starts_on,
+                "ends_on": row.ends_on, "budget": c.format(row.budget_minor),
+            }),
+        )?;
+        Ok(row)
+    }
+}
+
+/// Does nothing; the batch it rides in reloads the fund and republishes the snapshot (used
+/// when another process changed the database).
+#[derive(Debug)]
+pub struct Refresh;
+
+impl Op for Refresh {
+    type Output = ();
+
+    fn apply(self, _cx: &mut Ctx<'_>) -> Result<(), AppError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,84 @@
+//! The writer's in-memory copy of the fund row and periods, reloaded under lock each batch.
+
+use diesel::prelude::*;
+
+use crate::db::DbConn;
+use crate::db::models::{FundRow, PeriodRow};
+use crate::db::schema::{funds, periods};
+use crate::domain::{Allocation, CapMode, IntakeState, PeriodBudget, allocate};
+use crate::error::AppError;
+use crate::money::Currency;
+
+/// The id of the one fund row.
+pub const FUND_ID: i64 = 1;
+
+/// The fund as the writer sees it inside a batch.
+#[derive(Debug, Clone)]
+pub struct FundState {
+    /// The fund row, including running totals and the chain head.
+    pub row: FundRow,
+    /// Periods in allocation order.
+    pub periods: Vec<PeriodRow>,
+    /// Parsed currency of the fund.
+    pub currency: Currency,
+}
+
+impl FundState {
+    /// Builds the state from rows; fails if stored names are unknown (a corrupted row).
+    pub fn from_rows(row: FundRow, mut periods: Vec<PeriodRow>) -> Result<FundState, AppError> {
+        let currency = Currency::from_code(&row.currency)
+            .ok_or_else(|| AppError::internal(format!("unknown fund currency {}", row.currency)))?;
+        if IntakeState::parse(&row.intake_state).is_none() || CapMode::parse(&row.cap_mode).is_none() {
+            return Err(AppError::internal("fund row has an unknown intake state or cap mode"));
+        }
+        periods.sort_by_key(|p| (p.starts_on, p.id));
+        Ok(FundState { row, periods, currency })
+    }
+
+    /// Reads the fund and its periods.
+    pub fn load(conn: &mut DbConn) -> Result<FundState, AppError> {
+        let row = load_fund_row(conn)?;
+        let periods = load_periods(conn)?;
+        FundState::from_rows(row, periods)
+    }
+
+    /// Current intake state.
+    pub fn intake(&self) -> IntakeState {
+        IntakeState::parse(&self.row.intake_state).unwrap_or(IntakeState::Paused)
+    }
+
+    /// Cap mode.
+    pub fn cap_mode(&self) -> CapMode {
+        CapMode::parse(&self.row.cap_mode).unwrap_or(CapMode::Soft)
+    }
+
+    /// Raised money spread over the periods.
+    pub fn allocation(&self) -> Allocation {
+        let budgets: Vec<PeriodBudget> = self
+            .periods
+            .iter()
+            .map(|p| PeriodBudget {
+                id: p.id,
+                order: (p.starts_on, p.id),
+                budget_minor: p.budget_minor,
+            })
+            .collect();
+        allocate(self.row.raised_minor, &budgets)
+    }
+}
+
+/// Reads the fund row.
+pub fn load_fund_row(conn: &mut DbConn) -> Result<FundRow, AppError> {
+    Ok(funds::table
+        .find(FUND_ID)
+        .select(FundRow::as_select())
+        .first(conn)?)
+}
+
+/// Reads every period.
+pub fn load_periods(conn: &mut DbConn) -> Result<Vec<PeriodRow>, AppError> {
+    Ok(periods::table
+        .select(PeriodRow::as_select())
+        .order((periods::starts_on.asc(), periods::id.asc()))
+        .load(conn)?)
+}

@@ -1,0 +1,187 @@
+//! `crowdledger verify`: recomputes the hash chain and every total from the ledger entries
+//! and compares them with what the database says now.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use super::state::load_fund_row;
+use crate::db::DbConn;
+use crate::db::models::LedgerEntryRow;
+use crate::db::schema::{donations, ledger_entries};
+use crate::domain::{EntryFields, GENESIS_HASH, entry_hash};
+use crate::error::AppError;
+
+const PAGE: i64 = 5_000;
+
+/// What verification found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// Entries read.
+    pub entries: i64,
+    /// Raised recomputed from the entries, minor units.
+    pub raised_minor: i64,
+    /// Donation count recomputed from the entries.
+    pub donation_count: i64,
+    /// The first entry whose chain or figures are wrong, if any.
+    pub first_bad_seq: Option<i64>,
+    /// Every difference found, in order.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing differs.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn bad(&mut self, seq: Option<i64>, problem: String) {
+        if let Some(s) = seq
+            && self.first_bad_seq.is_none_or(|f| s < f)
+        {
+            self.first_bad_seq = Some(s);
+        }
+        self.problems.push(problem);
+    }
+}
+
+/// Reads the whole ledger in pages and checks it.
+pub fn verify(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
+    let mut report = VerifyReport::default();
+    let mut prev_hash = GENESIS_HASH.to_owned();
+    let mut last: Option<LedgerEntryRow> = None;
+    let mut per_donation: HashMap<i64, (i64, i64)> = HashMap::new();
+    loop {
+        let after = last.as_ref().map_or(0, |e| e.seq);
+        let page: Vec<LedgerEntryRow> = ledger_entries::table
+            .filter(ledger_entries::seq.gt(after))
+            .order(ledger_entries::seq.asc())
+            .limit(PAGE)
+            .select(LedgerEntryRow::as_select())
+            .load(conn)?;
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            check_entry(&mut report, &e, &prev_hash, last.as_ref().map_or(0, |l| l.seq));
+            report.entries += 1;
+            report.raised_minor += e.amount_minor;
+            report.donation_count += e.count_delta;
+            if e.raised_after_minor != report.raised_minor {
+                report.bad(
+                    Some(e.seq),
+                    format!(
+                        "entry {}: raised_after {} but the entries before it sum to {}",
+                        e.seq, e.raised_after_minor, report.raised_minor
+                    ),
+                );
+            }
+            if let Some(d) = e.donation_id {
+                let t = per_donation.entry(d).or_insert((0, e.seq));
+                t.0 += e.amount_minor;
+            }
+            prev_hash.clone_from(&e.hash);
+            last = Some(e);
+        }
+    }
+    check_fund(conn, &mut report, last.as_ref())?;
+    check_donations(conn, &mut report, &per_donation)?;
+    Ok(report)
+}
+
+fn check_entry(report: &mut VerifyReport, e: &LedgerEntryRow, prev_hash: &str, prev_seq: i64) {
+    if e.seq != prev_seq + 1 {
+        report.bad(Some(e.seq), format!("entry {}: expected seq {} (an entry is missing)", e.seq, prev_seq + 1));
+    }
+    if e.prev_hash != prev_hash {
+        report.bad(Some(e.seq), format!("entry {}: prev_hash does not match the entry before it", e.seq));
+    }
+    let fields = EntryFields {
+        seq: e.seq,
+        created_at: e.created_at,
+        kind: &e.kind,
+        donation_id: e.donation_id,
+        amount_minor: e.amount_minor,
+        count_delta: e.count_delta,
+        raised_after_minor: e.raised_after_minor,
+        target_after_minor: e.target_after_minor,
+        intake_after: &e.intake_after,
+        memo: &e.memo,
+    };
+    if entry_hash(&e.prev_hash, &fields) != e.hash {
+        report.bad(Some(e.seq), format!("entry {}: hash does not match its contents (altered)", e.seq));
+    }
+}
+
+fn check_fund(conn: &mut DbConn, report: &mut VerifyReport, last: Option<&LedgerEntryRow>) -> Result<(), AppError> {
+    let fund = load_fund_row(conn)?;
+    let Some(last) = last else {
+        report.bad(None, "the ledger has no entries".into());
+        return Ok(());
+    };
+    let checks = [
+        ("raised", fund.raised_minor, report.raised_minor),
+        ("donation_count", fund.donation_count, report.donation_count),
+        ("ledger_seq", fund.ledger_seq, last.seq),
+        ("target", fund.target_minor, last.target_after_minor),
+    ];
+    for (what, stored, computed) in checks {
+        if stored != computed {
+            report.bad(None, format!("fund {what} is {stored} but the ledger says {computed}"));
+        }
+    }
+    if fund.ledger_head != last.hash {
+        report.bad(None, "fund ledger_head is not the hash of the last entry".into());
+    }
+    if fund.intake_state != last.intake_after {
+        report.bad(
+            None,
+            format!("fund intake is {} but the ledger says {}", fund.intake_state, last.intake_after),
+        );
+    }
+    Ok(())
+}
+
+fn check_donations(
+    conn: &mut DbConn,
+    report: &mut VerifyReport,
+    per_donation: &HashMap<i64, (i64, i64)>,
+) -> Result<(), AppError> {
+    let mut after = 0_i64;
+    let mut seen = 0_usize;
+    loop {
+        let page: Vec<(i64, String, i64, i64, i64)> = donations::table
+            .filter(donations::id.gt(after))
+            .order(donations::id.asc())
+            .limit(PAGE)
+            .select((
+                donations::id,
+                donations::status,
+                donations::amount_minor,
+                donations::refunded_minor,
+                donations::disputed_minor,
+            ))
+            .load(conn)?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        for (id, status, amount, refunded, disputed) in page {
+            let expected = if status == "succeeded" { amount - refunded - disputed } else { 0 };
+            let (in_ledger, first_seq) = per_donation.get(&id).copied().unwrap_or((0, 0));
+            if per_donation.contains_key(&id) {
+                seen += 1;
+            }
+            if expected != in_ledger {
+                report.bad(
+                    (first_seq > 0).then_some(first_seq),
+                    format!(
+                        "donation {id}: the donations table counts {expected} minor units but its ledger entries (from entry {first_seq}) sum to {in_ledger}"
+                    ),
+                );
+            }
+        }
+    }
+    if seen != per_donation.len() {
+        report.bad(None, "ledger entries name donations that do not exist".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! crowdledger: a donation ledger for a legal-defense fund.
+//!
+//! The binary in `main.rs` only parses the command line; everything it runs lives here so the
+//! integration tests and tools call the same code.
+
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ledger;
+pub mod money;

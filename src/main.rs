@@ -1,0 +1,91 @@
+//! The `crowdledger` command: parses arguments and calls into the library.
+
+use clap::{Parser, Subcommand};
+use crowdledger::commands;
+use crowdledger::config::Config;
+
+/// A donation ledger for a legal-defense fund.
+#[derive(Parser)]
+#[command(name = "crowdledger", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Manage staff accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage legal-fee periods.
+    Period {
+        #[command(subcommand)]
+        command: PeriodCommand,
+    },
+    /// Recompute the ledger's hash chain and totals; exit 1 if anything was altered.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user, or reset its password and role; the password is read from stdin.
+    Add {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// admin or treasurer.
+        #[arg(long, value_parser = ["admin", "treasurer"])]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeriodCommand {
+    /// Add a legal-fee period.
+    Add {
+        /// Label, e.g. "August 2020".
+        #[arg(long)]
+        label: String,
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// Fees owed for the period, e.g. 600000.00.
+        #[arg(long)]
+        budget: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    commands::init_tracing();
+    let result = Config::from_env()
+        .map_err(anyhow::Error::from)
+        .and_then(|config| match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => commands::serve(config).map(|()| true),
+            Command::Migrate => commands::migrate(&config).map(|()| true),
+            Command::User {
+                command: UserCommand::Add { email, role },
+            } => commands::user_add(&config, &email, &role).map(|()| true),
+            Command::Period {
+                command: PeriodCommand::Add { label, from, to, budget },
+            } => commands::period_add(&config, &label, &from, &to, &budget).map(|()| true),
+            Command::Verify => commands::verify_ledger(&config),
+        });
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("crowdledger: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

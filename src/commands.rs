@@ -49,15 +49,24 @@ pub fn user_add(config: &Config, email: &str, role: &str) -> anyhow::Result<()> 
     let password = password.trim_end_matches(['\r', '\n']);
     let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
     db::migrate(&mut conn)?;
-    crate::auth::add_user(&mut conn, &email, role, password).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    crate::auth::add_user(&mut conn, &email, role, password)
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     println!("{} is now a {}", email.as_str(), role.as_str());
     Ok(())
 }
 
 /// `period add`: adds a legal-fee period through the writer (a running server notices).
-pub fn period_add(config: &Config, label: &str, from: &str, to: &str, budget: &str) -> anyhow::Result<()> {
-    let starts_on = chrono::NaiveDate::parse_from_str(from, "%Y-%m-%d").context("--from must be YYYY-MM-DD")?;
-    let ends_on = chrono::NaiveDate::parse_from_str(to, "%Y-%m-%d").context("--to must be YYYY-MM-DD")?;
+pub fn period_add(
+    config: &Config,
+    label: &str,
+    from: &str,
+    to: &str,
+    budget: &str,
+) -> anyhow::Result<()> {
+    let starts_on =
+        chrono::NaiveDate::parse_from_str(from, "%Y-%m-%d").context("--from must be YYYY-MM-DD")?;
+    let ends_on =
+        chrono::NaiveDate::parse_from_str(to, "%Y-%m-%d").context("--to must be YYYY-MM-DD")?;
     if ends_on < starts_on {
         bail!("--to is before --from");
     }

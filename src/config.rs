@@ -148,7 +148,8 @@ impl Config {
             .unwrap_or_else(|| "127.0.0.1:8080".into())
             .parse()
             .map_err(|e| ConfigError(format!("BIND_ADDR: {e}")))?;
-        let public_base_url = var("PUBLIC_BASE_URL").unwrap_or_else(|| format!("http://{bind_addr}"));
+        let public_base_url =
+            var("PUBLIC_BASE_URL").unwrap_or_else(|| format!("http://{bind_addr}"));
         let (jwt_secret, jwt_secret_generated) = match var("JWT_SECRET") {
             Some(s) if s.len() < MIN_JWT_SECRET_LEN => {
                 return Err(ConfigError(format!(
@@ -163,8 +164,11 @@ impl Config {
             }
         };
         let currency_code = var("FUND_CURRENCY").unwrap_or_else(|| "USD".into());
-        let currency = Currency::from_code(&currency_code)
-            .ok_or_else(|| ConfigError(format!("FUND_CURRENCY: unsupported currency {currency_code:?}")))?;
+        let currency = Currency::from_code(&currency_code).ok_or_else(|| {
+            ConfigError(format!(
+                "FUND_CURRENCY: unsupported currency {currency_code:?}"
+            ))
+        })?;
         let amount = |key: &str, default: &str| -> Result<i64, ConfigError> {
             let text = var(key).unwrap_or_else(|| default.into());
             match currency.parse_minor(text.trim()) {

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// Wrong content type.
     UnsupportedMediaType,
+    /// A refund larger than what is still refundable.
+    RefundExceedsRemaining,
     /// Intake is not open.
     IntakeClosed,
     /// Reopening while raised has met the target.
@@ -46,9 +48,9 @@ impl ErrorCode {
     /// HTTP status for this code.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidAmount | ErrorCode::InvalidRequest => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ErrorCode::InvalidAmount
+            | ErrorCode::InvalidRequest
+            | ErrorCode::RefundExceedsRemaining => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::MalformedJson => StatusCode::BAD_REQUEST,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::MalformedJson => "Malformed JSON",
             ErrorCode::PayloadTooLarge => "Payload too large",
             ErrorCode::UnsupportedMediaType => "Unsupported media type",
+            ErrorCode::RefundExceedsRemaining => "Refund exceeds what remains",
             ErrorCode::IntakeClosed => "Intake closed",
             ErrorCode::TargetReached => "Target reached",
             ErrorCode::IdempotencyConflict => "Idempotency key reused",
@@ -128,7 +131,10 @@ impl AppError {
     /// A failure whose cause is logged and not shown.
     pub fn internal(cause: impl std::fmt::Display) -> AppError {
         tracing::error!(%cause, "internal error");
-        AppError::new(ErrorCode::Internal, "something went wrong; it has been logged")
+        AppError::new(
+            ErrorCode::Internal,
+            "something went wrong; it has been logged",
+        )
     }
 
     /// The database could not be reached; the caller may retry.

@@ -76,7 +76,13 @@ fn main() -> std::process::ExitCode {
                 command: UserCommand::Add { email, role },
             } => commands::user_add(&config, &email, &role).map(|()| true),
             Command::Period {
-                command: PeriodCommand::Add { label, from, to, budget },
+                command:
+                    PeriodCommand::Add {
+                        label,
+                        from,
+                        to,
+                        budget,
+                    },
             } => commands::period_add(&config, &label, &from, &to, &budget).map(|()| true),
             Command::Verify => commands::verify_ledger(&config),
         });

@@ -18,24 +18,66 @@ pub struct Currency {
 
 /// Currencies a fund may be kept in (Stripe's two-decimal and zero-decimal ones that matter here).
 const CURRENCIES: &[Currency] = &[
-    Currency { code: "USD", digits: 2 },
-    Currency { code: "EUR", digits: 2 },
-    Currency { code: "GBP", digits: 2 },
-    Currency { code: "CAD", digits: 2 },
-    Currency { code: "AUD", digits: 2 },
-    Currency { code: "NZD", digits: 2 },
-    Currency { code: "CHF", digits: 2 },
-    Currency { code: "CNY", digits: 2 },
-    Currency { code: "HKD", digits: 2 },
-    Currency { code: "TWD", digits: 2 },
-    Currency { code: "SGD", digits: 2 },
-    Currency { code: "JPY", digits: 0 },
-    Currency { code: "KRW", digits: 0 },
+    Currency {
+        code: "USD",
+        digits: 2,
+    },
+    Currency {
+        code: "EUR",
+        digits: 2,
+    },
+    Currency {
+        code: "GBP",
+        digits: 2,
+    },
+    Currency {
+        code: "CAD",
+        digits: 2,
+    },
+    Currency {
+        code: "AUD",
+        digits: 2,
+    },
+    Currency {
+        code: "NZD",
+        digits: 2,
+    },
+    Currency {
+        code: "CHF",
+        digits: 2,
+    },
+    Currency {
+        code: "CNY",
+        digits: 2,
+    },
+    Currency {
+        code: "HKD",
+        digits: 2,
+    },
+    Currency {
+        code: "TWD",
+        digits: 2,
+    },
+    Currency {
+        code: "SGD",
+        digits: 2,
+    },
+    Currency {
+        code: "JPY",
+        digits: 0,
+    },
+    Currency {
+        code: "KRW",
+        digits: 0,
+    },
 ];
 
 impl Currency {
     /// US dollars, the default.
-    pub const USD: Currency = Currency { code: "USD", digits: 2 };
+    pub const USD: Currency = Currency {
+        code: "USD",
+        digits: 2,
+    };
 
     /// Looks a currency up by its ISO code (case-insensitive).
     pub fn from_code(code: &str) -> Option<Currency> {
@@ -242,5 +284,59 @@ mod tests {
         assert_eq!(jpy.parse_minor("500"), Ok(500));
         assert_eq!(jpy.parse_minor("500.5"), Err(AmountError::TooManyDecimals));
         assert_eq!(jpy.format(500), "500");
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const WIDE: AmountBounds = AmountBounds {
+            min_minor: 1,
+            max_minor: i64::MAX,
+        };
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Arbitrary text never panics, and whatever is accepted is plain digits with at
+            /// most two decimals that formats back to the same value.
+            #[test]
+            fn any_text_is_parsed_safely(text in any::<String>()) {
+                if let Ok(a) = DonationAmount::parse(&text, Currency::USD, WIDE) {
+                    prop_assert!(text.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
+                    let formatted = Currency::USD.format(a.minor());
+                    prop_assert_eq!(Currency::USD.parse_minor(&formatted), Ok(a.minor()));
+                    let normal: rust_decimal::Decimal = text.parse().expect("decimal");
+                    prop_assert_eq!(Currency::USD.to_decimal(a.minor()), normal);
+                }
+            }
+
+            /// Near-miss strings built from amount characters and the usual suspects.
+            #[test]
+            fn hostile_shapes_are_refused(
+                text in r"[0-9]{0,4}[,eE+_ NaInf٣-]{1,2}[0-9.]{0,4}",
+            ) {
+                prop_assert!(DonationAmount::parse(&text, Currency::USD, WIDE).is_err());
+            }
+
+            /// Minor units survive text and Decimal round trips exactly.
+            #[test]
+            fn money_round_trips_exactly(minor in 0i64..=999_999_999_999_999) {
+                let c = Currency::USD;
+                let text = c.format(minor);
+                prop_assert_eq!(c.parse_minor(&text), Ok(minor));
+                prop_assert_eq!(c.to_minor(c.to_decimal(minor)), Some(minor));
+                let (int, frac) = text.split_once('.').expect("two decimals");
+                prop_assert_eq!(frac.len(), 2);
+                prop_assert!(!int.is_empty());
+            }
+
+            /// More decimals than the currency has are refused, never rounded.
+            #[test]
+            fn extra_decimals_are_never_rounded(int in 0u32..100_000, frac in 0u32..1000) {
+                let text = format!("{int}.{frac:03}");
+                prop_assert_eq!(Currency::USD.parse_minor(&text), Err(AmountError::TooManyDecimals));
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Staff accounts: roles, argon2id password hashes, and HS256 access tokens.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use diesel::prelude::*;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,9 @@ impl Email {
             && !domain.ends_with('.')
             && !domain.contains('@')
             && t.len() <= 254
-            && !t.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+            && !t
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
         ok.then(|| Email(t.to_lowercase()))
     }
 
@@ -160,8 +162,11 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// A hash of no one's password, checked when the email is unknown so that a wrong email
@@ -170,9 +175,17 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password("not a password of anyone").unwrap_or_default());
 
 /// Creates a staff account (or replaces its password and role).
-pub fn add_user(conn: &mut DbConn, email: &Email, role: Role, password: &str) -> Result<(), AppError> {
+pub fn add_user(
+    conn: &mut DbConn,
+    email: &Email,
+    role: Role,
+    password: &str,
+) -> Result<(), AppError> {
     if password.chars().count() < 12 {
-        return Err(AppError::invalid_field("password", "use at least 12 characters"));
+        return Err(AppError::invalid_field(
+            "password",
+            "use at least 12 characters",
+        ));
     }
     let hash = hash_password(password)?;
     let existing = users::table
@@ -183,7 +196,10 @@ pub fn add_user(conn: &mut DbConn, email: &Email, role: Role, password: &str) ->
     match existing {
         Some(id) => {
             diesel::update(users::table.find(id))
-                .set((users::password_hash.eq(&hash), users::role.eq(role.as_str())))
+                .set((
+                    users::password_hash.eq(&hash),
+                    users::role.eq(role.as_str()),
+                ))
                 .execute(conn)?;
         }
         None => {
@@ -202,7 +218,11 @@ pub fn add_user(conn: &mut DbConn, email: &Email, role: Role, password: &str) ->
 
 /// Checks an email and password; the same error (and about the same time) whether the email
 /// is unknown or the password wrong.
-pub fn authenticate(conn: &mut DbConn, email: &str, password: &str) -> Result<(String, Role), AppError> {
+pub fn authenticate(
+    conn: &mut DbConn,
+    email: &str,
+    password: &str,
+) -> Result<(String, Role), AppError> {
     let user = Email::parse(email)
         .map(|e| {
             users::table

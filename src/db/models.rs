@@ -3,7 +3,9 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::schema::{audit_log, donations, funds, idempotency_keys, ledger_entries, outbox, periods, users};
+use super::schema::{
+    audit_log, donations, funds, idempotency_keys, ledger_entries, outbox, periods, users,
+};
 
 /// The fund row: settings, running totals and the head of the ledger chain.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]

@@ -81,9 +81,18 @@ mod tests {
     #[test]
     fn reaching_the_target_closes_and_nothing_reopens_by_itself() {
         assert_eq!(IntakeState::Open.after_totals(99, 100), IntakeState::Open);
-        assert_eq!(IntakeState::Open.after_totals(100, 100), IntakeState::Closed);
-        assert_eq!(IntakeState::Paused.after_totals(150, 100), IntakeState::Closed);
-        assert_eq!(IntakeState::Closed.after_totals(10, 100), IntakeState::Closed);
+        assert_eq!(
+            IntakeState::Open.after_totals(100, 100),
+            IntakeState::Closed
+        );
+        assert_eq!(
+            IntakeState::Paused.after_totals(150, 100),
+            IntakeState::Closed
+        );
+        assert_eq!(
+            IntakeState::Closed.after_totals(10, 100),
+            IntakeState::Closed
+        );
         for s in [IntakeState::Open, IntakeState::Paused, IntakeState::Closed] {
             assert_eq!(IntakeState::parse(s.as_str()), Some(s));
         }

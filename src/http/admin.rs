@@ -4,17 +4,19 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::{State, Staff, input};
+use super::{Staff, State, input};
 use crate::auth::Role;
 use crate::error::AppError;
 use crate::ledger::ops::{PeriodInput, SavePeriod, SetIntake, UpdateFund};
+use crate::ledger::refund::RecordRefund;
 use crate::money::Money;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/admin/intake", web::put().to(set_intake))
         .route("/api/admin/fund", web::put().to(update_fund))
         .route("/api/admin/periods", web::post().to(add_period))
-        .route("/api/admin/periods/{id}", web::put().to(update_period));
+        .route("/api/admin/periods/{id}", web::put().to(update_period))
+        .route("/api/admin/donations/{id}/refund", web::post().to(refund));
 }
 
 fn fund_response(state: &State) -> Result<HttpResponse, AppError> {
@@ -37,10 +39,15 @@ struct IntakeRequest {
 }
 
 #[tracing::instrument(skip_all)]
-async fn set_intake(staff: Staff, state: State, body: web::Json<IntakeRequest>) -> Result<HttpResponse, AppError> {
+async fn set_intake(
+    staff: Staff,
+    state: State,
+    body: web::Json<IntakeRequest>,
+) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Admin)?;
     let body = body.into_inner();
-    let message = input::optional_text("message", body.message.as_deref(), 1000)?.unwrap_or_default();
+    let message =
+        input::optional_text("message", body.message.as_deref(), 1000)?.unwrap_or_default();
     state
         .writer
         .submit(SetIntake {
@@ -60,7 +67,11 @@ struct FundRequest {
 }
 
 #[tracing::instrument(skip_all)]
-async fn update_fund(staff: Staff, state: State, body: web::Json<FundRequest>) -> Result<HttpResponse, AppError> {
+async fn update_fund(
+    staff: Staff,
+    state: State,
+    body: web::Json<FundRequest>,
+) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Admin)?;
     let body = body.into_inner();
     let name = match body.name {
@@ -104,7 +115,10 @@ fn parse_period(state: &State, body: PeriodRequest) -> Result<PeriodInput, AppEr
     let starts_on = input::date("starts_on", &body.starts_on)?;
     let ends_on = input::date("ends_on", &body.ends_on)?;
     if ends_on < starts_on {
-        return Err(AppError::invalid_field("ends_on", "ends_on is before starts_on"));
+        return Err(AppError::invalid_field(
+            "ends_on",
+            "ends_on is before starts_on",
+        ));
     }
     Ok(PeriodInput {
         label: input::text("label", &body.label, 100)?,
@@ -114,7 +128,12 @@ fn parse_period(state: &State, body: PeriodRequest) -> Result<PeriodInput, AppEr
     })
 }
 
-async fn save_period(staff: Staff, state: State, id: Option<i64>, body: PeriodRequest) -> Result<HttpResponse, AppError> {
+async fn save_period(
+    staff: Staff,
+    state: State,
+    id: Option<i64>,
+    body: PeriodRequest,
+) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Admin)?;
     let period = parse_period(&state, body)?;
     let row = state
@@ -141,7 +160,11 @@ async fn save_period(staff: Staff, state: State, id: Option<i64>, body: PeriodRe
 }
 
 #[tracing::instrument(skip_all)]
-async fn add_period(staff: Staff, state: State, body: web::Json<PeriodRequest>) -> Result<HttpResponse, AppError> {
+async fn add_period(
+    staff: Staff,
+    state: State,
+    body: web::Json<PeriodRequest>,
+) -> Result<HttpResponse, AppError> {
     save_period(staff, state, None, body.into_inner()).await
 }
 
@@ -153,4 +176,37 @@ async fn update_period(
     body: web::Json<PeriodRequest>,
 ) -> Result<HttpResponse, AppError> {
     save_period(staff, state, Some(id.into_inner()), body.into_inner()).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundRequest {
+    amount: Option<serde_json::Value>,
+    reason: String,
+}
+
+/// Refunds an offline gift by recording it (the money goes back outside the system).
+#[tracing::instrument(skip_all)]
+async fn refund(
+    staff: Staff,
+    state: State,
+    id: web::Path<i64>,
+    body: web::Json<RefundRequest>,
+) -> Result<HttpResponse, AppError> {
+    let staff = staff.require(Role::Admin)?;
+    let body = body.into_inner();
+    let amount_minor = match &body.amount {
+        Some(a) => Some(positive_amount(&state, "amount", a)?),
+        None => None,
+    };
+    let outcome = state
+        .writer
+        .submit(RecordRefund {
+            donation_id: id.into_inner(),
+            amount_minor,
+            reason: input::text("reason", &body.reason, 500)?,
+            actor: staff.email,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(outcome))
 }

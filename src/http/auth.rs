@@ -25,7 +25,10 @@ struct LoginRequest {
 async fn login(state: State, body: web::Json<LoginRequest>) -> Result<HttpResponse, AppError> {
     let LoginRequest { email, password } = body.into_inner();
     if password.len() > 1024 {
-        return Err(AppError::new(ErrorCode::Unauthorized, "wrong email or password"));
+        return Err(AppError::new(
+            ErrorCode::Unauthorized,
+            "wrong email or password",
+        ));
     }
     let (email, role) = with_conn(&state, move |c| authenticate(c, &email, &password)).await?;
     let token = state.keys.issue(&email, role)?;
@@ -78,8 +81,13 @@ fn staff_of(req: &HttpRequest) -> Result<Staff, AppError> {
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "a valid access token is required"))?;
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| {
+            AppError::new(ErrorCode::Unauthorized, "a valid access token is required")
+        })?;
     let claims = state.keys.check(token.trim())?;
     Ok(Staff {
         email: claims.sub,

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{State, Staff, input, with_conn};
+use super::{Staff, State, input, with_conn};
 use crate::auth::{Email, Role};
 use crate::db::models::DonationRow;
 use crate::db::schema::donations;
@@ -39,7 +39,10 @@ struct OfflineRequest {
 impl OfflineRequest {
     fn parse(self, currency: Currency, max_minor: i64) -> Result<OfflineGift, AppError> {
         // The money has already arrived: any positive amount up to the maximum.
-        let bounds = AmountBounds { min_minor: 1, max_minor };
+        let bounds = AmountBounds {
+            min_minor: 1,
+            max_minor,
+        };
         let amount = input::amount("amount", &self.amount, currency, bounds)?;
         let method = match self.method.trim() {
             "check" => OfflineMethod::Check,
@@ -47,14 +50,19 @@ impl OfflineRequest {
             "cash" => OfflineMethod::Cash,
             "other" => OfflineMethod::Other,
             _ => {
-                return Err(AppError::invalid_field("method", "method must be check, wire, cash or other"));
+                return Err(AppError::invalid_field(
+                    "method",
+                    "method must be check, wire, cash or other",
+                ));
             }
         };
         let email = match input::optional_text("email", self.email.as_deref(), 254)? {
             None => None,
             Some(e) => Some(
                 Email::parse(&e)
-                    .ok_or_else(|| AppError::invalid_field("email", "email is not a valid address"))?
+                    .ok_or_else(|| {
+                        AppError::invalid_field("email", "email is not a valid address")
+                    })?
                     .as_str()
                     .to_owned(),
             ),
@@ -65,7 +73,10 @@ impl OfflineRequest {
             Some(d) => input::date("received_on", d)?,
         };
         if received_on > today + chrono::Days::new(1) {
-            return Err(AppError::invalid_field("received_on", "received_on is in the future"));
+            return Err(AppError::invalid_field(
+                "received_on",
+                "received_on is in the future",
+            ));
         }
         Ok(OfflineGift {
             amount,
@@ -105,13 +116,21 @@ async fn record_offline(
 ) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Treasurer)?;
     let key = idempotency_key(&req)?;
-    let currency = state.writer.snapshot().get().map_or(state.config.fund.currency, |s| {
-        Currency::from_code(s.view.currency).unwrap_or(state.config.fund.currency)
-    });
-    let gift = body.into_inner().parse(currency, state.config.donation_bounds.max_minor)?;
+    let currency = state
+        .writer
+        .snapshot()
+        .get()
+        .map_or(state.config.fund.currency, |s| {
+            Currency::from_code(s.view.currency).unwrap_or(state.config.fund.currency)
+        });
+    let gift = body
+        .into_inner()
+        .parse(currency, state.config.donation_bounds.max_minor)?;
     let idempotency = key.map(|k| Idempotency {
         scope_key: format!("offline:{k}"),
-        request_hash: hex::encode(Sha256::digest(serde_json::to_vec(&gift).unwrap_or_default())),
+        request_hash: hex::encode(Sha256::digest(
+            serde_json::to_vec(&gift).unwrap_or_default(),
+        )),
     });
     let resp = state
         .writer
@@ -154,12 +173,19 @@ struct DonationView {
     created_at: NaiveDateTime,
 }
 
-async fn list(staff: Staff, state: State, q: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+async fn list(
+    staff: Staff,
+    state: State,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
     staff.require(Role::Treasurer)?;
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(AppError::invalid_field("limit", format!("limit must be 1 to {MAX_PAGE}")));
+        return Err(AppError::invalid_field(
+            "limit",
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
     }
     let rows: Vec<DonationRow> = with_conn(&state, move |c| {
         let mut query = donations::table
@@ -179,7 +205,9 @@ async fn list(staff: Staff, state: State, q: web::Query<ListQuery>) -> Result<Ht
         Ok(query.load(c)?)
     })
     .await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
     let items: Vec<DonationView> = rows
         .into_iter()
         .map(|r| {
@@ -203,4 +231,3 @@ async fn list(staff: Staff, state: State, q: web::Query<ListQuery>) -> Result<Ht
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_after": next })))
 }
-

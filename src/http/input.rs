@@ -14,10 +14,12 @@ pub fn amount(
     bounds: AmountBounds,
 ) -> Result<DonationAmount, AppError> {
     match value {
-        serde_json::Value::String(s) => {
-            DonationAmount::parse(s, currency, bounds).map_err(|e| AppError::invalid_amount(field, e))
-        }
-        _ => Err(AppError::invalid_amount(field, crate::money::AmountError::Malformed)),
+        serde_json::Value::String(s) => DonationAmount::parse(s, currency, bounds)
+            .map_err(|e| AppError::invalid_amount(field, e)),
+        _ => Err(AppError::invalid_amount(
+            field,
+            crate::money::AmountError::Malformed,
+        )),
     }
 }
 
@@ -25,29 +27,43 @@ pub fn amount(
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, AppError> {
     let t = value.trim();
     if t.is_empty() {
-        return Err(AppError::invalid_field(field, format!("{field} is required")));
+        return Err(AppError::invalid_field(
+            field,
+            format!("{field} is required"),
+        ));
     }
     optional_text(field, Some(t), max).map(Option::unwrap_or_default)
 }
 
 /// Optional text: blank becomes `None`; otherwise as [`text`].
-pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, AppError> {
+pub fn optional_text(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, AppError> {
     let Some(t) = value.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
     if t.chars().count() > max {
-        return Err(AppError::invalid_field(field, format!("{field} is longer than {max} characters")));
+        return Err(AppError::invalid_field(
+            field,
+            format!("{field} is longer than {max} characters"),
+        ));
     }
     if t.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(AppError::invalid_field(field, format!("{field} contains control characters")));
+        return Err(AppError::invalid_field(
+            field,
+            format!("{field} contains control characters"),
+        ));
     }
     Ok(Some(t.to_owned()))
 }
 
 /// A calendar date `YYYY-MM-DD`.
 pub fn date(field: &str, value: &str) -> Result<NaiveDate, AppError> {
-    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
-        .map_err(|_| AppError::invalid_field(field, format!("{field} must be a date like 2020-08-01")))
+    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").map_err(|_| {
+        AppError::invalid_field(field, format!("{field} must be a date like 2020-08-01"))
+    })
 }
 
 /// A supported receipt language.
@@ -55,6 +71,9 @@ pub fn locale(value: Option<&str>) -> Result<String, AppError> {
     match value.map(str::trim) {
         None | Some("" | "en") => Ok("en".into()),
         Some("zh-CN" | "zh-cn" | "zh") => Ok("zh-CN".into()),
-        Some(_) => Err(AppError::invalid_field("locale", "locale must be en or zh-CN")),
+        Some(_) => Err(AppError::invalid_field(
+            "locale",
+            "locale must be en or zh-CN",
+        )),
     }
 }

@@ -50,7 +50,9 @@ pub struct Running {
 /// awaited). Binds `config.bind_addr` (port 0 picks a free port).
 pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     if config.jwt_secret_generated {
-        tracing::warn!("JWT_SECRET is not set: using a random secret, so tokens end with this process");
+        tracing::warn!(
+            "JWT_SECRET is not set: using a random secret, so tokens end with this process"
+        );
     }
     let mut conn = db::establish(&config.database_url)?;
     let ran = db::migrate(&mut conn)?;
@@ -72,9 +74,10 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         keys,
     });
     let app_state = state.clone();
-    let mut server = HttpServer::new(move || App::new().configure(|cfg| routes(cfg, app_state.clone())))
-        .listen(listener)?
-        .shutdown_timeout(5);
+    let mut server =
+        HttpServer::new(move || App::new().configure(|cfg| routes(cfg, app_state.clone())))
+            .listen(listener)?
+            .shutdown_timeout(5);
     if workers > 0 {
         server = server.workers(workers);
     }
@@ -112,16 +115,23 @@ async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError
 
 fn json_error(e: &JsonPayloadError) -> AppError {
     match e {
-        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-            AppError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} bytes"))
-        }
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => AppError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes"),
+        ),
         JsonPayloadError::ContentType => AppError::new(
             ErrorCode::UnsupportedMediaType,
             "send the body as application/json",
         ),
         JsonPayloadError::Deserialize(se) => match se.classify() {
-            serde_json::error::Category::Data => AppError::new(ErrorCode::InvalidRequest, se.to_string()),
-            _ => AppError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {se}")),
+            serde_json::error::Category::Data => {
+                AppError::new(ErrorCode::InvalidRequest, se.to_string())
+            }
+            _ => AppError::new(
+                ErrorCode::MalformedJson,
+                format!("the body is not valid JSON: {se}"),
+            ),
         },
         other => AppError::new(ErrorCode::MalformedJson, other.to_string()),
     }
@@ -151,4 +161,3 @@ where
 
 /// Shared handle type for handlers.
 pub(crate) type State = web::Data<AppState>;
-

@@ -95,7 +95,12 @@ impl Ctx<'_> {
 
     /// Changes the intake state (with its public message) and records the change in the
     /// ledger. No-op apart from the message when the state is unchanged.
-    pub fn set_intake(&mut self, to: IntakeState, message: &str, why: &str) -> Result<(), AppError> {
+    pub fn set_intake(
+        &mut self,
+        to: IntakeState,
+        message: &str,
+        why: &str,
+    ) -> Result<(), AppError> {
         let from = self.st.intake();
         self.st.row.intake_message = message.to_owned();
         if from == to {
@@ -103,7 +108,13 @@ impl Ctx<'_> {
         }
         self.st.row.intake_state = to.as_str().to_owned();
         self.st.row.intake_changed_at = self.now;
-        self.append_entry("intake", None, 0, 0, &format!("{} -> {}: {why}", from.as_str(), to.as_str()))?;
+        self.append_entry(
+            "intake",
+            None,
+            0,
+            0,
+            &format!("{} -> {}: {why}", from.as_str(), to.as_str()),
+        )?;
         if to == IntakeState::Closed {
             self.queue_intake_closed()?;
         }
@@ -182,7 +193,12 @@ impl Ctx<'_> {
     }
 
     /// Writes an audit record of a staff action.
-    pub fn audit(&mut self, actor: &str, action: &str, detail: &serde_json::Value) -> Result<(), AppError> {
+    pub fn audit(
+        &mut self,
+        actor: &str,
+        action: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), AppError> {
         let detail = detail.to_string();
         diesel::insert_into(audit_log::table)
             .values(&NewAudit {

@@ -7,6 +7,7 @@
 
 mod context;
 pub mod ops;
+pub mod refund;
 mod snapshot;
 mod state;
 pub mod verify;

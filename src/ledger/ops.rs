@@ -198,7 +198,13 @@ impl Op for RecordOffline {
                 "received_on": g.received_on,
                 "ledger_hash": entry.hash,
             });
-            cx.queue_email("receipt", &format!("receipt:{id}"), Some(id), &g.locale, &payload)?;
+            cx.queue_email(
+                "receipt",
+                &format!("receipt:{id}"),
+                Some(id),
+                &g.locale,
+                &payload,
+            )?;
         }
         cx.audit(
             &self.actor,
@@ -294,7 +300,12 @@ impl Op for UpdateFund {
             && target != cx.st.row.target_minor
         {
             cx.st.row.target_minor = target;
-            let memo = format!("target {} -> {} by {}", c.format(before.1), c.format(target), self.actor);
+            let memo = format!(
+                "target {} -> {} by {}",
+                c.format(before.1),
+                c.format(target),
+                self.actor
+            );
             cx.append_entry("target", None, 0, 0, &memo)?;
             cx.settle_intake()?;
         }
@@ -370,7 +381,11 @@ impl Op for SavePeriod {
         let c = cx.st.currency;
         cx.audit(
             &self.actor,
-            if self.id.is_some() { "period.update" } else { "period.add" },
+            if self.id.is_some() {
+                "period.update"
+            } else {
+                "period.add"
+            },
             &serde_json::json!({
                 "id": row.id, "label": row.label, "starts_on": row.starts_on,
                 "ends_on": row.ends_on, "budget": c.format(row.budget_minor),

@@ -28,11 +28,19 @@ impl FundState {
     pub fn from_rows(row: FundRow, mut periods: Vec<PeriodRow>) -> Result<FundState, AppError> {
         let currency = Currency::from_code(&row.currency)
             .ok_or_else(|| AppError::internal(format!("unknown fund currency {}", row.currency)))?;
-        if IntakeState::parse(&row.intake_state).is_none() || CapMode::parse(&row.cap_mode).is_none() {
-            return Err(AppError::internal("fund row has an unknown intake state or cap mode"));
+        if IntakeState::parse(&row.intake_state).is_none()
+            || CapMode::parse(&row.cap_mode).is_none()
+        {
+            return Err(AppError::internal(
+                "fund row has an unknown intake state or cap mode",
+            ));
         }
         periods.sort_by_key(|p| (p.starts_on, p.id));
-        Ok(FundState { row, periods, currency })
+        Ok(FundState {
+            row,
+            periods,
+            currency,
+        })
     }
 
     /// Reads the fund and its periods.

@@ -63,7 +63,12 @@ pub fn verify(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
             break;
         }
         for e in page {
-            check_entry(&mut report, &e, &prev_hash, last.as_ref().map_or(0, |l| l.seq));
+            check_entry(
+                &mut report,
+                &e,
+                &prev_hash,
+                last.as_ref().map_or(0, |l| l.seq),
+            );
             report.entries += 1;
             report.raised_minor += e.amount_minor;
             report.donation_count += e.count_delta;
@@ -91,10 +96,23 @@ pub fn verify(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
 
 fn check_entry(report: &mut VerifyReport, e: &LedgerEntryRow, prev_hash: &str, prev_seq: i64) {
     if e.seq != prev_seq + 1 {
-        report.bad(Some(e.seq), format!("entry {}: expected seq {} (an entry is missing)", e.seq, prev_seq + 1));
+        report.bad(
+            Some(e.seq),
+            format!(
+                "entry {}: expected seq {} (an entry is missing)",
+                e.seq,
+                prev_seq + 1
+            ),
+        );
     }
     if e.prev_hash != prev_hash {
-        report.bad(Some(e.seq), format!("entry {}: prev_hash does not match the entry before it", e.seq));
+        report.bad(
+            Some(e.seq),
+            format!(
+                "entry {}: prev_hash does not match the entry before it",
+                e.seq
+            ),
+        );
     }
     let fields = EntryFields {
         seq: e.seq,
@@ -109,11 +127,21 @@ fn check_entry(report: &mut VerifyReport, e: &LedgerEntryRow, prev_hash: &str, p
         memo: &e.memo,
     };
     if entry_hash(&e.prev_hash, &fields) != e.hash {
-        report.bad(Some(e.seq), format!("entry {}: hash does not match its contents (altered)", e.seq));
+        report.bad(
+            Some(e.seq),
+            format!(
+                "entry {}: hash does not match its contents (altered)",
+                e.seq
+            ),
+        );
     }
 }
 
-fn check_fund(conn: &mut DbConn, report: &mut VerifyReport, last: Option<&LedgerEntryRow>) -> Result<(), AppError> {
+fn check_fund(
+    conn: &mut DbConn,
+    report: &mut VerifyReport,
+    last: Option<&LedgerEntryRow>,
+) -> Result<(), AppError> {
     let fund = load_fund_row(conn)?;
     let Some(last) = last else {
         report.bad(None, "the ledger has no entries".into());
@@ -127,16 +155,25 @@ fn check_fund(conn: &mut DbConn, report: &mut VerifyReport, last: Option<&Ledger
     ];
     for (what, stored, computed) in checks {
         if stored != computed {
-            report.bad(None, format!("fund {what} is {stored} but the ledger says {computed}"));
+            report.bad(
+                None,
+                format!("fund {what} is {stored} but the ledger says {computed}"),
+            );
         }
     }
     if fund.ledger_head != last.hash {
-        report.bad(None, "fund ledger_head is not the hash of the last entry".into());
+        report.bad(
+            None,
+            "fund ledger_head is not the hash of the last entry".into(),
+        );
     }
     if fund.intake_state != last.intake_after {
         report.bad(
             None,
-            format!("fund intake is {} but the ledger says {}", fund.intake_state, last.intake_after),
+            format!(
+                "fund intake is {} but the ledger says {}",
+                fund.intake_state, last.intake_after
+            ),
         );
     }
     Ok(())
@@ -165,7 +202,11 @@ fn check_donations(
         let Some(last) = page.last() else { break };
         after = last.0;
         for (id, status, amount, refunded, disputed) in page {
-            let expected = if status == "succeeded" { amount - refunded - disputed } else { 0 };
+            let expected = if status == "succeeded" {
+                amount - refunded - disputed
+            } else {
+                0
+            };
             let (in_ledger, first_seq) = per_donation.get(&id).copied().unwrap_or((0, 0));
             if per_donation.contains_key(&id) {
                 seen += 1;
@@ -181,7 +222,10 @@ fn check_donations(
         }
     }
     if seen != per_donation.len() {
-        report.bad(None, "ledger entries name donations that do not exist".into());
+        report.bad(
+            None,
+            "ledger entries name donations that do not exist".into(),
+        );
     }
     Ok(())
 }

@@ -65,7 +65,10 @@ impl LedgerWriter {
         &self.snapshot
     }
 
-    fn enqueue<O: Op>(&self, op: O) -> Result<oneshot::Receiver<Result<O::Output, AppError>>, AppError> {
+    fn enqueue<O: Op>(
+        &self,
+        op: O,
+    ) -> Result<oneshot::Receiver<Result<O::Output, AppError>>, AppError> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |cx: &mut Ctx<'_>| {
             let result = cx.savepoint(|cx| op.apply(cx));
@@ -100,7 +103,11 @@ impl LedgerWriter {
 
 /// Creates the fund row and the chain's first entry if this database has none.
 fn bootstrap(conn: &mut DbConn, defaults: &FundDefaults) -> Result<(), anyhow::Error> {
-    let exists = funds::table.find(FUND_ID).select(funds::id).first::<i64>(conn).optional()?;
+    let exists = funds::table
+        .find(FUND_ID)
+        .select(funds::id)
+        .first::<i64>(conn)
+        .optional()?;
     if exists.is_some() {
         return Ok(());
     }
@@ -165,7 +172,13 @@ fn bootstrap(conn: &mut DbConn, defaults: &FundDefaults) -> Result<(), anyhow::E
             Ok(())
         }
         // Another instance created it at the same moment.
-        Err(e) if funds::table.find(FUND_ID).select(funds::id).first::<i64>(conn).is_ok() => {
+        Err(e)
+            if funds::table
+                .find(FUND_ID)
+                .select(funds::id)
+                .first::<i64>(conn)
+                .is_ok() =>
+        {
             tracing::debug!(error = %e, "fund created concurrently");
             Ok(())
         }
@@ -235,7 +248,11 @@ fn run(
             let mut st = lock_and_load(conn, cached.as_ref())?;
             let now = db::now();
             for job in jobs.drain(..) {
-                answers.push(job(&mut Ctx { conn, st: &mut st, now }));
+                answers.push(job(&mut Ctx {
+                    conn,
+                    st: &mut st,
+                    now,
+                }));
             }
             st.row.version += 1;
             st.row.updated_at = now;

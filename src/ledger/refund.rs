@@ -1,0 +1,111 @@
+//! Refunds recorded in the ledger. Refunds lower raised and never reopen intake.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::{Ctx, Op};
+use crate::db::models::DonationRow;
+use crate::db::schema::donations;
+use crate::error::{AppError, ErrorCode};
+use crate::money::Money;
+
+/// Records money returned to a donor: a manual refund of an offline gift, or (later) the
+/// amount Stripe reports as refunded.
+#[derive(Debug)]
+pub struct RecordRefund {
+    /// Donation refunded.
+    pub donation_id: i64,
+    /// Amount to refund, minor units; `None` refunds all that is left.
+    pub amount_minor: Option<i64>,
+    /// Why (kept in the ledger memo and the audit log).
+    pub reason: String,
+    /// Who did it.
+    pub actor: String,
+}
+
+/// What a refund left.
+#[derive(Debug, Serialize)]
+pub struct RefundOutcome {
+    /// Donation refunded.
+    pub donation_id: i64,
+    /// Refunded by this call.
+    pub refunded: Money,
+    /// Refunded in all, for this donation.
+    pub refunded_total: Money,
+    /// Still refundable.
+    pub refundable: Money,
+    /// Raised after the refund.
+    pub raised: Money,
+}
+
+impl Op for RecordRefund {
+    type Output = RefundOutcome;
+
+    fn apply(self, cx: &mut Ctx<'_>) -> Result<RefundOutcome, AppError> {
+        let c = cx.st.currency;
+        let d: DonationRow = donations::table
+            .find(self.donation_id)
+            .select(DonationRow::as_select())
+            .first(cx.conn)
+            .optional()?
+            .ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::NotFound,
+                    format!("no donation {}", self.donation_id),
+                )
+            })?;
+        if d.status != "succeeded" {
+            return Err(AppError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "donation {} is {}; only succeeded donations can be refunded",
+                    d.id, d.status
+                ),
+            ));
+        }
+        let refundable = d.amount_minor - d.refunded_minor - d.disputed_minor;
+        let amount = self.amount_minor.unwrap_or(refundable);
+        if amount <= 0 || amount > refundable {
+            return Err(AppError {
+                code: ErrorCode::RefundExceedsRemaining,
+                detail: format!("at most {} can still be refunded", c.format(refundable)),
+                extra: Some(serde_json::json!({ "refundable": c.format(refundable) })),
+            });
+        }
+        diesel::update(donations::table.find(d.id))
+            .set(donations::refunded_minor.eq(d.refunded_minor + amount))
+            .execute(cx.conn)?;
+        // A donation whose whole amount went back no longer counts as a donation.
+        let count_delta = if amount == refundable { -1 } else { 0 };
+        let memo = format!("refund by {}: {}", self.actor, self.reason);
+        let entry = cx.append_entry("refund", Some(d.id), -amount, count_delta, &memo)?;
+        if d.email.is_some() {
+            let payload = serde_json::json!({
+                "donation_id": d.id,
+                "amount": c.format(amount),
+                "currency": c.code(),
+                "reason": self.reason,
+                "ledger_hash": entry.hash,
+            });
+            cx.queue_email(
+                "refund",
+                &format!("refund:{}:{}", d.id, entry.seq),
+                Some(d.id),
+                &d.locale,
+                &payload,
+            )?;
+        }
+        cx.audit(
+            &self.actor,
+            "donation.refund",
+            &serde_json::json!({ "donation_id": d.id, "amount": c.format(amount), "reason": self.reason }),
+        )?;
+        Ok(RefundOutcome {
+            donation_id: d.id,
+            refunded: Money::new(amount, c),
+            refunded_total: Money::new(d.refunded_minor + amount, c),
+            refundable: Money::new(refundable - amount, c),
+            raised: Money::new(cx.st.row.raised_minor, c),
+        })
+    }
+}

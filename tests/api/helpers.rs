@@ -1,0 +1,265 @@
+//! `spawn_app()`: the real service on a free port against a fresh database of the engine
+//! chosen by `TEST_DATABASE` (`sqlite`, the default, or `postgres`), and one helper per
+//! endpoint.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crowdledger::auth::{Email, Role};
+use crowdledger::config::{Config, DatabaseUrl};
+use crowdledger::db::{self, DbConn};
+use crowdledger::ledger::verify::{VerifyReport, verify};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use serde_json::Value;
+
+/// The JWT secret every test app signs with.
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+/// Password of the users the helpers create.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running app and what a test needs to talk to it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub addr: String,
+    /// Its database.
+    pub db_url: DatabaseUrl,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Which engine this test run uses.
+pub fn engine_is_postgres() -> bool {
+    std::env::var("TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+fn postgres_base() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh, empty database: a new SQLite file, or a new PostgreSQL database.
+pub fn fresh_database() -> (DatabaseUrl, Option<tempfile::TempDir>) {
+    if engine_is_postgres() {
+        let base = postgres_base();
+        let name = format!(
+            "cl_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            rand::random::<u32>()
+        );
+        let mut admin = PgConnection::establish(&base).expect("PostgreSQL reachable for tests");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let (prefix, _) = base.rsplit_once('/').expect("postgres url has a database");
+        (DatabaseUrl::Postgres(format!("{prefix}/{name}")), None)
+    } else {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ledger.db");
+        (DatabaseUrl::Sqlite(path.display().to_string()), Some(dir))
+    }
+}
+
+fn url_text(url: &DatabaseUrl) -> String {
+    match url {
+        DatabaseUrl::Sqlite(p) => format!("sqlite://{p}"),
+        DatabaseUrl::Postgres(u) => u.clone(),
+    }
+}
+
+/// Starts the app with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts the app with extra environment settings (e.g. `FUND_TARGET`).
+pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    let (db_url, dir) = fresh_database();
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), url_text(&db_url)),
+        ("BIND_ADDR".into(), "127.0.0.1:0".into()),
+        ("JWT_SECRET".into(), JWT_SECRET.into()),
+        ("HTTP_WORKERS".into(), "2".into()),
+        ("DATABASE_POOL_SIZE".into(), "4".into()),
+    ]);
+    for (k, v) in env {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config is valid");
+    let running = crowdledger::http::start(config).expect("app starts");
+    let addr = format!("http://127.0.0.1:{}", running.port);
+    tokio::spawn(running.server);
+    TestApp {
+        addr,
+        db_url,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// A new connection to the app's database.
+    pub fn conn(&self) -> DbConn {
+        db::establish(&self.db_url).expect("test database reachable")
+    }
+
+    /// Recomputes the ledger.
+    pub fn verify(&self) -> VerifyReport {
+        verify(&mut self.conn()).expect("verify runs")
+    }
+
+    /// Creates a user with `role` and returns a bearer token from the login endpoint.
+    pub async fn token(&self, role: Role) -> String {
+        let email = format!("{}-{}@example.org", role.as_str(), rand::random::<u32>());
+        crowdledger::auth::add_user(
+            &mut self.conn(),
+            &Email::parse(&email).expect("email"),
+            role,
+            PASSWORD,
+        )
+        .expect("user added");
+        let resp = self
+            .client
+            .post(format!("{}/api/auth/login", self.addr))
+            .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(resp.status(), 200, "login works");
+        let body: Value = resp.json().await.expect("login json");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// `GET /api/fund`.
+    pub async fn fund(&self) -> Value {
+        self.client
+            .get(format!("{}/api/fund", self.addr))
+            .send()
+            .await
+            .expect("fund request")
+            .json()
+            .await
+            .expect("fund json")
+    }
+
+    /// `POST /api/donations/offline`.
+    pub async fn post_offline(
+        &self,
+        token: &str,
+        body: &Value,
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/api/donations/offline", self.addr))
+            .bearer_auth(token)
+            .json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        req.send().await.expect("offline request")
+    }
+
+    /// Any JSON request with a bearer token.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut req = self.client.request(method, format!("{}{path}", self.addr));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// `PUT /api/admin/intake`.
+    pub async fn put_intake(
+        &self,
+        token: &str,
+        accepting: bool,
+        message: &str,
+    ) -> reqwest::Response {
+        let body = serde_json::json!({ "accepting": accepting, "message": message });
+        self.send(
+            reqwest::Method::PUT,
+            "/api/admin/intake",
+            Some(token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `PUT /api/admin/fund`.
+    pub async fn put_fund(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.send(
+            reqwest::Method::PUT,
+            "/api/admin/fund",
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /api/admin/periods`.
+    pub async fn add_period(
+        &self,
+        token: &str,
+        label: &str,
+        from: &str,
+        to: &str,
+        budget: &str,
+    ) -> reqwest::Response {
+        let body = serde_json::json!({ "label": label, "starts_on": from, "ends_on": to, "budget": budget });
+        self.send(
+            reqwest::Method::POST,
+            "/api/admin/periods",
+            Some(token),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Rows in a table, counted directly in the database.
+    pub fn count(&self, table: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+            .get_result::<N>(&mut self.conn())
+            .expect("count")
+            .n
+    }
+}
+
+/// A typical offline gift.
+pub fn gift(amount: &str) -> Value {
+    serde_json::json!({ "amount": amount, "donor_name": "Ann Lee", "method": "check", "reference": "1001" })
+}
+
+/// Asserts a problem+json answer with `status` and `code`; returns the body.
+pub async fn assert_problem(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(ct, "application/problem+json");
+    let body: Value = resp.json().await.expect("problem json");
+    assert_eq!(body["code"], code, "body: {body}");
+    assert_eq!(body["status"], status);
+    body
+}

@@ -1,0 +1,183 @@
+//! Target, periods and the hash chain: closing in the same request, allocation, and `verify`
+//! catching hand edits.
+
+use crowdledger::auth::Role;
+use diesel::connection::SimpleConnection;
+
+use crate::helpers::{engine_is_postgres, gift, spawn_app_with};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_the_target_closes_intake_and_covers_periods_in_order() {
+    let app = spawn_app_with(&[("FUND_TARGET", "100.00")]).await;
+    let admin = app.token(Role::Admin).await;
+    let treasurer = app.token(Role::Treasurer).await;
+    // Added out of order: allocation follows dates, not insertion.
+    assert_eq!(
+        app.add_period(
+            &admin,
+            "September 2020",
+            "2020-09-01",
+            "2020-09-30",
+            "40.00"
+        )
+        .await
+        .status(),
+        201
+    );
+    assert_eq!(
+        app.add_period(&admin, "August 2020", "2020-08-01", "2020-08-31", "60.00")
+            .await
+            .status(),
+        201
+    );
+
+    let r: serde_json::Value = app
+        .post_offline(&treasurer, &gift("70.00"), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["intake"], "open");
+    let fund = app.fund().await;
+    assert_eq!(fund["periods"][0]["label"], "August 2020");
+    assert_eq!(fund["periods"][0]["covered"], "60.00");
+    assert_eq!(fund["periods"][1]["covered"], "10.00");
+    assert_eq!(fund["periods"][1]["remaining"], "30.00");
+
+    // This gift crosses the target: the same request reports intake closed.
+    let r: serde_json::Value = app
+        .post_offline(&treasurer, &gift("35.50"), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["intake"], "closed");
+    assert_eq!(r["raised"], "105.50");
+    let fund = app.fund().await;
+    assert_eq!(fund["intake"]["state"], "closed");
+    assert_eq!(fund["intake"]["accepting"], false);
+    assert_eq!(fund["remaining"], "0.00");
+    assert_eq!(fund["periods"][0]["covered"], "60.00");
+    assert_eq!(fund["periods"][1]["covered"], "40.00");
+    assert_eq!(fund["unallocated"], "5.50");
+    // The closing is queued for the treasurers and admins.
+    assert_eq!(app.count("outbox"), 1);
+
+    // Offline gifts are still recorded once closed, flagged after_close.
+    let r: serde_json::Value = app
+        .post_offline(&treasurer, &gift("1.00"), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["after_close"], true);
+    assert_eq!(app.fund().await["raised"], "106.50");
+
+    let report = app.verify();
+    assert!(report.is_ok(), "{:?}", report.problems);
+
+    // A hand-edited amount in the donations table: verify fails and names the entry.
+    app.conn()
+        .batch_execute("UPDATE donations SET amount_minor = amount_minor + 100 WHERE id = 1")
+        .expect("edit");
+    let report = app.verify();
+    assert!(!report.is_ok());
+    assert!(
+        report.problems.iter().any(|p| p.contains("donation 1")),
+        "{:?}",
+        report.problems
+    );
+    assert!(report.first_bad_seq.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_entries_are_append_only_and_an_edit_breaks_the_chain() {
+    let app = spawn_app_with(&[("FUND_TARGET", "100.00")]).await;
+    let treasurer = app.token(Role::Treasurer).await;
+    for amount in ["10.00", "20.00", "30.00"] {
+        assert_eq!(
+            app.post_offline(&treasurer, &gift(amount), None)
+                .await
+                .status(),
+            201
+        );
+    }
+    let mut conn = app.conn();
+    // The database refuses in-place edits.
+    assert!(
+        conn.batch_execute("UPDATE ledger_entries SET amount_minor = 1 WHERE seq = 3")
+            .is_err()
+    );
+    assert!(
+        conn.batch_execute("DELETE FROM ledger_entries WHERE seq = 3")
+            .is_err()
+    );
+    // Someone who drops the guard and edits entry 3 is still caught, at entry 3.
+    let drop_guard = if engine_is_postgres() {
+        "DROP TRIGGER ledger_entries_no_update ON ledger_entries"
+    } else {
+        "DROP TRIGGER ledger_entries_no_update"
+    };
+    conn.batch_execute(drop_guard).expect("drop trigger");
+    conn.batch_execute("UPDATE ledger_entries SET amount_minor = 2500 WHERE seq = 3")
+        .expect("tamper");
+    let report = app.verify();
+    assert!(!report.is_ok());
+    assert_eq!(report.first_bad_seq, Some(3), "{:?}", report.problems);
+
+    // The CLI says so with a non-zero exit and the entry's number.
+    let url = match &app.db_url {
+        crowdledger::config::DatabaseUrl::Sqlite(p) => format!("sqlite://{p}"),
+        crowdledger::config::DatabaseUrl::Postgres(u) => u.clone(),
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
+        .arg("verify")
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("run crowdledger verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("first bad entry is seq 3"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_period_added_while_serving_shows_up() {
+    let app = spawn_app_with(&[("FUND_TARGET", "100.00")]).await;
+    let url = match &app.db_url {
+        crowdledger::config::DatabaseUrl::Sqlite(p) => format!("sqlite://{p}"),
+        crowdledger::config::DatabaseUrl::Postgres(u) => u.clone(),
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
+        .args([
+            "period",
+            "add",
+            "--label",
+            "August 2020",
+            "--from",
+            "2020-08-01",
+            "--to",
+            "2020-08-31",
+            "--budget",
+            "600000",
+        ])
+        .env("DATABASE_URL", url)
+        .env("FUND_TARGET", "100.00")
+        .output()
+        .expect("run crowdledger period add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server's watcher notices within about a second.
+    let mut seen = false;
+    for _ in 0..50 {
+        if app.fund().await["periods"][0]["budget"] == "600000.00" {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the period appeared in /api/fund");
+    assert!(app.verify().is_ok());
+}

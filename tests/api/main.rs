@@ -1,0 +1,9 @@
+//! The one integration-test binary: every test starts the real app against a fresh database
+//! of the engine named by `TEST_DATABASE` (`scripts/test.sh` runs it on both).
+
+mod auth;
+mod errors;
+mod helpers;
+mod intake;
+mod ledger;
+mod offline;

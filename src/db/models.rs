@@ -23,6 +23,7 @@ pub struct FundRow {
     pub intake_message: String,
     pub intake_changed_at: NaiveDateTime,
     pub ledger_seq: i64,
+    pub last_donation_id: i64,
     pub ledger_head: String,
     pub version: i64,
     pub created_at: NaiveDateTime,
@@ -80,23 +81,24 @@ pub struct DonationRow {
     pub succeeded_at: Option<NaiveDateTime>,
 }
 
-/// A new donation.
+/// A new donation; its id is assigned by the ledger writer.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = donations)]
-pub struct NewDonation<'a> {
-    pub method: &'a str,
-    pub status: &'a str,
+pub struct NewDonation {
+    pub id: i64,
+    pub method: String,
+    pub status: String,
     pub amount_minor: i64,
-    pub currency: &'a str,
-    pub donor_name: &'a str,
-    pub email: Option<&'a str>,
+    pub currency: String,
+    pub donor_name: String,
+    pub email: Option<String>,
     pub anonymous: bool,
-    pub locale: &'a str,
-    pub reference: Option<&'a str>,
+    pub locale: String,
+    pub reference: Option<String>,
     pub received_on: Option<NaiveDate>,
-    pub payment_intent_id: Option<&'a str>,
+    pub payment_intent_id: Option<String>,
     pub after_close: bool,
-    pub recorded_by: Option<&'a str>,
+    pub recorded_by: Option<String>,
     pub created_at: NaiveDateTime,
     pub succeeded_at: Option<NaiveDateTime>,
 }

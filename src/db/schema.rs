@@ -15,6 +15,7 @@ diesel::table! {
         intake_message -> Text,
         intake_changed_at -> Timestamp,
         ledger_seq -> BigInt,
+        last_donation_id -> BigInt,
         ledger_head -> Text,
         version -> BigInt,
         created_at -> Timestamp,

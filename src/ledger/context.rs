@@ -6,10 +6,125 @@ use diesel::prelude::*;
 
 use super::FundState;
 use crate::db::DbConn;
-use crate::db::models::{LedgerEntryRow, NewAudit, NewOutbox};
-use crate::db::schema::{audit_log, ledger_entries, outbox};
+use crate::db::models::{LedgerEntryRow, NewAudit, NewDonation, NewOutbox};
+use crate::db::schema::{audit_log, donations, ledger_entries, outbox};
 use crate::domain::{EntryFields, IntakeState, entry_hash};
 use crate::error::AppError;
+
+/// Most rows one multi-row INSERT carries (PostgreSQL allows 65,535 parameters).
+const INSERT_CHUNK: usize = 1_000;
+
+/// Append-only rows a batch writes: nothing in a batch reads them back, so they are kept in
+/// memory and written with one multi-row INSERT per table just before the commit.
+#[derive(Debug, Default)]
+pub struct Appended {
+    donations: Vec<NewDonation>,
+    entries: Vec<LedgerEntryRow>,
+    audits: Vec<(NaiveDateTime, String, String, String)>,
+    outbox: Vec<OutboxRow>,
+}
+
+#[derive(Debug)]
+struct OutboxRow {
+    kind: String,
+    dedupe_key: String,
+    donation_id: Option<i64>,
+    locale: String,
+    payload: String,
+    at: NaiveDateTime,
+}
+
+impl Appended {
+    fn lens(&self) -> (usize, usize, usize, usize) {
+        (
+            self.donations.len(),
+            self.entries.len(),
+            self.audits.len(),
+            self.outbox.len(),
+        )
+    }
+
+    fn truncate(&mut self, (d, e, a, o): (usize, usize, usize, usize)) {
+        self.donations.truncate(d);
+        self.entries.truncate(e);
+        self.audits.truncate(a);
+        self.outbox.truncate(o);
+    }
+
+    /// Inserts the buffered donations now (before anything reads the donations table).
+    fn flush_donations(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
+        for chunk in self.donations.chunks(INSERT_CHUNK) {
+            let q = diesel::insert_into(donations::table).values(chunk);
+            match conn {
+                DbConn::Pg(c) => q.execute(c)?,
+                DbConn::Sqlite(c) => q.execute(c)?,
+            };
+        }
+        self.donations.clear();
+        Ok(())
+    }
+
+    /// Writes the buffered rows (inside the batch transaction).
+    pub fn flush(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
+        self.flush_donations(conn)?;
+        for chunk in self.entries.chunks(INSERT_CHUNK) {
+            let q = diesel::insert_into(ledger_entries::table).values(chunk);
+            match conn {
+                DbConn::Pg(c) => q.execute(c)?,
+                DbConn::Sqlite(c) => q.execute(c)?,
+            };
+        }
+        for chunk in self.audits.chunks(INSERT_CHUNK) {
+            let rows: Vec<NewAudit<'_>> = chunk
+                .iter()
+                .map(|(at, actor, action, detail)| NewAudit {
+                    at: *at,
+                    actor,
+                    action,
+                    detail,
+                })
+                .collect();
+            let q = diesel::insert_into(audit_log::table).values(&rows);
+            match conn {
+                DbConn::Pg(c) => q.execute(c)?,
+                DbConn::Sqlite(c) => q.execute(c)?,
+            };
+        }
+        for chunk in self.outbox.chunks(INSERT_CHUNK) {
+            let rows: Vec<NewOutbox<'_>> = chunk
+                .iter()
+                .map(|r| NewOutbox {
+                    kind: &r.kind,
+                    dedupe_key: &r.dedupe_key,
+                    donation_id: r.donation_id,
+                    locale: &r.locale,
+                    payload: &r.payload,
+                    created_at: r.at,
+                    next_attempt_at: r.at,
+                })
+                .collect();
+            // A second email for the same dedupe key (a repeated event) is dropped. SQLite has
+            // no multi-row INSERT ... ON CONFLICT in diesel; in-process, row by row costs little.
+            match conn {
+                DbConn::Pg(c) => {
+                    diesel::insert_into(outbox::table)
+                        .values(&rows)
+                        .on_conflict_do_nothing()
+                        .execute(c)?;
+                }
+                DbConn::Sqlite(c) => {
+                    for row in &rows {
+                        diesel::insert_into(outbox::table)
+                            .values(row)
+                            .on_conflict_do_nothing()
+                            .execute(c)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A command's view of the batch it runs in.
 pub struct Ctx<'a> {
@@ -19,6 +134,8 @@ pub struct Ctx<'a> {
     pub st: &'a mut FundState,
     /// The batch's timestamp.
     pub now: NaiveDateTime,
+    /// Append-only rows written at the end of the batch.
+    pub appended: &'a mut Appended,
 }
 
 impl Ctx<'_> {
@@ -28,16 +145,42 @@ impl Ctx<'_> {
         &mut self,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T, AppError>,
     ) -> Result<T, AppError> {
+        // Earlier commands' buffered donations go in before the savepoint, so rolling it
+        // back can only undo this command's rows.
+        self.appended.flush_donations(self.conn)?;
         let backup = self.st.clone();
+        let lens = self.appended.lens();
         let now = self.now;
         let st = &mut *self.st;
-        let result = self
-            .conn
-            .transaction::<T, AppError, _>(|conn| f(&mut Ctx { conn, st, now }));
+        let appended = &mut *self.appended;
+        let result = self.conn.transaction::<T, AppError, _>(|conn| {
+            f(&mut Ctx {
+                conn,
+                st,
+                now,
+                appended,
+            })
+        });
         if result.is_err() {
             *self.st = backup;
+            self.appended.truncate(lens);
         }
         result
+    }
+
+    /// Buffers a new donation with the next id; returns the id.
+    pub fn insert_donation(&mut self, mut donation: NewDonation) -> i64 {
+        let id = self.st.row.last_donation_id + 1;
+        self.st.row.last_donation_id = id;
+        donation.id = id;
+        self.appended.donations.push(donation);
+        id
+    }
+
+    /// Makes the buffered donations visible to queries; call before reading `donations`.
+    pub fn donations_table(&mut self) -> Result<&mut DbConn, AppError> {
+        self.appended.flush_donations(self.conn)?;
+        Ok(self.conn)
     }
 
     /// Appends a hash-chained ledger entry that moves raised by `amount_minor` and the donation
@@ -83,9 +226,7 @@ impl Ctx<'_> {
             prev_hash: row.ledger_head.clone(),
             hash: hash.clone(),
         };
-        diesel::insert_into(ledger_entries::table)
-            .values(&entry)
-            .execute(self.conn)?;
+        self.appended.entries.push(entry.clone());
         row.raised_minor = raised_after;
         row.donation_count += count_delta;
         row.ledger_seq = seq;
@@ -174,21 +315,14 @@ impl Ctx<'_> {
         locale: &str,
         payload: &serde_json::Value,
     ) -> Result<(), AppError> {
-        let payload = payload.to_string();
-        let row = NewOutbox {
-            kind,
-            dedupe_key,
+        self.appended.outbox.push(OutboxRow {
+            kind: kind.to_owned(),
+            dedupe_key: dedupe_key.to_owned(),
             donation_id,
-            locale,
-            payload: &payload,
-            created_at: self.now,
-            next_attempt_at: self.now,
-        };
-        let q = diesel::insert_into(outbox::table).values(&row);
-        match self.conn {
-            DbConn::Pg(c) => q.on_conflict_do_nothing().execute(c)?,
-            DbConn::Sqlite(c) => q.on_conflict_do_nothing().execute(c)?,
-        };
+            locale: locale.to_owned(),
+            payload: payload.to_string(),
+            at: self.now,
+        });
         Ok(())
     }
 
@@ -199,15 +333,12 @@ impl Ctx<'_> {
         action: &str,
         detail: &serde_json::Value,
     ) -> Result<(), AppError> {
-        let detail = detail.to_string();
-        diesel::insert_into(audit_log::table)
-            .values(&NewAudit {
-                at: self.now,
-                actor,
-                action,
-                detail: &detail,
-            })
-            .execute(self.conn)?;
+        self.appended.audits.push((
+            self.now,
+            actor.to_owned(),
+            action.to_owned(),
+            detail.to_string(),
+        ));
         Ok(())
     }
 }

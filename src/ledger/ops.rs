@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{Ctx, Op};
 use crate::db::models::{IdempotencyRow, NewDonation, NewPeriod, PeriodRow};
-use crate::db::schema::{donations, idempotency_keys, periods};
+use crate::db::schema::{idempotency_keys, periods};
 use crate::domain::IntakeState;
 use crate::error::{AppError, ErrorCode};
 use crate::money::{DonationAmount, Money};
@@ -155,7 +155,7 @@ pub struct RecordOffline {
 impl Op for RecordOffline {
     type Output = StoredResponse;
 
-    fn apply(self, cx: &mut Ctx<'_>) -> Result<StoredResponse, AppError> {
+    fn apply(&self, cx: &mut Ctx<'_>) -> Result<StoredResponse, AppError> {
         if let Some(idem) = &self.idempotency
             && let Some(previous) = replay(cx, idem)?
         {
@@ -164,26 +164,24 @@ impl Op for RecordOffline {
         let g = &self.gift;
         let c = cx.st.currency;
         let after_close = cx.st.intake() == IntakeState::Closed;
-        let id: i64 = diesel::insert_into(donations::table)
-            .values(&NewDonation {
-                method: g.method.as_str(),
-                status: "succeeded",
-                amount_minor: g.amount.minor(),
-                currency: c.code(),
-                donor_name: &g.donor_name,
-                email: g.email.as_deref(),
-                anonymous: g.anonymous,
-                locale: &g.locale,
-                reference: g.reference.as_deref(),
-                received_on: Some(g.received_on),
-                payment_intent_id: None,
-                after_close,
-                recorded_by: Some(&self.actor),
-                created_at: cx.now,
-                succeeded_at: Some(cx.now),
-            })
-            .returning(donations::id)
-            .get_result(cx.conn)?;
+        let id = cx.insert_donation(NewDonation {
+            id: 0,
+            method: g.method.as_str().to_owned(),
+            status: "succeeded".to_owned(),
+            amount_minor: g.amount.minor(),
+            currency: c.code().to_owned(),
+            donor_name: g.donor_name.clone(),
+            email: g.email.clone(),
+            anonymous: g.anonymous,
+            locale: g.locale.clone(),
+            reference: g.reference.clone(),
+            received_on: Some(g.received_on),
+            payment_intent_id: None,
+            after_close,
+            recorded_by: Some(self.actor.clone()),
+            created_at: cx.now,
+            succeeded_at: Some(cx.now),
+        });
         let memo = match &g.reference {
             Some(r) => format!("offline {} {r}", g.method.as_str()),
             None => format!("offline {}", g.method.as_str()),
@@ -250,7 +248,7 @@ pub struct SetIntake {
 impl Op for SetIntake {
     type Output = ();
 
-    fn apply(self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
+    fn apply(&self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
         let row = &cx.st.row;
         let to = if self.accepting {
             if row.raised_minor >= row.target_minor {
@@ -290,7 +288,7 @@ pub struct UpdateFund {
 impl Op for UpdateFund {
     type Output = ();
 
-    fn apply(self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
+    fn apply(&self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
         let c = cx.st.currency;
         let before = (cx.st.row.name.clone(), cx.st.row.target_minor);
         if let Some(name) = &self.name {
@@ -347,7 +345,7 @@ pub struct SavePeriod {
 impl Op for SavePeriod {
     type Output = PeriodRow;
 
-    fn apply(self, cx: &mut Ctx<'_>) -> Result<PeriodRow, AppError> {
+    fn apply(&self, cx: &mut Ctx<'_>) -> Result<PeriodRow, AppError> {
         let p = &self.period;
         let values = NewPeriod {
             label: &p.label,
@@ -403,7 +401,7 @@ pub struct Refresh;
 impl Op for Refresh {
     type Output = ();
 
-    fn apply(self, _cx: &mut Ctx<'_>) -> Result<(), AppError> {
+    fn apply(&self, _cx: &mut Ctx<'_>) -> Result<(), AppError> {
         Ok(())
     }
 }

@@ -41,12 +41,12 @@ pub struct RefundOutcome {
 impl Op for RecordRefund {
     type Output = RefundOutcome;
 
-    fn apply(self, cx: &mut Ctx<'_>) -> Result<RefundOutcome, AppError> {
+    fn apply(&self, cx: &mut Ctx<'_>) -> Result<RefundOutcome, AppError> {
         let c = cx.st.currency;
         let d: DonationRow = donations::table
             .find(self.donation_id)
             .select(DonationRow::as_select())
-            .first(cx.conn)
+            .first(cx.donations_table()?)
             .optional()?
             .ok_or_else(|| {
                 AppError::new(

@@ -1,14 +1,15 @@
 //! The writer thread and the handle callers use to submit commands.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use tokio::sync::oneshot;
 
-use super::context::Ctx;
-use super::state::{FUND_ID, load_fund_row, load_periods};
+use super::context::{Appended, Ctx};
+use super::state::{FUND_ID, load_periods};
 use super::{FundState, SnapshotCell};
 use crate::config::{DatabaseUrl, FundDefaults};
 use crate::db::models::{FundRow, LedgerEntryRow};
@@ -21,21 +22,92 @@ use crate::error::{AppError, ErrorCode};
 const QUEUE_CAPACITY: usize = 16_384;
 
 /// A change to the ledger, applied by the writer inside the batch transaction.
+///
+/// `apply` may run twice: a batch first runs its commands without savepoints, and only if
+/// one of them fails is the batch rolled back and run again with a savepoint per command.
+/// So `apply` must not have effects outside `cx`.
 pub trait Op: Send + 'static {
     /// What the caller gets back once the batch committed.
     type Output: Send + 'static;
-    /// Applies the change. Runs inside its own savepoint.
-    fn apply(self, cx: &mut Ctx<'_>) -> Result<Self::Output, AppError>;
+    /// Applies the change.
+    fn apply(&self, cx: &mut Ctx<'_>) -> Result<Self::Output, AppError>;
 }
 
-type Answer = Box<dyn FnOnce(Result<(), AppError>) + Send>;
-type Job = Box<dyn FnOnce(&mut Ctx<'_>) -> Answer + Send>;
+/// A submitted command with its reply channel, type-erased for the queue.
+trait Job: Send {
+    /// Applies the command (in its own savepoint when `isolated`); false if it failed.
+    fn run(&mut self, cx: &mut Ctx<'_>, isolated: bool) -> bool;
+    /// Answers the caller once the batch's fate is known.
+    fn finish(self: Box<Self>, commit: Result<(), AppError>);
+}
+
+struct Submitted<O: Op> {
+    op: O,
+    result: Option<Result<O::Output, AppError>>,
+    reply: oneshot::Sender<Result<O::Output, AppError>>,
+}
+
+impl<O: Op> Job for Submitted<O> {
+    fn run(&mut self, cx: &mut Ctx<'_>, isolated: bool) -> bool {
+        let result = if isolated {
+            cx.savepoint(|cx| self.op.apply(cx))
+        } else {
+            self.op.apply(cx)
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), AppError>) {
+        let answer = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(AppError::unavailable("command was not applied")),
+            (Err(e), _) => Err(e),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Why a batch transaction ended without committing.
+enum Abort {
+    /// A command failed in a batch run without savepoints: run it again, isolated.
+    Retry,
+    /// The only command failed: nothing to commit, answer it with its own error.
+    Alone,
+    /// The database failed.
+    Failed(AppError),
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(e: diesel::result::Error) -> Abort {
+        Abort::Failed(e.into())
+    }
+}
+
+impl From<AppError> for Abort {
+    fn from(e: AppError) -> Abort {
+        Abort::Failed(e)
+    }
+}
+
+/// Counters of the writer's work, for benchmarks and tests.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Commands answered (committed or refused).
+    pub commands: AtomicU64,
+    /// Batches re-run with a savepoint per command because one command failed.
+    pub isolated_reruns: AtomicU64,
+}
 
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct LedgerWriter {
-    tx: SyncSender<Job>,
+    tx: SyncSender<Box<dyn Job>>,
     snapshot: Arc<SnapshotCell>,
+    stats: Arc<WriterStats>,
 }
 
 impl LedgerWriter {
@@ -52,12 +124,32 @@ impl LedgerWriter {
         let snapshot = Arc::new(SnapshotCell::default());
         snapshot.publish(&st);
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
-        let thread_snapshot = Arc::clone(&snapshot);
+        let stats = Arc::new(WriterStats::default());
+        let shared = (Arc::clone(&snapshot), Arc::clone(&stats));
         let url = url.clone();
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || run(Some(conn), &url, &rx, &thread_snapshot, batch_max, Some(st)))?;
-        Ok(LedgerWriter { tx, snapshot })
+            .spawn(move || {
+                let mut writer = Writer {
+                    conn: Some(conn),
+                    url,
+                    snapshot: shared.0,
+                    stats: shared.1,
+                    batch_max,
+                    cached: Some(st),
+                };
+                writer.run(&rx);
+            })?;
+        Ok(LedgerWriter {
+            tx,
+            snapshot,
+            stats,
+        })
+    }
+
+    /// Counters of the work done so far.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 
     /// The latest published fund figures.
@@ -69,12 +161,11 @@ impl LedgerWriter {
         &self,
         op: O,
     ) -> Result<oneshot::Receiver<Result<O::Output, AppError>>, AppError> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |cx: &mut Ctx<'_>| {
-            let result = cx.savepoint(|cx| op.apply(cx));
-            Box::new(move |commit: Result<(), AppError>| {
-                let _ = tx.send(commit.and(result));
-            })
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Submitted {
+            op,
+            result: None,
+            reply,
         });
         self.tx.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => AppError::new(
@@ -142,6 +233,7 @@ fn bootstrap(conn: &mut DbConn, defaults: &FundDefaults) -> Result<(), anyhow::E
                 intake_message: String::new(),
                 intake_changed_at: now,
                 ledger_seq: 1,
+                last_donation_id: 0,
                 ledger_head: hash.clone(),
                 version: 1,
                 created_at: now,
@@ -190,15 +282,20 @@ fn bootstrap(conn: &mut DbConn, defaults: &FundDefaults) -> Result<(), anyhow::E
 /// On SQLite the first statement is a write, which takes the database's write lock up front
 /// instead of failing later when a read transaction tries to upgrade.
 fn lock_and_load(conn: &mut DbConn, cached: Option<&FundState>) -> Result<FundState, AppError> {
-    match conn {
-        DbConn::Pg(c) => {
-            diesel::sql_query("SELECT id FROM funds WHERE id = 1 FOR UPDATE").execute(c)?;
-        }
+    let row = match conn {
+        DbConn::Pg(c) => funds::table
+            .find(FUND_ID)
+            .select(FundRow::as_select())
+            .for_update()
+            .first(c)?,
         DbConn::Sqlite(c) => {
             diesel::sql_query("UPDATE funds SET version = version WHERE id = 1").execute(c)?;
+            funds::table
+                .find(FUND_ID)
+                .select(FundRow::as_select())
+                .first(c)?
         }
-    }
-    let row = load_fund_row(conn)?;
+    };
     let periods = match cached {
         Some(st) if st.row.version == row.version => st.periods.clone(),
         _ => load_periods(conn)?,
@@ -213,75 +310,112 @@ fn persist(conn: &mut DbConn, st: &FundState) -> Result<(), AppError> {
     Ok(())
 }
 
-fn run(
-    mut conn: Option<DbConn>,
-    url: &DatabaseUrl,
-    rx: &Receiver<Job>,
-    snapshot: &SnapshotCell,
+/// The writer thread's own state.
+struct Writer {
+    conn: Option<DbConn>,
+    url: DatabaseUrl,
+    snapshot: Arc<SnapshotCell>,
+    stats: Arc<WriterStats>,
     batch_max: usize,
-    mut cached: Option<FundState>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = Vec::with_capacity(batch_max.min(1024));
-        jobs.push(first);
-        while jobs.len() < batch_max {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+    cached: Option<FundState>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: &Receiver<Box<dyn Job>>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = Vec::with_capacity(self.batch_max.min(1024));
+            jobs.push(first);
+            while jobs.len() < self.batch_max {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
             }
+            self.stats
+                .commands
+                .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+            self.batch(jobs);
         }
-        if conn.is_none() {
-            match db::establish(url) {
-                Ok(c) => conn = Some(c),
+        tracing::info!("ledger writer stopped");
+    }
+
+    /// Applies one batch: first without savepoints (the common case, fewest round trips);
+    /// if a command fails, again with a savepoint per command so it fails alone.
+    fn batch(&mut self, mut jobs: Vec<Box<dyn Job>>) {
+        if self.conn.is_none() {
+            match db::establish(&self.url) {
+                Ok(c) => self.conn = Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "ledger writer cannot reach the database");
                     // Dropping the jobs answers their callers with 503.
                     drop(jobs);
                     std::thread::sleep(std::time::Duration::from_millis(200));
-                    continue;
+                    return;
                 }
             }
         }
-        let Some(c) = conn.as_mut() else { continue };
-        let mut answers: Vec<Answer> = Vec::with_capacity(jobs.len());
-        let outcome = c.transaction::<FundState, AppError, _>(|conn| {
-            let mut st = lock_and_load(conn, cached.as_ref())?;
-            let now = db::now();
-            for job in jobs.drain(..) {
-                answers.push(job(&mut Ctx {
-                    conn,
-                    st: &mut st,
-                    now,
-                }));
+        let Some(c) = self.conn.as_mut() else { return };
+        let cached = self.cached.as_ref();
+        let mut isolated = false;
+        let outcome = loop {
+            let attempt = c.transaction::<FundState, Abort, _>(|conn| {
+                let mut st = lock_and_load(conn, cached)?;
+                let mut appended = Appended::default();
+                let now = db::now();
+                let alone = jobs.len() == 1;
+                for job in &mut jobs {
+                    let mut cx = Ctx {
+                        conn,
+                        st: &mut st,
+                        now,
+                        appended: &mut appended,
+                    };
+                    if !job.run(&mut cx, isolated) && !isolated {
+                        return Err(if alone { Abort::Alone } else { Abort::Retry });
+                    }
+                }
+                appended.flush(conn)?;
+                st.row.version += 1;
+                st.row.updated_at = now;
+                persist(conn, &st)?;
+                Ok(st)
+            });
+            match attempt {
+                Err(Abort::Retry) => {
+                    self.stats.isolated_reruns.fetch_add(1, Ordering::Relaxed);
+                    isolated = true;
+                }
+                other => break other,
             }
-            st.row.version += 1;
-            st.row.updated_at = now;
-            persist(conn, &st)?;
-            Ok(st)
-        });
+        };
         match outcome {
             Ok(st) => {
-                snapshot.publish(&st);
-                cached = Some(st);
-                for answer in answers {
-                    answer(Ok(()));
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.snapshot.publish(&st);
+                self.cached = Some(st);
+                for job in jobs {
+                    job.finish(Ok(()));
                 }
             }
-            Err(e) => {
+            Err(Abort::Alone | Abort::Retry) => {
+                for job in jobs {
+                    job.finish(Ok(()));
+                }
+            }
+            Err(Abort::Failed(e)) => {
                 tracing::warn!(error = %e, "ledger batch rolled back");
-                cached = None;
+                self.cached = None;
                 let e = match e.code {
                     ErrorCode::Internal => e,
                     _ => AppError::unavailable(&e),
                 };
-                for answer in answers {
-                    answer(Err(e.clone()));
+                for job in jobs {
+                    job.finish(Err(e.clone()));
                 }
                 if c.batch_execute("SELECT 1").is_err() {
-                    conn = None;
+                    self.conn = None;
                 }
             }
         }
     }
-    tracing::info!("ledger writer stopped");
 }

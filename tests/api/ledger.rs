@@ -181,3 +181,101 @@ async fn a_cli_period_added_while_serving_shows_up() {
     assert!(seen, "the period appeared in /api/fund");
     assert!(app.verify().is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_does_not_fail_its_batch_neighbours() {
+    use crowdledger::config::FundDefaults;
+    use crowdledger::domain::CapMode;
+    use crowdledger::ledger::LedgerWriter;
+    use crowdledger::ledger::ops::{OfflineGift, OfflineMethod, RecordOffline};
+    use crowdledger::ledger::refund::RecordRefund;
+    use crowdledger::money::{AmountBounds, Currency, DonationAmount};
+    use std::sync::atomic::Ordering;
+
+    let (url, _dir) = crate::helpers::fresh_database();
+    crowdledger::db::migrate(&mut crowdledger::db::establish(&url).expect("connect"))
+        .expect("migrate");
+    let defaults = FundDefaults {
+        name: "Test".into(),
+        currency: Currency::USD,
+        target_minor: 1_000_000,
+        cap_mode: CapMode::Soft,
+    };
+    let writer = LedgerWriter::start(&url, &defaults, 512).expect("writer");
+    let bounds = AmountBounds {
+        min_minor: 1,
+        max_minor: 1_000_000,
+    };
+    let amount = DonationAmount::parse("1.00", Currency::USD, bounds).expect("amount");
+    let gift = OfflineGift {
+        amount,
+        amount_minor: amount.minor(),
+        donor_name: "Ann".into(),
+        email: None,
+        method: OfflineMethod::Cash,
+        reference: None,
+        received_on: chrono::NaiveDate::from_ymd_opt(2020, 8, 1).expect("date"),
+        anonymous: false,
+        locale: "en".into(),
+    };
+    // Rounds of 60 concurrent commands, a third of them bound to fail, until at least one
+    // batch mixed both kinds (and so had to be re-run with savepoints).
+    let (mut ok, mut refused) = (0, 0);
+    for _round in 0..10 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..60 {
+            let writer = writer.clone();
+            let gift = gift.clone();
+            tasks.spawn(async move {
+                if i % 3 == 0 {
+                    writer
+                        .submit(RecordRefund {
+                            donation_id: 999_999,
+                            amount_minor: None,
+                            reason: "x".into(),
+                            actor: "t".into(),
+                        })
+                        .await
+                        .map(|_| ())
+                } else {
+                    writer
+                        .submit(RecordOffline {
+                            gift,
+                            actor: "t".into(),
+                            idempotency: None,
+                        })
+                        .await
+                        .map(|_| ())
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            match r.expect("task") {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    assert_eq!(e.code, crowdledger::error::ErrorCode::NotFound);
+                    refused += 1;
+                }
+            }
+        }
+        if writer.stats().isolated_reruns.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+    }
+    assert!(
+        writer.stats().isolated_reruns.load(Ordering::Relaxed) > 0,
+        "no batch mixed good and bad commands"
+    );
+    assert_eq!(ok, refused * 2);
+    let snap = writer.snapshot().get().expect("snapshot");
+    assert_eq!(snap.view.donation_count, ok);
+    assert_eq!(
+        snap.view.raised.decimal(),
+        rust_decimal::Decimal::new(ok * 100, 2)
+    );
+    let report = crowdledger::ledger::verify::verify(
+        &mut crowdledger::db::establish(&url).expect("connect"),
+    )
+    .expect("verify");
+    assert!(report.is_ok(), "{:?}", report.problems);
+}

@@ -12,6 +12,7 @@ CREATE TABLE funds (
     intake_message TEXT NOT NULL DEFAULT '',
     intake_changed_at TIMESTAMP NOT NULL,
     ledger_seq BIGINT NOT NULL DEFAULT 0,
+    last_donation_id BIGINT NOT NULL DEFAULT 0,
     ledger_head TEXT NOT NULL,
     version BIGINT NOT NULL DEFAULT 0,
     created_at TIMESTAMP NOT NULL,
@@ -29,7 +30,9 @@ CREATE TABLE periods (
 );
 
 CREATE TABLE donations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    -- Assigned by the ledger writer from funds.last_donation_id, so a batch inserts its
+    -- donations with one multi-row INSERT.
+    id INTEGER PRIMARY KEY NOT NULL,
     method TEXT NOT NULL CHECK (method IN ('card', 'check', 'wire', 'cash', 'other')),
     status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed', 'canceled')),
     amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),

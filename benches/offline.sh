@@ -16,7 +16,7 @@ EMAIL=bench@example.org
 export LOADGEN_PASSWORD="bench password 0123456789"
 export JWT_SECRET="bench-secret-0123456789abcdef0123456789"
 export FUND_TARGET=100000000000.00
-export RUST_LOG=warn
+export RUST_LOG=warn,crowdledger::commands=info
 
 cargo build --release --bins -q
 BIN=target/release/crowdledger
@@ -42,6 +42,7 @@ run_engine() {
         results+=("$line")
     done
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+    grep -o 'batches=.*' "$WORK/$engine.log" | sed "s/^/$engine writer: /" >&2 || true
     $BIN verify >&2
 }
 

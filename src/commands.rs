@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use crate::auth::{Email, Role};
 use crate::config::Config;
 use crate::db;
-use crate::ledger::LedgerWriter;
+use crate::ledger::{BatchTuning, LedgerWriter};
 use crate::ledger::ops::{PeriodInput, SavePeriod};
 use crate::ledger::verify::verify;
 
@@ -18,6 +18,7 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -25,7 +26,20 @@ pub fn init_tracing() {
 pub fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let running = crate::http::start(config)?;
+        let writer = running.state.writer.clone();
         running.server.await?;
+        let stats = writer.stats();
+        let (batches, commands) = (
+            stats.batches.load(std::sync::atomic::Ordering::Relaxed),
+            stats.commands.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        tracing::info!(
+            batches,
+            commands,
+            per_batch = commands.checked_div(batches).unwrap_or(0),
+            isolated_reruns = stats.isolated_reruns.load(std::sync::atomic::Ordering::Relaxed),
+            "ledger writer totals"
+        );
         Ok(())
     })
 }
@@ -81,7 +95,7 @@ pub fn period_add(
     let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
     db::migrate(&mut conn)?;
     drop(conn);
-    let writer = LedgerWriter::start(&config.database_url, &config.fund, 1)?;
+    let writer = LedgerWriter::start(&config.database_url, &config.fund, BatchTuning::default())?;
     let row = writer
         .submit_blocking(SavePeriod {
             id: None,

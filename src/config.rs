@@ -123,8 +123,8 @@ pub struct Config {
     pub fund: FundDefaults,
     /// Bounds for gifts made on the page; offline gifts use only the maximum.
     pub donation_bounds: AmountBounds,
-    /// Largest number of commands the writer applies in one transaction.
-    pub writer_batch_max: usize,
+    /// How the ledger writer forms batches.
+    pub writer: crate::ledger::BatchTuning,
     /// Connections in the read pool.
     pub pool_size: u32,
     /// HTTP worker threads (0 = one per core).
@@ -215,7 +215,12 @@ impl Config {
                 min_minor,
                 max_minor,
             },
-            writer_batch_max: number("WRITER_BATCH_MAX", 512)?.max(1),
+            writer: crate::ledger::BatchTuning {
+                max: number("WRITER_BATCH_MAX", 512)?.max(1),
+                fill_wait: std::time::Duration::from_micros(
+                    u64::try_from(number("WRITER_BATCH_WAIT_US", 1000)?.min(100_000)).unwrap_or(0),
+                ),
+            },
             pool_size: u32::try_from(number("DATABASE_POOL_SIZE", 8)?.clamp(1, 64)).unwrap_or(8),
             http_workers: number("HTTP_WORKERS", 0)?,
         })

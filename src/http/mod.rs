@@ -60,7 +60,7 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         tracing::info!(migrations = ran, "database migrated");
     }
     drop(conn);
-    let writer = LedgerWriter::start(&config.database_url, &config.fund, config.writer_batch_max)?;
+    let writer = LedgerWriter::start(&config.database_url, &config.fund, config.writer)?;
     let pool = db::pool(&config.database_url, config.pool_size)?;
     watch::spawn(pool.clone(), writer.clone())?;
     let keys = TokenKeys::new(config.jwt_secret.bytes())?;

@@ -17,4 +17,4 @@ mod writer;
 pub use context::Ctx;
 pub use snapshot::{FundSnapshot, FundView, IntakeView, PeriodView, SnapshotCell};
 pub use state::FundState;
-pub use writer::{LedgerWriter, Op, WriterStats};
+pub use writer::{BatchTuning, LedgerWriter, Op, WriterStats};

@@ -30,6 +30,9 @@ apt_install() {
 # Build dependencies: libpq for diesel's PostgreSQL backend, psql to manage test databases.
 apt_install libpq-dev postgresql-client
 
+# Real peers: localstripe (fake Stripe) and aiosmtpd (SMTP) in .venv.
+./scripts/install-test-peers.sh
+
 postgres_up() { psql "$TEST_POSTGRES_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; }
 if ! postgres_up && command -v pg_ctlcluster >/dev/null 2>&1; then
     # This kind of machine ships a cluster; start it if it stopped.

@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use crate::auth::{Email, Role};
 use crate::config::Config;
 use crate::db;
-use crate::ledger::{BatchTuning, LedgerWriter};
 use crate::ledger::ops::{PeriodInput, SavePeriod};
 use crate::ledger::verify::verify;
+use crate::ledger::{BatchTuning, LedgerWriter};
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info`.
 pub fn init_tracing() {
@@ -37,7 +37,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             batches,
             commands,
             per_batch = commands.checked_div(batches).unwrap_or(0),
-            isolated_reruns = stats.isolated_reruns.load(std::sync::atomic::Ordering::Relaxed),
+            isolated_reruns = stats
+                .isolated_reruns
+                .load(std::sync::atomic::Ordering::Relaxed),
             "ledger writer totals"
         );
         Ok(())
@@ -95,7 +97,12 @@ pub fn period_add(
     let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
     db::migrate(&mut conn)?;
     drop(conn);
-    let writer = LedgerWriter::start(&config.database_url, &config.fund, BatchTuning::default())?;
+    let writer = LedgerWriter::start(
+        &config.database_url,
+        &config.fund,
+        BatchTuning::default(),
+        None,
+    )?;
     let row = writer
         .submit_blocking(SavePeriod {
             id: None,
@@ -138,4 +145,120 @@ pub fn verify_ledger(config: &Config) -> anyhow::Result<bool> {
         println!("  {p}");
     }
     Ok(false)
+}
+
+/// `reconcile`: lists PaymentIntents at Stripe and records every success (and cancellation)
+/// of ours that the webhooks missed. Returns how many donations it recorded.
+pub fn reconcile(config: &Config, since: Option<chrono::NaiveDate>) -> anyhow::Result<u64> {
+    use crate::ledger::card::{ApplyStripeEvent, EventOutcome};
+    use crate::payments::events::{Fact, int, succeeded_fact};
+
+    let stripe_config = config
+        .stripe
+        .as_ref()
+        .context("reconcile needs STRIPE_SECRET_KEY (and the other STRIPE_* settings)")?;
+    let payments = crate::payments::Payments::new(stripe_config)?;
+    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
+    db::migrate(&mut conn)?;
+    drop(conn);
+    let writer = LedgerWriter::start(
+        &config.database_url,
+        &config.fund,
+        BatchTuning::default(),
+        None,
+    )?;
+    let since_ts = since
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp());
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut checked, mut recorded, mut known, mut foreign) = (0_u64, 0_u64, 0_u64, 0_u64);
+    rt.block_on(async {
+        let mut after: Option<String> = None;
+        loop {
+            let page = payments
+                .list_intents(after.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("listing PaymentIntents: {e}"))?;
+            for pi in &page.data {
+                checked += 1;
+                if progress && checked % 100 == 0 {
+                    eprint!("\rchecked {checked} PaymentIntents");
+                }
+                let created = pi.get("created").and_then(int).unwrap_or(0);
+                if since_ts.is_some_and(|s| created < s) {
+                    continue;
+                }
+                let id = pi
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                let fact = match pi.get("status").and_then(|v| v.as_str()) {
+                    Some("succeeded") => succeeded_fact(pi),
+                    Some("canceled") => Some(Fact::PaymentCanceled {
+                        payment_intent: id.clone(),
+                        donation_id: pi.pointer("/metadata/donation_id").and_then(int),
+                    }),
+                    _ => None,
+                };
+                let Some(fact) = fact else { continue };
+                let status = pi
+                    .get("status")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                let outcome = writer
+                    .submit(ApplyStripeEvent {
+                        event_id: format!("reconcile:{id}:{status}"),
+                        event_type: format!("reconcile.{status}"),
+                        created,
+                        fact: fact.clone(),
+                        keep_unknown: false,
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+                match (outcome, &fact) {
+                    (
+                        EventOutcome::Applied,
+                        Fact::PaymentSucceeded {
+                            amount,
+                            donation_id,
+                            ..
+                        },
+                    ) => {
+                        recorded += 1;
+                        println!(
+                            "recorded {id}: donation {} of {} {}",
+                            donation_id.map_or_else(|| "?".into(), |d| d.to_string()),
+                            config.fund.currency.format(*amount),
+                            config.fund.currency.code()
+                        );
+                    }
+                    (EventOutcome::Applied, _) => println!("marked {id} canceled"),
+                    (EventOutcome::NotOurs, _) => foreign += 1,
+                    _ => known += 1,
+                }
+            }
+            match (
+                page.has_more,
+                page.data
+                    .last()
+                    .and_then(|p| p.get("id"))
+                    .and_then(|v| v.as_str()),
+            ) {
+                (true, Some(last)) => after = Some(last.to_owned()),
+                _ => break,
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    if progress {
+        eprintln!();
+    }
+    println!(
+        "reconcile: checked {checked} PaymentIntents, recorded {recorded} missed donation(s), {known} already recorded, {foreign} not ours"
+    );
+    Ok(recorded)
 }

@@ -106,6 +106,48 @@ pub struct FundDefaults {
     pub cap_mode: CapMode,
 }
 
+/// The Stripe account, when card giving is configured.
+#[derive(Clone)]
+pub struct StripeConfig {
+    /// `sk_...`.
+    pub secret_key: String,
+    /// `pk_...`, given to the page.
+    pub publishable_key: String,
+    /// `whsec_...`; several (comma-separated) while a secret is rotated.
+    pub webhook_secrets: Vec<String>,
+    /// Another API endpoint (tests use localstripe), without `/v1`.
+    pub api_base: Option<String>,
+    /// Where the page loads Stripe.js from.
+    pub js_url: String,
+}
+
+impl std::fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("publishable_key", &self.publishable_key)
+            .field("api_base", &self.api_base)
+            .field("js_url", &self.js_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a duration such as `30m`, `90s`, `2h` or plain seconds.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
+}
+
 /// Everything the service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -129,6 +171,10 @@ pub struct Config {
     pub pool_size: u32,
     /// HTTP worker threads (0 = one per core).
     pub http_workers: usize,
+    /// Stripe, if card giving is configured.
+    pub stripe: Option<StripeConfig>,
+    /// How long a strict-mode reservation holds before its intent is cancelled.
+    pub reservation_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -199,7 +245,40 @@ impl Config {
                     .map_err(|e| ConfigError(format!("{key}: {e}")))
             })
         };
+        let stripe = match var("STRIPE_SECRET_KEY") {
+            None => None,
+            Some(secret_key) => {
+                let need = |key: &str| {
+                    var(key).ok_or_else(|| {
+                        ConfigError(format!("{key} is required when STRIPE_SECRET_KEY is set"))
+                    })
+                };
+                let webhook_secrets: Vec<String> = need("STRIPE_WEBHOOK_SECRET")?
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                Some(StripeConfig {
+                    secret_key,
+                    publishable_key: need("STRIPE_PUBLISHABLE_KEY")?,
+                    webhook_secrets,
+                    api_base: var("STRIPE_API_BASE"),
+                    js_url: var("STRIPE_JS_URL")
+                        .unwrap_or_else(|| "https://js.stripe.com/v3/".into()),
+                })
+            }
+        };
+        let reservation_ttl = match var("RESERVATION_TTL") {
+            None => std::time::Duration::from_secs(30 * 60),
+            Some(t) => parse_duration(&t).filter(|d| !d.is_zero()).ok_or_else(|| {
+                ConfigError(format!(
+                    "RESERVATION_TTL: not a duration: {t:?} (e.g. 30m, 90s)"
+                ))
+            })?,
+        };
         Ok(Config {
+            stripe,
+            reservation_ttl,
             database_url,
             bind_addr,
             public_base_url,

@@ -26,6 +26,14 @@ pub enum ErrorCode {
     RefundExceedsRemaining,
     /// Intake is not open.
     IntakeClosed,
+    /// Strict cap mode: the gift is larger than what is left to raise.
+    ExceedsRemaining,
+    /// Card giving is not configured.
+    PaymentsUnavailable,
+    /// Stripe failed or refused; nothing was recorded.
+    PaymentProviderError,
+    /// A webhook whose signature does not verify.
+    BadSignature,
     /// Reopening while raised has met the target.
     TargetReached,
     /// Same idempotency key, different request.
@@ -51,7 +59,10 @@ impl ErrorCode {
             ErrorCode::InvalidAmount
             | ErrorCode::InvalidRequest
             | ErrorCode::RefundExceedsRemaining => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::MalformedJson => StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedJson | ErrorCode::BadSignature => StatusCode::BAD_REQUEST,
+            ErrorCode::ExceedsRemaining => StatusCode::CONFLICT,
+            ErrorCode::PaymentsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::PaymentProviderError => StatusCode::BAD_GATEWAY,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::IntakeClosed | ErrorCode::TargetReached | ErrorCode::IdempotencyConflict => {
@@ -76,6 +87,10 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "Unsupported media type",
             ErrorCode::RefundExceedsRemaining => "Refund exceeds what remains",
             ErrorCode::IntakeClosed => "Intake closed",
+            ErrorCode::ExceedsRemaining => "Exceeds what remains to raise",
+            ErrorCode::PaymentsUnavailable => "Card payments unavailable",
+            ErrorCode::PaymentProviderError => "Payment provider error",
+            ErrorCode::BadSignature => "Bad signature",
             ErrorCode::TargetReached => "Target reached",
             ErrorCode::IdempotencyConflict => "Idempotency key reused",
             ErrorCode::Unauthorized => "Unauthorized",

@@ -12,3 +12,4 @@ pub mod error;
 pub mod http;
 pub mod ledger;
 pub mod money;
+pub mod payments;

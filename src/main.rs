@@ -30,6 +30,12 @@ enum Command {
     },
     /// Recompute the ledger's hash chain and totals; exit 1 if anything was altered.
     Verify,
+    /// Record card payments that succeeded at Stripe but whose webhook never arrived.
+    Reconcile {
+        /// Only PaymentIntents created on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +91,7 @@ fn main() -> std::process::ExitCode {
                     },
             } => commands::period_add(&config, &label, &from, &to, &budget).map(|()| true),
             Command::Verify => commands::verify_ledger(&config),
+            Command::Reconcile { since } => commands::reconcile(&config, since).map(|_| true),
         });
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

@@ -4,7 +4,8 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::schema::{
-    audit_log, donations, funds, idempotency_keys, ledger_entries, outbox, periods, users,
+    audit_log, donations, funds, idempotency_keys, ledger_entries, outbox, periods, stripe_events,
+    users,
 };
 
 /// The fund row: settings, running totals and the head of the ledger chain.
@@ -79,6 +80,9 @@ pub struct DonationRow {
     pub recorded_by: Option<String>,
     pub created_at: NaiveDateTime,
     pub succeeded_at: Option<NaiveDateTime>,
+    pub charge_id: Option<String>,
+    pub reserved_until: Option<NaiveDateTime>,
+    pub dispute_status: Option<String>,
 }
 
 /// A new donation; its id is assigned by the ledger writer.
@@ -101,6 +105,7 @@ pub struct NewDonation {
     pub recorded_by: Option<String>,
     pub created_at: NaiveDateTime,
     pub succeeded_at: Option<NaiveDateTime>,
+    pub reserved_until: Option<NaiveDateTime>,
 }
 
 /// A ledger entry (append-only).
@@ -174,4 +179,18 @@ pub struct NewOutbox<'a> {
     pub payload: &'a str,
     pub created_at: NaiveDateTime,
     pub next_attempt_at: NaiveDateTime,
+}
+
+/// A Stripe event as recorded: applied, or kept until its payment is known.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = stripe_events)]
+pub struct StripeEventRow {
+    pub event_id: String,
+    pub event_type: String,
+    pub payment_intent_id: Option<String>,
+    pub charge_id: Option<String>,
+    pub created: i64,
+    pub received_at: NaiveDateTime,
+    pub applied_at: Option<NaiveDateTime>,
+    pub fact: String,
 }

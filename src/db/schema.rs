@@ -57,6 +57,22 @@ diesel::table! {
         recorded_by -> Nullable<Text>,
         created_at -> Timestamp,
         succeeded_at -> Nullable<Timestamp>,
+        charge_id -> Nullable<Text>,
+        reserved_until -> Nullable<Timestamp>,
+        dispute_status -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    stripe_events (event_id) {
+        event_id -> Text,
+        event_type -> Text,
+        payment_intent_id -> Nullable<Text>,
+        charge_id -> Nullable<Text>,
+        created -> BigInt,
+        received_at -> Timestamp,
+        applied_at -> Nullable<Timestamp>,
+        fact -> Text,
     }
 }
 
@@ -134,4 +150,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     audit_log,
     outbox,
+    stripe_events,
 );

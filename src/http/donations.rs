@@ -93,7 +93,7 @@ impl OfflineRequest {
 }
 
 /// Reads `Idempotency-Key`: 1 to 255 visible ASCII characters.
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, AppError> {
+pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, AppError> {
     let Some(v) = req.headers().get("Idempotency-Key") else {
         return Ok(None);
     };

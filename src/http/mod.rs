@@ -6,6 +6,7 @@ mod auth;
 mod donations;
 mod fund;
 mod input;
+mod payments;
 
 use std::net::TcpListener;
 
@@ -34,6 +35,12 @@ pub struct AppState {
     pub pool: Pool,
     /// Token signing keys.
     pub keys: TokenKeys,
+    /// Stripe, if card giving is configured.
+    pub payments: Option<crate::payments::Payments>,
+    /// Prefix of Stripe idempotency keys, unique to this fund's database.
+    pub instance_key: String,
+    /// Card refunds are made one at a time (check, call Stripe, record).
+    pub refund_lock: tokio::sync::Mutex<()>,
 }
 
 /// A started service.
@@ -60,9 +67,35 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         tracing::info!(migrations = ran, "database migrated");
     }
     drop(conn);
-    let writer = LedgerWriter::start(&config.database_url, &config.fund, config.writer)?;
+    let payments = config
+        .stripe
+        .as_ref()
+        .map(crate::payments::Payments::new)
+        .transpose()?;
+    let (effects_tx, effects_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = LedgerWriter::start(
+        &config.database_url,
+        &config.fund,
+        config.writer,
+        payments.is_some().then_some(effects_tx),
+    )?;
     let pool = db::pool(&config.database_url, config.pool_size)?;
     watch::spawn(pool.clone(), writer.clone())?;
+    if let Some(p) = &payments {
+        let worker = crate::payments::worker::Worker {
+            payments: p.clone(),
+            writer: writer.clone(),
+            pool: pool.clone(),
+            reservation_ttl: config.reservation_ttl,
+        };
+        tokio::spawn(worker.run(effects_rx));
+    } else {
+        tracing::warn!("STRIPE_SECRET_KEY is not set: card donations are unavailable");
+    }
+    let instance_key = writer.snapshot().get().map_or_else(
+        || "crowdledger".to_owned(),
+        |s| format!("crowdledger-{}", s.fund_created_micros),
+    );
     let keys = TokenKeys::new(config.jwt_secret.bytes())?;
     let listener = TcpListener::bind(config.bind_addr)?;
     let port = listener.local_addr()?.port();
@@ -72,6 +105,9 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         writer,
         pool,
         keys,
+        payments,
+        instance_key,
+        refund_lock: tokio::sync::Mutex::new(()),
     });
     let app_state = state.clone();
     let mut server =
@@ -103,6 +139,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(auth::routes)
         .configure(donations::routes)
         .configure(admin::routes)
+        .configure(payments::routes)
         .default_service(web::to(not_found));
 }
 

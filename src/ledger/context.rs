@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::FundState;
+use super::{Effect, FundState};
 use crate::db::DbConn;
 use crate::db::models::{LedgerEntryRow, NewAudit, NewDonation, NewOutbox};
 use crate::db::schema::{audit_log, donations, ledger_entries, outbox};
@@ -18,6 +18,8 @@ const INSERT_CHUNK: usize = 1_000;
 /// memory and written with one multi-row INSERT per table just before the commit.
 #[derive(Debug, Default)]
 pub struct Appended {
+    /// Work for after the commit (cancel intents, fetch fees).
+    pub(crate) effects: Vec<Effect>,
     donations: Vec<NewDonation>,
     entries: Vec<LedgerEntryRow>,
     audits: Vec<(NaiveDateTime, String, String, String)>,
@@ -35,8 +37,9 @@ struct OutboxRow {
 }
 
 impl Appended {
-    fn lens(&self) -> (usize, usize, usize, usize) {
+    fn lens(&self) -> (usize, usize, usize, usize, usize) {
         (
+            self.effects.len(),
             self.donations.len(),
             self.entries.len(),
             self.audits.len(),
@@ -44,7 +47,8 @@ impl Appended {
         )
     }
 
-    fn truncate(&mut self, (d, e, a, o): (usize, usize, usize, usize)) {
+    fn truncate(&mut self, (f, d, e, a, o): (usize, usize, usize, usize, usize)) {
+        self.effects.truncate(f);
         self.donations.truncate(d);
         self.entries.truncate(e);
         self.audits.truncate(a);
@@ -168,6 +172,11 @@ impl Ctx<'_> {
         result
     }
 
+    /// Asks for work to be done once this batch has committed.
+    pub fn effect(&mut self, effect: Effect) {
+        self.appended.effects.push(effect);
+    }
+
     /// Buffers a new donation with the next id; returns the id.
     pub fn insert_donation(&mut self, mut donation: NewDonation) -> i64 {
         let id = self.st.row.last_donation_id + 1;
@@ -258,6 +267,7 @@ impl Ctx<'_> {
         )?;
         if to == IntakeState::Closed {
             self.queue_intake_closed()?;
+            self.effect(Effect::CancelOutstanding);
         }
         Ok(())
     }

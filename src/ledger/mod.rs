@@ -5,6 +5,7 @@
 //! gives group commit. Each command runs inside its own savepoint so a failing command never
 //! fails its neighbours. Callers are answered only after the batch committed.
 
+pub mod card;
 mod context;
 pub mod ops;
 pub mod refund;
@@ -15,6 +16,22 @@ pub mod watch;
 mod writer;
 
 pub use context::Ctx;
+
+/// Work the writer hands on after a commit (it never calls out of the process itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Intake closed: cancel every PaymentIntent still open.
+    CancelOutstanding,
+    /// A card payment succeeded: fetch its fee and net.
+    FetchFees {
+        /// Donation id.
+        donation_id: i64,
+        /// `pi_...`.
+        payment_intent: String,
+        /// The charge, if known.
+        charge: Option<String>,
+    },
+}
 pub use snapshot::{FundSnapshot, FundView, IntakeView, PeriodView, SnapshotCell};
 pub use state::FundState;
 pub use writer::{BatchTuning, LedgerWriter, Op, WriterStats};

@@ -181,6 +181,7 @@ impl Op for RecordOffline {
             recorded_by: Some(self.actor.clone()),
             created_at: cx.now,
             succeeded_at: Some(cx.now),
+            reserved_until: None,
         });
         let memo = match &g.reference {
             Some(r) => format!("offline {} {r}", g.method.as_str()),

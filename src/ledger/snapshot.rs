@@ -114,6 +114,8 @@ pub struct FundSnapshot {
     pub version: i64,
     /// Whether intake is open (read by the donation path without parsing JSON).
     pub accepting: bool,
+    /// When the fund was created (Unix microseconds): names this deployment to Stripe.
+    pub fund_created_micros: i64,
     /// The view.
     pub view: FundView,
     /// The view serialised once.
@@ -140,6 +142,7 @@ impl SnapshotCell {
         let snap = Arc::new(FundSnapshot {
             version: st.row.version,
             accepting: view.intake.accepting,
+            fund_created_micros: st.row.created_at.and_utc().timestamp_micros(),
             view,
             json,
         });

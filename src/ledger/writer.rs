@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::context::{Appended, Ctx};
 use super::state::{FUND_ID, load_periods};
-use super::{FundState, SnapshotCell};
+use super::{Effect, FundState, SnapshotCell};
 use crate::config::{DatabaseUrl, FundDefaults};
 use crate::db::models::{FundRow, LedgerEntryRow};
 use crate::db::schema::{funds, ledger_entries};
@@ -136,6 +136,7 @@ impl LedgerWriter {
         url: &DatabaseUrl,
         defaults: &FundDefaults,
         tuning: BatchTuning,
+        effects: Option<tokio::sync::mpsc::UnboundedSender<Effect>>,
     ) -> Result<LedgerWriter, anyhow::Error> {
         let mut conn = db::establish(url)?;
         bootstrap(&mut conn, defaults)?;
@@ -157,6 +158,7 @@ impl LedgerWriter {
                     tuning,
                     concurrency: 0,
                     cached: Some(st),
+                    effects,
                 };
                 writer.run(&rx);
             })?;
@@ -340,6 +342,7 @@ struct Writer {
     /// Estimate of the callers in flight, to size the next batch.
     concurrency: usize,
     cached: Option<FundState>,
+    effects: Option<tokio::sync::mpsc::UnboundedSender<Effect>>,
 }
 
 impl Writer {
@@ -407,6 +410,7 @@ impl Writer {
         let Some(c) = self.conn.as_mut() else { return };
         let cached = self.cached.as_ref();
         let mut isolated = false;
+        let mut effects = Vec::new();
         let outcome = loop {
             let attempt = c.transaction::<FundState, Abort, _>(|conn| {
                 let mut st = lock_and_load(conn, cached)?;
@@ -425,6 +429,7 @@ impl Writer {
                     }
                 }
                 appended.flush(conn)?;
+                effects = std::mem::take(&mut appended.effects);
                 st.row.version += 1;
                 st.row.updated_at = now;
                 persist(conn, &st)?;
@@ -445,6 +450,11 @@ impl Writer {
                 self.cached = Some(st);
                 for job in jobs {
                     job.finish(Ok(()));
+                }
+                if let Some(sink) = &self.effects {
+                    for effect in effects {
+                        let _ = sink.send(effect);
+                    }
                 }
             }
             Err(Abort::Alone | Abort::Retry) => {

@@ -26,6 +26,10 @@ pub struct TestApp {
     pub db_url: DatabaseUrl,
     /// HTTP client.
     pub client: reqwest::Client,
+    /// The fake Stripe, for apps started with one.
+    pub stripe: Option<crate::localstripe::LocalStripe>,
+    /// The webhook signing secret, for apps started with Stripe.
+    pub webhook_secret: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -78,7 +82,26 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app with extra environment settings (e.g. `FUND_TARGET`).
 pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    spawn(env, None).await
+}
+
+/// Starts a localstripe, then the app configured for it, then registers the app's webhook.
+pub async fn spawn_app_with_stripe(env: &[(&str, &str)]) -> TestApp {
+    let ls = crate::localstripe::LocalStripe::start().await;
+    let app = spawn(env, Some(ls)).await;
+    if let Some(ls) = &app.stripe {
+        ls.register_webhook(
+            &format!("{}/webhooks/stripe", app.addr),
+            &app.webhook_secret,
+        )
+        .await;
+    }
+    app
+}
+
+async fn spawn(env: &[(&str, &str)], stripe: Option<crate::localstripe::LocalStripe>) -> TestApp {
     let (db_url, dir) = fresh_database();
+    let webhook_secret = format!("whsec_test_{}", rand::random::<u64>());
     let mut vars: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".into(), url_text(&db_url)),
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
@@ -86,6 +109,18 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         ("HTTP_WORKERS".into(), "2".into()),
         ("DATABASE_POOL_SIZE".into(), "4".into()),
     ]);
+    if let Some(ls) = &stripe {
+        vars.insert(
+            "STRIPE_SECRET_KEY".into(),
+            crate::localstripe::SECRET_KEY.into(),
+        );
+        vars.insert(
+            "STRIPE_PUBLISHABLE_KEY".into(),
+            "pk_test_crowdledger".into(),
+        );
+        vars.insert("STRIPE_WEBHOOK_SECRET".into(), webhook_secret.clone());
+        vars.insert("STRIPE_API_BASE".into(), ls.base.clone());
+    }
     for (k, v) in env {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
@@ -97,6 +132,8 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         addr,
         db_url,
         client: reqwest::Client::new(),
+        stripe,
+        webhook_secret,
         _dir: dir,
     }
 }
@@ -180,6 +217,62 @@ impl TestApp {
             req = req.json(b);
         }
         req.send().await.expect("request")
+    }
+
+    /// `POST /api/donations` (public).
+    pub async fn donate(&self, amount: &str) -> reqwest::Response {
+        let body = serde_json::json!({
+            "amount": amount, "donor_name": "Mei Chen", "email": "mei@example.org",
+            "anonymous": false, "locale": "zh-CN",
+        });
+        self.send(reqwest::Method::POST, "/api/donations", None, Some(&body))
+            .await
+    }
+
+    /// Sends `event` to the webhook, signed with the app's secret at `at` (Unix seconds).
+    pub async fn deliver(&self, event: &Value, at: i64) -> reqwest::Response {
+        let body = event.to_string();
+        let sig = crowdledger::payments::signature::sign(
+            self.webhook_secret.as_bytes(),
+            at,
+            body.as_bytes(),
+        );
+        self.client
+            .post(format!("{}/webhooks/stripe", self.addr))
+            .header("Stripe-Signature", sig)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("webhook request")
+    }
+
+    /// The database URL as the CLI takes it.
+    pub fn database_url(&self) -> String {
+        url_text(&self.db_url)
+    }
+
+    /// Polls `/api/fund` until `check` holds (up to ~10 s); returns the last document.
+    pub async fn wait_for_fund(&self, check: impl Fn(&Value) -> bool) -> Value {
+        let mut fund = self.fund().await;
+        for _ in 0..100 {
+            if check(&fund) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            fund = self.fund().await;
+        }
+        fund
+    }
+
+    /// One column of one donation, read directly from the database.
+    pub fn donation_status(&self, id: i64) -> String {
+        use crowdledger::db::schema::donations;
+        donations::table
+            .find(id)
+            .select(donations::status)
+            .first::<String>(&mut self.conn())
+            .expect("donation exists")
     }
 
     /// `PUT /api/admin/intake`.

@@ -201,7 +201,13 @@ async fn a_failing_command_does_not_fail_its_batch_neighbours() {
         target_minor: 1_000_000,
         cap_mode: CapMode::Soft,
     };
-    let writer = LedgerWriter::start(&url, &defaults, crowdledger::ledger::BatchTuning::default()).expect("writer");
+    let writer = LedgerWriter::start(
+        &url,
+        &defaults,
+        crowdledger::ledger::BatchTuning::default(),
+        None,
+    )
+    .expect("writer");
     let bounds = AmountBounds {
         min_minor: 1,
         max_minor: 1_000_000,

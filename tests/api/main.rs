@@ -6,4 +6,6 @@ mod errors;
 mod helpers;
 mod intake;
 mod ledger;
+mod localstripe;
 mod offline;
+mod stripe;

@@ -1,0 +1,302 @@
+//! Reading Stripe events leniently: only the fields crowdledger uses, tolerant of API
+//! versions (ids or expanded objects, numbers or numeric strings, missing optional fields).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What an event tells the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fact", rename_all = "snake_case")]
+pub enum Fact {
+    /// The payment went through.
+    PaymentSucceeded {
+        /// PaymentIntent id.
+        payment_intent: String,
+        /// Amount received, minor units.
+        amount: i64,
+        /// Lower-case ISO currency.
+        currency: String,
+        /// Charge id, if known.
+        charge: Option<String>,
+        /// Our donation id from the metadata.
+        donation_id: Option<i64>,
+    },
+    /// An attempt failed (the donor may try again on the same intent).
+    PaymentFailed {
+        /// PaymentIntent id.
+        payment_intent: String,
+        /// Our donation id from the metadata.
+        donation_id: Option<i64>,
+    },
+    /// The intent was canceled.
+    PaymentCanceled {
+        /// PaymentIntent id.
+        payment_intent: String,
+        /// Our donation id from the metadata.
+        donation_id: Option<i64>,
+    },
+    /// Money went back; `amount_refunded` is cumulative.
+    ChargeRefunded {
+        /// PaymentIntent id, if the charge names it.
+        payment_intent: Option<String>,
+        /// Charge id.
+        charge: String,
+        /// Total refunded so far, minor units.
+        amount_refunded: i64,
+    },
+    /// A dispute withdrew funds.
+    DisputeOpened {
+        /// Dispute id.
+        dispute: String,
+        /// PaymentIntent id, if named.
+        payment_intent: Option<String>,
+        /// Charge id.
+        charge: String,
+        /// Disputed amount, minor units.
+        amount: i64,
+    },
+    /// A dispute ended.
+    DisputeClosed {
+        /// Dispute id.
+        dispute: String,
+        /// PaymentIntent id, if named.
+        payment_intent: Option<String>,
+        /// Charge id.
+        charge: String,
+        /// Disputed amount, minor units.
+        amount: i64,
+        /// True if the association won (funds reinstated).
+        won: bool,
+    },
+    /// An event type crowdledger does not act on.
+    Ignored,
+}
+
+impl Fact {
+    /// The PaymentIntent the fact is about, if it says.
+    pub fn payment_intent(&self) -> Option<&str> {
+        match self {
+            Fact::PaymentSucceeded { payment_intent, .. }
+            | Fact::PaymentFailed { payment_intent, .. }
+            | Fact::PaymentCanceled { payment_intent, .. } => Some(payment_intent),
+            Fact::ChargeRefunded { payment_intent, .. }
+            | Fact::DisputeOpened { payment_intent, .. }
+            | Fact::DisputeClosed { payment_intent, .. } => payment_intent.as_deref(),
+            Fact::Ignored => None,
+        }
+    }
+
+    /// The charge the fact is about, if it says.
+    pub fn charge(&self) -> Option<&str> {
+        match self {
+            Fact::PaymentSucceeded { charge, .. } => charge.as_deref(),
+            Fact::ChargeRefunded { charge, .. }
+            | Fact::DisputeOpened { charge, .. }
+            | Fact::DisputeClosed { charge, .. } => Some(charge),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// `evt_...`.
+    pub id: String,
+    /// e.g. `payment_intent.succeeded`.
+    pub event_type: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// What it means for the ledger.
+    pub fact: Fact,
+}
+
+/// An integer that may arrive as a JSON number or a numeric string.
+pub fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// An id that may arrive as a string or as an expanded object with an `id`.
+pub fn id_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Object(o) => o.get("id").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Reads a PaymentIntent object (from an event or from the API) as a success fact.
+pub fn succeeded_fact(pi: &Value) -> Option<Fact> {
+    let payment_intent = text(pi, "id")?;
+    let amount = pi
+        .get("amount_received")
+        .and_then(int)
+        .filter(|a| *a > 0)
+        .or_else(|| pi.get("amount").and_then(int))?;
+    let charge = pi
+        .get("latest_charge")
+        .and_then(id_of)
+        .or_else(|| pi.pointer("/charges/data/0").and_then(id_of));
+    Some(Fact::PaymentSucceeded {
+        payment_intent,
+        amount,
+        currency: text(pi, "currency").unwrap_or_default().to_lowercase(),
+        charge,
+        donation_id: metadata_donation(pi),
+    })
+}
+
+fn metadata_donation(obj: &Value) -> Option<i64> {
+    obj.pointer("/metadata/donation_id").and_then(int)
+}
+
+/// Parses an event's JSON. Fails only when the envelope itself (id, type, object) is missing.
+pub fn parse_event(v: &Value) -> Result<Event, String> {
+    let id = text(v, "id").ok_or("event has no id")?;
+    let event_type = text(v, "type").ok_or("event has no type")?;
+    let created = v.get("created").and_then(int).unwrap_or(0);
+    let obj = v
+        .pointer("/data/object")
+        .ok_or("event has no data.object")?;
+    let missing = |what: &str| format!("{event_type} event {id}: {what} missing");
+    let fact = match event_type.as_str() {
+        "payment_intent.succeeded" => succeeded_fact(obj).ok_or_else(|| missing("id or amount"))?,
+        "payment_intent.payment_failed" => Fact::PaymentFailed {
+            payment_intent: text(obj, "id").ok_or_else(|| missing("id"))?,
+            donation_id: metadata_donation(obj),
+        },
+        "payment_intent.canceled" => Fact::PaymentCanceled {
+            payment_intent: text(obj, "id").ok_or_else(|| missing("id"))?,
+            donation_id: metadata_donation(obj),
+        },
+        "charge.refunded" => Fact::ChargeRefunded {
+            payment_intent: obj.get("payment_intent").and_then(id_of),
+            charge: text(obj, "id").ok_or_else(|| missing("id"))?,
+            amount_refunded: obj
+                .get("amount_refunded")
+                .and_then(int)
+                .ok_or_else(|| missing("amount_refunded"))?,
+        },
+        "charge.dispute.created" | "charge.dispute.closed" => {
+            let status = text(obj, "status").unwrap_or_default();
+            // Inquiries ("warning_*") never withdraw funds.
+            if status.starts_with("warning_") {
+                Fact::Ignored
+            } else {
+                let dispute = text(obj, "id").ok_or_else(|| missing("id"))?;
+                let charge = obj
+                    .get("charge")
+                    .and_then(id_of)
+                    .ok_or_else(|| missing("charge"))?;
+                let amount = obj
+                    .get("amount")
+                    .and_then(int)
+                    .ok_or_else(|| missing("amount"))?;
+                let payment_intent = obj.get("payment_intent").and_then(id_of);
+                if event_type == "charge.dispute.created" {
+                    Fact::DisputeOpened {
+                        dispute,
+                        payment_intent,
+                        charge,
+                        amount,
+                    }
+                } else {
+                    Fact::DisputeClosed {
+                        dispute,
+                        payment_intent,
+                        charge,
+                        amount,
+                        won: status == "won",
+                    }
+                }
+            }
+        }
+        _ => Fact::Ignored,
+    };
+    Ok(Event {
+        id,
+        event_type,
+        created,
+        fact,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_old_and_new_shapes() {
+        // localstripe: no amount_received, latest_charge expanded, api_version 2017.
+        let old = json!({"id": "evt_1", "type": "payment_intent.succeeded", "created": 5,
+            "data": {"object": {"id": "pi_1", "amount": 500, "currency": "USD",
+                "latest_charge": {"id": "ch_1"}, "metadata": {"donation_id": "7"}}}});
+        let e = parse_event(&old).expect("parses");
+        assert_eq!(
+            e.fact,
+            Fact::PaymentSucceeded {
+                payment_intent: "pi_1".into(),
+                amount: 500,
+                currency: "usd".into(),
+                charge: Some("ch_1".into()),
+                donation_id: Some(7)
+            }
+        );
+        // Current Stripe: amount_received, latest_charge as an id.
+        let new = json!({"id": "evt_2", "type": "payment_intent.succeeded", "created": 5,
+            "data": {"object": {"id": "pi_1", "amount": 600, "amount_received": 500, "currency": "usd",
+                "latest_charge": "ch_1", "metadata": {}}}});
+        match parse_event(&new).expect("parses").fact {
+            Fact::PaymentSucceeded {
+                amount,
+                charge,
+                donation_id,
+                ..
+            } => {
+                assert_eq!(
+                    (amount, charge.as_deref(), donation_id),
+                    (500, Some("ch_1"), None)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let unknown = json!({"id": "evt_3", "type": "customer.created", "data": {"object": {}}});
+        assert_eq!(parse_event(&unknown).expect("parses").fact, Fact::Ignored);
+        assert!(parse_event(&json!({"type": "x"})).is_err());
+    }
+
+    #[test]
+    fn disputes_and_refunds() {
+        let closed = json!({"id": "evt_4", "type": "charge.dispute.closed", "created": 9,
+            "data": {"object": {"id": "dp_1", "charge": "ch_1", "amount": 300, "status": "lost"}}});
+        assert_eq!(
+            parse_event(&closed).expect("parses").fact,
+            Fact::DisputeClosed {
+                dispute: "dp_1".into(),
+                payment_intent: None,
+                charge: "ch_1".into(),
+                amount: 300,
+                won: false
+            }
+        );
+        let refund = json!({"id": "evt_5", "type": "charge.refunded",
+            "data": {"object": {"id": "ch_1", "payment_intent": "pi_1", "amount_refunded": "250"}}});
+        assert_eq!(
+            parse_event(&refund).expect("parses").fact,
+            Fact::ChargeRefunded {
+                payment_intent: Some("pi_1".into()),
+                charge: "ch_1".into(),
+                amount_refunded: 250
+            }
+        );
+    }
+}

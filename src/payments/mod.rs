@@ -1,0 +1,323 @@
+//! Stripe: the API client (async-stripe, read leniently), webhook signatures, event facts, and
+//! the background work that follows a payment (fees, cancelling intents, reservations).
+
+pub mod events;
+pub mod signature;
+pub mod worker;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy};
+use stripe_client_core::{RequestBuilder, StripeMethod};
+
+use crate::config::StripeConfig;
+
+/// Attempts for calls that carry an idempotency key (safe to repeat).
+const ATTEMPTS: u32 = 3;
+
+/// A failed Stripe call.
+#[derive(Debug, thiserror::Error)]
+pub enum StripeCallError {
+    /// Stripe answered with an error status (4xx or 5xx).
+    #[error("Stripe answered {status}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stripe's message, if readable.
+        message: String,
+    },
+    /// Stripe could not be reached or answered something unreadable.
+    #[error("Stripe unreachable: {0}")]
+    Transport(String),
+}
+
+/// A created PaymentIntent.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    /// `pi_...`.
+    pub id: String,
+    /// What Stripe.js needs to confirm it.
+    pub client_secret: String,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The objects.
+    pub data: Vec<Value>,
+    /// More after the last one.
+    pub has_more: bool,
+}
+
+/// The Stripe account crowdledger works with.
+#[derive(Clone)]
+pub struct Payments {
+    client: Client,
+    /// Given to the donation page.
+    pub publishable_key: String,
+    /// Webhook signing secrets (several during a rotation).
+    pub webhook_secrets: Vec<String>,
+    /// Where the page loads Stripe.js from.
+    pub js_url: String,
+}
+
+impl std::fmt::Debug for Payments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payments")
+            .field("publishable_key", &self.publishable_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Payments {
+    /// A client for the configured account and endpoint.
+    pub fn new(cfg: &StripeConfig) -> Result<Payments, anyhow::Error> {
+        let mut builder =
+            ClientBuilder::new(cfg.secret_key.clone()).timeout(Duration::from_secs(20));
+        if let Some(base) = &cfg.api_base {
+            let base = if base.ends_with('/') {
+                base.clone()
+            } else {
+                format!("{base}/")
+            };
+            builder = builder.url(base);
+        }
+        Ok(Payments {
+            client: builder.build()?,
+            publishable_key: cfg.publishable_key.clone(),
+            webhook_secrets: cfg.webhook_secrets.clone(),
+            js_url: cfg.js_url.clone(),
+        })
+    }
+
+    /// Sends one request and reads the answer as plain JSON (only the fields we use are read
+    /// later, so API-version drift and older fakes do not break parsing).
+    async fn call(
+        &self,
+        method: StripeMethod,
+        path: &str,
+        form: Option<&Value>,
+        query: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, StripeCallError> {
+        let attempts = if idempotency_key.is_some() {
+            ATTEMPTS
+        } else {
+            1
+        };
+        let mut last = StripeCallError::Transport("not sent".into());
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            let mut req = RequestBuilder::new(method, path);
+            if let Some(f) = form {
+                req = req.form(f);
+            }
+            if let Some(q) = query {
+                req = req.query(q);
+            }
+            let mut req = req.customize::<miniserde::json::Value>();
+            if let Some(key) = idempotency_key {
+                let key = IdempotencyKey::new(key)
+                    .map_err(|e| StripeCallError::Transport(e.to_string()))?;
+                req = req.request_strategy(RequestStrategy::Idempotent(key));
+            }
+            match req.send(&self.client).await {
+                Ok(v) => {
+                    return serde_json::from_str(&miniserde::json::to_string(&v))
+                        .map_err(|e| StripeCallError::Transport(e.to_string()));
+                }
+                Err(stripe::StripeError::Stripe(err, status)) => {
+                    last = StripeCallError::Api {
+                        status,
+                        message: err.message.clone().unwrap_or_default(),
+                    };
+                    if status < 500 && status != 429 {
+                        break;
+                    }
+                }
+                Err(stripe::StripeError::JSONDeserialize(msg)) => {
+                    // An error body in an older shape: the call failed, with a status we
+                    // cannot read; treat it as a refusal, not as an outage.
+                    last = StripeCallError::Api {
+                        status: 400,
+                        message: msg,
+                    };
+                    break;
+                }
+                Err(other) => last = StripeCallError::Transport(other.to_string()),
+            }
+        }
+        Err(last)
+    }
+
+    /// Creates the PaymentIntent of a donation. The idempotency key is derived from the
+    /// donation, so a retry never creates a second intent.
+    pub async fn create_intent(
+        &self,
+        key: &str,
+        donation_id: i64,
+        amount_minor: i64,
+        currency: &str,
+    ) -> Result<Intent, StripeCallError> {
+        let form = serde_json::json!({
+            "amount": amount_minor,
+            "currency": currency.to_lowercase(),
+            "metadata": { "donation_id": donation_id.to_string() },
+        });
+        let v = self
+            .call(
+                StripeMethod::Post,
+                "/payment_intents",
+                Some(&form),
+                None,
+                Some(key),
+            )
+            .await?;
+        match (
+            v.get("id").and_then(Value::as_str),
+            v.get("client_secret").and_then(Value::as_str),
+        ) {
+            (Some(id), Some(secret)) => Ok(Intent {
+                id: id.to_owned(),
+                client_secret: secret.to_owned(),
+            }),
+            _ => Err(StripeCallError::Transport(
+                "PaymentIntent without id or client_secret".into(),
+            )),
+        }
+    }
+
+    /// Fetches a PaymentIntent.
+    pub async fn intent(&self, id: &str) -> Result<Value, StripeCallError> {
+        self.call(
+            StripeMethod::Get,
+            &format!("/payment_intents/{id}"),
+            None,
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// Cancels a PaymentIntent; returns its status afterwards (`canceled`, or `succeeded` if
+    /// it was too late).
+    pub async fn cancel_intent(&self, id: &str) -> Result<String, StripeCallError> {
+        match self
+            .call(
+                StripeMethod::Post,
+                &format!("/payment_intents/{id}/cancel"),
+                None,
+                None,
+                Some(&format!("cancel-{id}")),
+            )
+            .await
+        {
+            Ok(v) => Ok(v
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("canceled")
+                .to_owned()),
+            Err(StripeCallError::Api { .. }) => {
+                // Not cancelable: say what it is now.
+                let v = self.intent(id).await?;
+                Ok(v.get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of PaymentIntents after `starting_after`.
+    pub async fn list_intents(
+        &self,
+        starting_after: Option<&str>,
+    ) -> Result<Page, StripeCallError> {
+        let mut q = serde_json::json!({ "limit": 100 });
+        if let Some(after) = starting_after {
+            q["starting_after"] = Value::String(after.to_owned());
+        }
+        let v = self
+            .call(StripeMethod::Get, "/payment_intents", None, Some(&q), None)
+            .await?;
+        Ok(Page {
+            data: v
+                .get("data")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            has_more: v.get("has_more").and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+
+    /// Refunds part of a payment; `key` makes a retry safe. Returns the refunded amount.
+    pub async fn refund(
+        &self,
+        key: &str,
+        payment_intent: &str,
+        amount_minor: i64,
+    ) -> Result<i64, StripeCallError> {
+        let form = serde_json::json!({ "payment_intent": payment_intent, "amount": amount_minor });
+        let v = self
+            .call(StripeMethod::Post, "/refunds", Some(&form), None, Some(key))
+            .await?;
+        Ok(v.get("amount")
+            .and_then(events::int)
+            .unwrap_or(amount_minor))
+    }
+
+    /// Fee and net of a payment, from its charge's balance transaction, with the charge id.
+    /// `Ok(None)` while Stripe has no balance transaction yet.
+    pub async fn fees(
+        &self,
+        payment_intent: &str,
+        charge: Option<&str>,
+    ) -> Result<Option<(i64, i64, String)>, StripeCallError> {
+        let charge_id = match charge {
+            Some(c) => c.to_owned(),
+            None => {
+                let pi = self.intent(payment_intent).await?;
+                match pi
+                    .get("latest_charge")
+                    .and_then(events::id_of)
+                    .or_else(|| pi.pointer("/charges/data/0").and_then(events::id_of))
+                {
+                    Some(c) => c,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let ch = self
+            .call(
+                StripeMethod::Get,
+                &format!("/charges/{charge_id}"),
+                None,
+                None,
+                None,
+            )
+            .await?;
+        let Some(txn) = ch.get("balance_transaction").and_then(events::id_of) else {
+            return Ok(None);
+        };
+        let bt = self
+            .call(
+                StripeMethod::Get,
+                &format!("/balance_transactions/{txn}"),
+                None,
+                None,
+                None,
+            )
+            .await?;
+        match (
+            bt.get("fee").and_then(events::int),
+            bt.get("net").and_then(events::int),
+        ) {
+            (Some(fee), Some(net)) => Ok(Some((fee, net, charge_id))),
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The work that follows the ledger's commits and talks to Stripe: cancelling intents when
+//! intake closes or a reservation expires, fetching fees, and a periodic sweep that redoes
+//! whatever an outage or a crash left undone.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::Payments;
+use super::events::{Fact, succeeded_fact};
+use crate::db::Pool;
+use crate::db::schema::donations;
+use crate::error::AppError;
+use crate::ledger::card::{AbandonDonation, ApplyStripeEvent, SetFees};
+use crate::ledger::{Effect, LedgerWriter};
+
+/// Most rows one sweep handles of each kind.
+const SWEEP_LIMIT: i64 = 100;
+
+/// The worker's handles.
+pub struct Worker {
+    /// Stripe.
+    pub payments: Payments,
+    /// Where results are recorded.
+    pub writer: LedgerWriter,
+    /// Reads.
+    pub pool: Pool,
+    /// Strict-mode reservation lifetime (also how long a donation may wait for its intent).
+    pub reservation_ttl: Duration,
+}
+
+/// Sweep interval for a reservation lifetime: a quarter of it, between 1 and 30 seconds.
+pub fn sweep_interval(ttl: Duration) -> Duration {
+    (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+impl Worker {
+    /// Runs until the writer's effect channel closes.
+    pub async fn run(self, mut effects: UnboundedReceiver<Effect>) {
+        let mut tick = tokio::time::interval(sweep_interval(self.reservation_ttl));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                effect = effects.recv() => match effect {
+                    Some(e) => self.handle(e).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.sweep().await,
+            }
+        }
+    }
+
+    async fn handle(&self, effect: Effect) {
+        let result = match effect {
+            Effect::CancelOutstanding => self.cancel_outstanding().await,
+            Effect::FetchFees {
+                donation_id,
+                payment_intent,
+                charge,
+            } => {
+                self.fetch_fees(donation_id, &payment_intent, charge.as_deref())
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e.detail, "payment follow-up failed; the sweep will retry");
+        }
+    }
+
+    async fn rows<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut crate::db::DbConn) -> Result<T, AppError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || f(&mut *pool.get()?))
+            .await
+            .map_err(AppError::internal)?
+    }
+
+    /// Cancels every intent of a donation still pending; one that succeeded meanwhile is
+    /// recorded (flagged after_close) instead.
+    async fn cancel_outstanding(&self) -> Result<(), AppError> {
+        let open: Vec<(i64, String)> = self
+            .rows(|c| {
+                Ok(donations::table
+                    .filter(donations::method.eq("card"))
+                    .filter(donations::status.eq_any(["pending", "failed"]))
+                    .filter(donations::payment_intent_id.is_not_null())
+                    .select((
+                        donations::id,
+                        donations::payment_intent_id.assume_not_null(),
+                    ))
+                    .limit(SWEEP_LIMIT * 10)
+                    .load(c)?)
+            })
+            .await?;
+        for (id, pi) in open {
+            self.cancel(id, &pi).await?;
+        }
+        Ok(())
+    }
+
+    async fn cancel(&self, donation_id: i64, pi: &str) -> Result<(), AppError> {
+        let status = self
+            .payments
+            .cancel_intent(pi)
+            .await
+            .map_err(AppError::unavailable)?;
+        let fact = match status.as_str() {
+            "canceled" => Fact::PaymentCanceled {
+                payment_intent: pi.to_owned(),
+                donation_id: Some(donation_id),
+            },
+            "succeeded" => {
+                let v = self
+                    .payments
+                    .intent(pi)
+                    .await
+                    .map_err(AppError::unavailable)?;
+                match succeeded_fact(&v) {
+                    Some(f) => f,
+                    None => return Ok(()),
+                }
+            }
+            _ => return Ok(()),
+        };
+        self.writer
+            .submit(ApplyStripeEvent {
+                event_id: format!("local:{status}:{pi}"),
+                event_type: format!("local.{status}"),
+                created: chrono::Utc::now().timestamp(),
+                fact,
+                keep_unknown: false,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn fetch_fees(
+        &self,
+        donation_id: i64,
+        pi: &str,
+        charge: Option<&str>,
+    ) -> Result<(), AppError> {
+        let fees = self
+            .payments
+            .fees(pi, charge)
+            .await
+            .map_err(AppError::unavailable)?;
+        if let Some((fee_minor, net_minor, charge)) = fees {
+            self.writer
+                .submit(SetFees {
+                    donation_id,
+                    fee_minor,
+                    net_minor,
+                    charge,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Redoes what may have been missed: fees not yet fetched, reservations past their time,
+    /// donations whose intent was never created, and intents left open after intake closed.
+    async fn sweep(&self) {
+        if let Err(e) = self.sweep_once().await {
+            tracing::warn!(error = %e.detail, "payment sweep failed; retrying later");
+        }
+    }
+
+    async fn sweep_once(&self) -> Result<(), AppError> {
+        let now = crate::db::now();
+        let ttl = chrono::Duration::from_std(self.reservation_ttl)
+            .unwrap_or(chrono::Duration::minutes(30));
+        let settled_before = now - chrono::Duration::seconds(5);
+        let (no_fees, expired, orphans) = self
+            .rows(move |c| {
+                let no_fees: Vec<(i64, String, Option<String>)> = donations::table
+                    .filter(donations::method.eq("card"))
+                    .filter(donations::status.eq("succeeded"))
+                    .filter(donations::fee_minor.is_null())
+                    .filter(donations::succeeded_at.lt(settled_before))
+                    .select((
+                        donations::id,
+                        donations::payment_intent_id.assume_not_null(),
+                        donations::charge_id,
+                    ))
+                    .limit(SWEEP_LIMIT)
+                    .load(c)?;
+                let expired: Vec<(i64, Option<String>)> = donations::table
+                    .filter(donations::method.eq("card"))
+                    .filter(donations::status.eq_any(["pending", "failed"]))
+                    .filter(donations::reserved_until.lt(now))
+                    .select((donations::id, donations::payment_intent_id))
+                    .limit(SWEEP_LIMIT)
+                    .load(c)?;
+                let orphans: Vec<i64> = donations::table
+                    .filter(donations::method.eq("card"))
+                    .filter(donations::status.eq("pending"))
+                    .filter(donations::payment_intent_id.is_null())
+                    .filter(donations::created_at.lt(now - ttl))
+                    .select(donations::id)
+                    .limit(SWEEP_LIMIT)
+                    .load(c)?;
+                Ok((no_fees, expired, orphans))
+            })
+            .await?;
+        for (id, pi, charge) in no_fees {
+            self.fetch_fees(id, &pi, charge.as_deref()).await?;
+        }
+        for (id, pi) in expired {
+            match pi {
+                Some(pi) => self.cancel(id, &pi).await?,
+                None => {
+                    self.writer
+                        .submit(AbandonDonation {
+                            donation_id: id,
+                            idempotency_key: None,
+                        })
+                        .await?;
+                }
+            }
+        }
+        for id in orphans {
+            self.writer
+                .submit(AbandonDonation {
+                    donation_id: id,
+                    idempotency_key: None,
+                })
+                .await?;
+        }
+        let closed = self
+            .writer
+            .snapshot()
+            .get()
+            .is_some_and(|s| s.view.intake.state == crate::domain::IntakeState::Closed);
+        if closed {
+            self.cancel_outstanding().await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! A real localstripe process per test (installed by `scripts/install-test-peers.sh`), and
+//! helpers that play the donor's browser (confirming an intent) and Stripe (signing events).
+
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+/// Secret key the app and the helpers use against localstripe.
+pub const SECRET_KEY: &str = "sk_test_crowdledger";
+
+/// A running localstripe.
+pub struct LocalStripe {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    child: Child,
+    client: reqwest::Client,
+}
+
+fn binary() -> String {
+    if let Ok(b) = std::env::var("LOCALSTRIPE") {
+        return b;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/localstripe");
+    assert!(
+        std::path::Path::new(venv).exists(),
+        "localstripe is not installed: run ./scripts/install-test-peers.sh (./scripts/test.sh does)"
+    );
+    venv.to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl LocalStripe {
+    /// Starts localstripe on a free port with empty state and waits until it answers.
+    pub async fn start() -> LocalStripe {
+        let port = free_port();
+        let child = Command::new(binary())
+            .args(["--port", &port.to_string(), "--from-scratch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start localstripe");
+        let ls = LocalStripe {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+            client: reqwest::Client::new(),
+        };
+        for _ in 0..100 {
+            if ls.get("/v1/payment_intents").await.is_ok() {
+                return ls;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("localstripe did not start on port {port}");
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, reqwest::Error> {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .basic_auth(SECRET_KEY, Some(""))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .basic_auth(SECRET_KEY, Some(""))
+            .form(form)
+            .send()
+            .await
+            .expect("localstripe request")
+            .json()
+            .await
+            .expect("localstripe json")
+    }
+
+    /// Has localstripe sign and send every event to `url`.
+    pub async fn register_webhook(&self, url: &str, secret: &str) {
+        let resp = self
+            .client
+            .post(format!("{}/_config/webhooks/crowdledger", self.base))
+            .form(&[("url", url), ("secret", secret)])
+            .send()
+            .await
+            .expect("register webhook");
+        assert!(resp.status().is_success(), "webhook registered");
+    }
+
+    /// Points the webhook at nowhere (localstripe cannot delete one), to lose events on purpose.
+    pub async fn lose_webhooks(&self) {
+        self.register_webhook("http://127.0.0.1:9/nowhere", "whsec_lost")
+            .await;
+    }
+
+    /// What the donor's browser does: attach a test card, confirm. Returns the status.
+    pub async fn confirm(&self, pi: &str) -> String {
+        self.post(
+            &format!("/v1/payment_intents/{pi}"),
+            &[("payment_method", "pm_card_visa")],
+        )
+        .await;
+        let v = self
+            .post(&format!("/v1/payment_intents/{pi}/confirm"), &[])
+            .await;
+        v["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A PaymentIntent as localstripe has it.
+    pub async fn intent(&self, pi: &str) -> Value {
+        self.get(&format!("/v1/payment_intents/{pi}"))
+            .await
+            .expect("intent")
+    }
+}
+
+impl Drop for LocalStripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Stripe event as Stripe would send it (current API shape).
+pub fn event(id: &str, kind: &str, object: Value) -> Value {
+    serde_json::json!({
+        "id": id, "object": "event", "type": kind, "api_version": "2026-09-30",
+        "created": chrono::Utc::now().timestamp(), "livemode": false,
+        "data": { "object": object },
+    })
+}

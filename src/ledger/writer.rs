@@ -12,10 +12,9 @@ use super::context::{Appended, Ctx};
 use super::state::{FUND_ID, load_periods};
 use super::{Effect, FundState, SnapshotCell};
 use crate::config::{DatabaseUrl, FundDefaults};
-use crate::db::models::{FundRow, LedgerEntryRow};
-use crate::db::schema::{funds, ledger_entries};
+use crate::db::models::FundRow;
+use crate::db::schema::funds;
 use crate::db::{self, DbConn};
-use crate::domain::{EntryFields, GENESIS_HASH, IntakeState, entry_hash};
 use crate::error::{AppError, ErrorCode};
 
 /// Commands waiting beyond this are refused with 503 rather than queued without bound.
@@ -139,7 +138,7 @@ impl LedgerWriter {
         effects: Option<tokio::sync::mpsc::UnboundedSender<Effect>>,
     ) -> Result<LedgerWriter, anyhow::Error> {
         let mut conn = db::establish(url)?;
-        bootstrap(&mut conn, defaults)?;
+        super::bootstrap::bootstrap(&mut conn, defaults)?;
         let st = FundState::load(&mut conn)?;
         let snapshot = Arc::new(SnapshotCell::default());
         snapshot.publish(&st);
@@ -211,92 +210,6 @@ impl LedgerWriter {
         let rx = self.enqueue(op)?;
         rx.blocking_recv()
             .map_err(|_| AppError::unavailable("the batch was abandoned"))?
-    }
-}
-
-/// Creates the fund row and the chain's first entry if this database has none.
-fn bootstrap(conn: &mut DbConn, defaults: &FundDefaults) -> Result<(), anyhow::Error> {
-    let exists = funds::table
-        .find(FUND_ID)
-        .select(funds::id)
-        .first::<i64>(conn)
-        .optional()?;
-    if exists.is_some() {
-        return Ok(());
-    }
-    let now = db::now();
-    let inserted = conn.transaction::<_, diesel::result::Error, _>(|conn| {
-        let memo = format!("fund created: {}", defaults.name);
-        let intake = IntakeState::Open.after_totals(0, defaults.target_minor);
-        let fields = EntryFields {
-            seq: 1,
-            created_at: now,
-            kind: "fund_created",
-            donation_id: None,
-            amount_minor: 0,
-            count_delta: 0,
-            raised_after_minor: 0,
-            target_after_minor: defaults.target_minor,
-            intake_after: intake.as_str(),
-            memo: &memo,
-        };
-        let hash = entry_hash(GENESIS_HASH, &fields);
-        diesel::insert_into(funds::table)
-            .values(&FundRow {
-                id: FUND_ID,
-                name: defaults.name.clone(),
-                currency: defaults.currency.code().to_owned(),
-                target_minor: defaults.target_minor,
-                raised_minor: 0,
-                donation_count: 0,
-                reserved_minor: 0,
-                cap_mode: defaults.cap_mode.as_str().to_owned(),
-                intake_state: intake.as_str().to_owned(),
-                intake_message: String::new(),
-                intake_changed_at: now,
-                ledger_seq: 1,
-                last_donation_id: 0,
-                ledger_head: hash.clone(),
-                version: 1,
-                created_at: now,
-                updated_at: now,
-            })
-            .execute(conn)?;
-        diesel::insert_into(ledger_entries::table)
-            .values(&LedgerEntryRow {
-                seq: 1,
-                created_at: now,
-                kind: "fund_created".into(),
-                donation_id: None,
-                amount_minor: 0,
-                count_delta: 0,
-                raised_after_minor: 0,
-                target_after_minor: defaults.target_minor,
-                intake_after: intake.as_str().into(),
-                memo,
-                prev_hash: GENESIS_HASH.into(),
-                hash,
-            })
-            .execute(conn)?;
-        Ok(())
-    });
-    match inserted {
-        Ok(()) => {
-            tracing::info!(name = %defaults.name, "fund created");
-            Ok(())
-        }
-        // Another instance created it at the same moment.
-        Err(e)
-            if funds::table
-                .find(FUND_ID)
-                .select(funds::id)
-                .first::<i64>(conn)
-                .is_ok() =>
-        {
-            tracing::debug!(error = %e, "fund created concurrently");
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,256 +1,16 @@
-//! Card donations: creating the pending donation (with a reservation in strict mode), tying
-//! it to its PaymentIntent, and applying Stripe's facts exactly once, in any order.
+//! Stripe's facts applied to the ledger: each event once, kept when its payment is not known
+//! yet, with monotonic transitions (a late or repeated fact never undoes a later one).
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::ops::{Idempotency, StoredResponse};
-use super::{Ctx, Effect, Op};
-use crate::db::models::{DonationRow, IdempotencyRow, NewDonation, StripeEventRow};
-use crate::db::schema::{donations, idempotency_keys, stripe_events};
-use crate::domain::{CapMode, IntakeState};
-use crate::error::{AppError, ErrorCode};
-use crate::money::DonationAmount;
+use super::release_reservation;
+use crate::db::models::{DonationRow, StripeEventRow};
+use crate::db::schema::{donations, stripe_events};
+use crate::domain::IntakeState;
+use crate::error::AppError;
+use crate::ledger::{Ctx, Effect, Op};
 use crate::payments::events::Fact;
-
-/// A checked card gift from the donation page.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CardGift {
-    /// Amount within the page's bounds.
-    #[serde(skip)]
-    pub amount: DonationAmount,
-    /// Minor units, for the idempotency fingerprint.
-    pub amount_minor: i64,
-    /// Name on the receipt.
-    pub donor_name: String,
-    /// Where the receipt goes.
-    pub email: String,
-    /// Not shown publicly by name.
-    pub anonymous: bool,
-    /// Receipt language.
-    pub locale: String,
-}
-
-/// What creating a card donation gave.
-#[derive(Debug, Clone)]
-pub enum Created {
-    /// A new pending donation; its PaymentIntent is to be created.
-    New {
-        /// Donation id.
-        donation_id: i64,
-    },
-    /// The same request was answered before.
-    Replayed(StoredResponse),
-}
-
-/// Writes a pending card donation: intake must be open; in strict mode the amount is
-/// reserved and refused beyond `target − raised − reserved`.
-#[derive(Debug)]
-pub struct CreateCardDonation {
-    /// The gift.
-    pub gift: CardGift,
-    /// Idempotency key, if sent.
-    pub idempotency: Option<Idempotency>,
-    /// How long a strict-mode reservation holds.
-    pub reservation_ttl: chrono::Duration,
-}
-
-impl Op for CreateCardDonation {
-    type Output = Created;
-
-    fn apply(&self, cx: &mut Ctx<'_>) -> Result<Created, AppError> {
-        if let Some(idem) = &self.idempotency {
-            let found = idempotency_keys::table
-                .find(&idem.scope_key)
-                .select(IdempotencyRow::as_select())
-                .first(cx.conn)
-                .optional()?;
-            match found {
-                Some(row) if row.request_hash != idem.request_hash => {
-                    return Err(AppError::new(
-                        ErrorCode::IdempotencyConflict,
-                        "this Idempotency-Key was already used with a different request",
-                    ));
-                }
-                Some(row)
-                    if row.status_code == 0 && row.created_at > cx.now - self.reservation_ttl =>
-                {
-                    return Err(AppError::new(
-                        ErrorCode::IdempotencyConflict,
-                        "a request with this Idempotency-Key is still in progress; retry shortly",
-                    ));
-                }
-                // Left in progress by a crash long ago: start afresh.
-                Some(row) if row.status_code == 0 => {
-                    diesel::delete(idempotency_keys::table.find(&row.scope_key))
-                        .execute(cx.conn)?;
-                }
-                Some(row) => {
-                    return Ok(Created::Replayed(StoredResponse {
-                        status: u16::try_from(row.status_code).unwrap_or(201),
-                        body: row.response_body,
-                    }));
-                }
-                None => {}
-            }
-        }
-        let c = cx.st.currency;
-        let intake = cx.st.intake();
-        if intake != IntakeState::Open {
-            let message = &cx.st.row.intake_message;
-            return Err(AppError {
-                code: ErrorCode::IntakeClosed,
-                detail: if message.is_empty() {
-                    "the fund is not taking donations now".into()
-                } else {
-                    message.clone()
-                },
-                extra: Some(serde_json::json!({ "state": intake.as_str() })),
-            });
-        }
-        let amount = self.gift.amount.minor();
-        let strict = cx.st.cap_mode() == CapMode::Strict;
-        if strict {
-            let row = &cx.st.row;
-            let remaining = (row.target_minor - row.raised_minor - row.reserved_minor).max(0);
-            if amount > remaining {
-                return Err(AppError {
-                    code: ErrorCode::ExceedsRemaining,
-                    detail: format!(
-                        "only {} {} remains to be raised",
-                        c.format(remaining),
-                        c.code()
-                    ),
-                    extra: Some(serde_json::json!({ "remaining": c.format(remaining) })),
-                });
-            }
-            cx.st.row.reserved_minor += amount;
-        }
-        let g = &self.gift;
-        let id = cx.insert_donation(NewDonation {
-            id: 0,
-            method: "card".into(),
-            status: "pending".into(),
-            amount_minor: amount,
-            currency: c.code().into(),
-            donor_name: g.donor_name.clone(),
-            email: Some(g.email.clone()),
-            anonymous: g.anonymous,
-            locale: g.locale.clone(),
-            reference: None,
-            received_on: None,
-            payment_intent_id: None,
-            after_close: false,
-            recorded_by: None,
-            created_at: cx.now,
-            succeeded_at: None,
-            reserved_until: strict.then(|| cx.now + self.reservation_ttl),
-        });
-        if let Some(idem) = &self.idempotency {
-            // Status 0: in progress, until the intent exists.
-            diesel::insert_into(idempotency_keys::table)
-                .values(&IdempotencyRow {
-                    scope_key: idem.scope_key.clone(),
-                    request_hash: idem.request_hash.clone(),
-                    status_code: 0,
-                    response_body: String::new(),
-                    created_at: cx.now,
-                })
-                .execute(cx.conn)?;
-        }
-        Ok(Created::New { donation_id: id })
-    }
-}
-
-/// Ties a pending donation to its PaymentIntent and remembers the answer for its key.
-#[derive(Debug)]
-pub struct AttachIntent {
-    /// Donation id.
-    pub donation_id: i64,
-    /// `pi_...`.
-    pub payment_intent: String,
-    /// The key and the answer to remember for it.
-    pub remember: Option<(String, StoredResponse)>,
-}
-
-impl Op for AttachIntent {
-    type Output = ();
-
-    fn apply(&self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
-        diesel::update(donations::table.find(self.donation_id))
-            .set(donations::payment_intent_id.eq(&self.payment_intent))
-            .execute(cx.donations_table()?)?;
-        if let Some((key, resp)) = &self.remember {
-            diesel::update(idempotency_keys::table.find(key))
-                .set((
-                    idempotency_keys::status_code.eq(i32::from(resp.status)),
-                    idempotency_keys::response_body.eq(&resp.body),
-                ))
-                .execute(cx.conn)?;
-        }
-        // A succeeded event may have arrived before we knew the intent (kept): apply it now.
-        apply_kept(cx, Some(&self.payment_intent), None)
-    }
-}
-
-/// Removes a pending donation whose PaymentIntent could not be created (nothing was charged),
-/// releasing its reservation and its idempotency key so the donor can retry.
-#[derive(Debug)]
-pub struct AbandonDonation {
-    /// Donation id.
-    pub donation_id: i64,
-    /// Its idempotency key, if any.
-    pub idempotency_key: Option<String>,
-}
-
-impl Op for AbandonDonation {
-    type Output = ();
-
-    fn apply(&self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
-        let conn = cx.donations_table()?;
-        let d: Option<DonationRow> = donations::table
-            .find(self.donation_id)
-            .select(DonationRow::as_select())
-            .first(conn)
-            .optional()?;
-        if let Some(d) = d.filter(|d| d.status == "pending" && d.payment_intent_id.is_none()) {
-            diesel::delete(donations::table.find(d.id)).execute(cx.conn)?;
-            release_reservation(cx, &d);
-        }
-        if let Some(key) = &self.idempotency_key {
-            diesel::delete(idempotency_keys::table.find(key)).execute(cx.conn)?;
-        }
-        Ok(())
-    }
-}
-
-/// Stores fee and net from the charge's balance transaction.
-#[derive(Debug)]
-pub struct SetFees {
-    /// Donation id.
-    pub donation_id: i64,
-    /// Stripe's fee, minor units.
-    pub fee_minor: i64,
-    /// Net, minor units.
-    pub net_minor: i64,
-    /// The charge.
-    pub charge: String,
-}
-
-impl Op for SetFees {
-    type Output = ();
-
-    fn apply(&self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
-        diesel::update(donations::table.find(self.donation_id))
-            .set((
-                donations::fee_minor.eq(self.fee_minor),
-                donations::net_minor.eq(self.net_minor),
-                donations::charge_id.eq(&self.charge),
-            ))
-            .execute(cx.donations_table()?)?;
-        Ok(())
-    }
-}
 
 /// What became of a Stripe event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -349,7 +109,11 @@ fn record_event(cx: &mut Ctx<'_>, e: &ApplyStripeEvent, applied: bool) -> Result
 }
 
 /// Applies the events kept for a payment that has just become known, oldest first.
-fn apply_kept(cx: &mut Ctx<'_>, pi: Option<&str>, charge: Option<&str>) -> Result<(), AppError> {
+pub(super) fn apply_kept(
+    cx: &mut Ctx<'_>,
+    pi: Option<&str>,
+    charge: Option<&str>,
+) -> Result<(), AppError> {
     let mut q = stripe_events::table
         .filter(stripe_events::applied_at.is_null())
         .select(StripeEventRow::as_select())
@@ -426,13 +190,6 @@ fn find_donation(cx: &mut Ctx<'_>, fact: &Fact) -> Result<Option<DonationRow>, A
             .first(conn)
             .optional()?),
         None => Ok(None),
-    }
-}
-
-fn release_reservation(cx: &mut Ctx<'_>, d: &DonationRow) {
-    if d.reserved_until.is_some() {
-        let r = &mut cx.st.row.reserved_minor;
-        *r = (*r - d.amount_minor).max(0);
     }
 }
 

@@ -11,5 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod mail;
 pub mod money;
 pub mod payments;
+pub mod receipts;

@@ -30,6 +30,11 @@ enum Command {
     },
     /// Recompute the ledger's hash chain and totals; exit 1 if anything was altered.
     Verify,
+    /// Donor statements.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
     /// Record card payments that succeeded at Stripe but whose webhook never arrived.
     Reconcile {
         /// Only PaymentIntents created on or after this day (YYYY-MM-DD).
@@ -48,6 +53,22 @@ enum UserCommand {
         /// admin or treasurer.
         #[arg(long, value_parser = ["admin", "treasurer"])]
         role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptsCommand {
+    /// One statement per donor with every gift of the year and the total.
+    YearEnd {
+        /// The calendar year, e.g. 2020.
+        #[arg(long)]
+        year: i32,
+        /// Queue the statements for sending (each donor once per year, however often run).
+        #[arg(long)]
+        send: bool,
+        /// Without --send: the folder to write them to (default ./year-end-YEAR).
+        #[arg(long, conflicts_with = "send")]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -92,6 +113,9 @@ fn main() -> std::process::ExitCode {
             } => commands::period_add(&config, &label, &from, &to, &budget).map(|()| true),
             Command::Verify => commands::verify_ledger(&config),
             Command::Reconcile { since } => commands::reconcile(&config, since).map(|_| true),
+            Command::Receipts {
+                command: ReceiptsCommand::YearEnd { year, send, out },
+            } => crowdledger::receipts::year_end(&config, year, send, out.as_deref()).map(|_| true),
         });
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

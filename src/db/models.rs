@@ -194,3 +194,20 @@ pub struct StripeEventRow {
     pub applied_at: Option<NaiveDateTime>,
     pub fact: String,
 }
+
+/// An email in the outbox.
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub kind: String,
+    pub dedupe_key: String,
+    pub donation_id: Option<i64>,
+    pub locale: String,
+    pub payload: String,
+    pub created_at: NaiveDateTime,
+    pub attempts: i32,
+    pub next_attempt_at: NaiveDateTime,
+    pub last_error: Option<String>,
+    pub sent_at: Option<NaiveDateTime>,
+}

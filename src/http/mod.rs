@@ -6,9 +6,11 @@ mod auth;
 mod donations;
 mod fund;
 mod input;
+mod outbox;
 mod payments;
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -20,7 +22,7 @@ use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::error::{AppError, ErrorCode};
-use crate::ledger::{LedgerWriter, watch};
+use crate::ledger::{Effect, LedgerWriter, watch};
 
 /// Largest JSON body accepted.
 pub const JSON_LIMIT: usize = 16 * 1024;
@@ -77,10 +79,19 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         &config.database_url,
         &config.fund,
         config.writer,
-        payments.is_some().then_some(effects_tx),
+        Some(effects_tx),
     )?;
     let pool = db::pool(&config.database_url, config.pool_size)?;
     watch::spawn(pool.clone(), writer.clone())?;
+    let created = writer.snapshot().get().map_or(0, |s| s.fund_created_micros);
+    let instance_key = format!("crowdledger-{created}");
+    let mail_wake = Arc::new(tokio::sync::Notify::new());
+    let (payments_tx, payments_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(dispatch_effects(
+        effects_rx,
+        Arc::clone(&mail_wake),
+        payments.is_some().then_some(payments_tx),
+    ));
     if let Some(p) = &payments {
         let worker = crate::payments::worker::Worker {
             payments: p.clone(),
@@ -88,14 +99,25 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
             pool: pool.clone(),
             reservation_ttl: config.reservation_ttl,
         };
-        tokio::spawn(worker.run(effects_rx));
+        tokio::spawn(worker.run(payments_rx));
     } else {
         tracing::warn!("STRIPE_SECRET_KEY is not set: card donations are unavailable");
     }
-    let instance_key = writer.snapshot().get().map_or_else(
-        || "crowdledger".to_owned(),
-        |s| format!("crowdledger-{}", s.fund_created_micros),
-    );
+    let snapshot = Arc::clone(writer.snapshot());
+    let mailer = crate::mail::Mailer::new(
+        config.mail.clone(),
+        pool.clone(),
+        mail_wake,
+        Arc::new(move || {
+            snapshot
+                .get()
+                .map(|s| s.view.name.clone())
+                .unwrap_or_default()
+        }),
+        config.public_base_url.clone(),
+        created.to_string(),
+    )?;
+    tokio::spawn(mailer.run());
     let keys = TokenKeys::new(config.jwt_secret.bytes())?;
     let listener = TcpListener::bind(config.bind_addr)?;
     let port = listener.local_addr()?.port();
@@ -125,6 +147,24 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     })
 }
 
+/// Routes the writer's after-commit effects: mail wakes the mailer, the rest go to the
+/// payments worker (when Stripe is configured).
+async fn dispatch_effects(
+    mut effects: tokio::sync::mpsc::UnboundedReceiver<Effect>,
+    mail: Arc<tokio::sync::Notify>,
+    payments: Option<tokio::sync::mpsc::UnboundedSender<Effect>>,
+) {
+    while let Some(effect) = effects.recv().await {
+        match (effect, &payments) {
+            (Effect::MailQueued, _) => mail.notify_one(),
+            (other, Some(p)) => {
+                let _ = p.send(other);
+            }
+            (_, None) => {}
+        }
+    }
+}
+
 /// Registers every route, with the shared state and error handlers.
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
@@ -140,6 +180,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(donations::routes)
         .configure(admin::routes)
         .configure(payments::routes)
+        .configure(outbox::routes)
         .default_service(web::to(not_found));
 }
 

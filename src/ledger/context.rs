@@ -325,6 +325,9 @@ impl Ctx<'_> {
         locale: &str,
         payload: &serde_json::Value,
     ) -> Result<(), AppError> {
+        if !self.appended.effects.contains(&Effect::MailQueued) {
+            self.appended.effects.push(Effect::MailQueued);
+        }
         self.appended.outbox.push(OutboxRow {
             kind: kind.to_owned(),
             dedupe_key: dedupe_key.to_owned(),

@@ -23,6 +23,8 @@ pub use context::Ctx;
 pub enum Effect {
     /// Intake closed: cancel every PaymentIntent still open.
     CancelOutstanding,
+    /// Emails were queued: wake the mailer.
+    MailQueued,
     /// A card payment succeeded: fetch its fee and net.
     FetchFees {
         /// Donation id.

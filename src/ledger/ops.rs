@@ -406,3 +406,31 @@ impl Op for Refresh {
         Ok(())
     }
 }
+
+/// An email to queue, as the outbox takes it.
+#[derive(Debug, Clone)]
+pub struct QueuedEmail {
+    /// Template kind.
+    pub kind: String,
+    /// One email per key, ever.
+    pub dedupe_key: String,
+    /// Language.
+    pub locale: String,
+    /// Template data (with `to` when no donation names the recipient).
+    pub payload: serde_json::Value,
+}
+
+/// Queues emails that no ledger change causes (year-end statements).
+#[derive(Debug)]
+pub struct QueueEmails(pub Vec<QueuedEmail>);
+
+impl Op for QueueEmails {
+    type Output = usize;
+
+    fn apply(&self, cx: &mut Ctx<'_>) -> Result<usize, AppError> {
+        for e in &self.0 {
+            cx.queue_email(&e.kind, &e.dedupe_key, None, &e.locale, &e.payload)?;
+        }
+        Ok(self.0.len())
+    }
+}

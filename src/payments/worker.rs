@@ -62,6 +62,7 @@ impl Worker {
                 self.fetch_fees(donation_id, &payment_intent, charge.as_deref())
                     .await
             }
+            Effect::MailQueued => Ok(()),
         };
         if let Err(e) = result {
             tracing::warn!(error = %e.detail, "payment follow-up failed; the sweep will retry");

@@ -7,5 +7,7 @@ mod helpers;
 mod intake;
 mod ledger;
 mod localstripe;
+mod mail;
 mod offline;
+mod smtp;
 mod stripe;

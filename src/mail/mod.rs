@@ -1,0 +1,267 @@
+//! Email: the outbox (rows written by the ledger writer in the same transaction as the change
+//! that causes them), the mailer that drains it over SMTP with retries, and the templates.
+
+pub mod outbox;
+pub mod templates;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::config::MailConfig;
+use crate::db::models::{DonationRow, OutboxRow};
+use crate::db::schema::{donations, users};
+use crate::db::{DbConn, Pool};
+use crate::error::AppError;
+use templates::{Rendered, Templates};
+
+/// Rows one pass claims.
+const CLAIM: i64 = 50;
+/// How often the outbox is looked at when nothing wakes the mailer.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Drains the outbox.
+pub struct Mailer {
+    cfg: MailConfig,
+    templates: Templates,
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    pool: Pool,
+    wake: Arc<Notify>,
+    fund_name: Arc<dyn Fn() -> String + Send + Sync>,
+    public_url: String,
+    instance: String,
+}
+
+/// A message ready to go.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Rendered parts.
+    pub rendered: Rendered,
+}
+
+impl Mailer {
+    /// A mailer for `cfg`; without `SMTP_URL` it only logs what is queued.
+    pub fn new(
+        cfg: MailConfig,
+        pool: Pool,
+        wake: Arc<Notify>,
+        fund_name: Arc<dyn Fn() -> String + Send + Sync>,
+        public_url: String,
+        instance: String,
+    ) -> Result<Mailer, anyhow::Error> {
+        let templates = Templates::load(cfg.templates_dir.as_deref())?;
+        let transport = match &cfg.smtp_url {
+            Some(url) => Some(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?
+                    .timeout(Some(Duration::from_secs(20)))
+                    .build(),
+            ),
+            None => None,
+        };
+        Ok(Mailer {
+            cfg,
+            templates,
+            transport,
+            pool,
+            wake,
+            fund_name,
+            public_url,
+            instance,
+        })
+    }
+
+    async fn db<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, AppError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || f(&mut *pool.get()?))
+            .await
+            .map_err(AppError::internal)?
+    }
+
+    /// Runs forever: sends what is due whenever woken or once a second.
+    pub async fn run(self) {
+        if self.transport.is_none() {
+            tracing::warn!("SMTP_URL is not set: emails are logged and stay queued");
+        }
+        let mut logged_queue = -1_i64;
+        loop {
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+            if self.transport.is_none() {
+                if let Ok(c) = self.db(outbox::counts).await
+                    && c.queued != logged_queue
+                {
+                    tracing::info!(queued = c.queued, "emails waiting (no SMTP_URL configured)");
+                    logged_queue = c.queued;
+                }
+                continue;
+            }
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e.detail, "mail pass failed; retrying");
+            }
+        }
+    }
+
+    /// Claims the due rows and sends each.
+    pub async fn pass(&self) -> Result<usize, AppError> {
+        let now = crate::db::now();
+        let rows = self.db(move |c| outbox::claim(c, now, CLAIM)).await?;
+        let n = rows.len();
+        for row in rows {
+            let id = row.id;
+            let attempts = row.attempts;
+            let result = match self.compose(row).await {
+                Ok(out) => self.send(id, out).await,
+                Err(e) => Err(e.detail),
+            };
+            let now = crate::db::now();
+            match result {
+                Ok(()) => self.db(move |c| outbox::mark_sent(c, id, now)).await?,
+                Err(error) => {
+                    tracing::warn!(outbox = id, %error, "email not sent; will retry");
+                    let retry_at = now + outbox::backoff(self.cfg.retry_base, attempts);
+                    self.db(move |c| outbox::mark_failed(c, id, &error, retry_at))
+                        .await?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    async fn send(&self, id: i64, out: Outgoing) -> Result<(), String> {
+        let Some(transport) = &self.transport else {
+            return Err("no SMTP server configured".into());
+        };
+        let from: Mailbox = self
+            .cfg
+            .from
+            .parse()
+            .map_err(|e| format!("MAIL_FROM: {e}"))?;
+        let domain = from.email.domain().to_owned();
+        for to in &out.to {
+            let to: Mailbox = to.parse().map_err(|e| format!("recipient: {e}"))?;
+            // Stable per outbox row (and recipient), so a resend after a crash is recognisable.
+            let message_id = format!(
+                "<outbox-{id}-{}-{}@{domain}>",
+                self.instance,
+                hex::encode(to.email.to_string())
+            );
+            let msg = Message::builder()
+                .from(from.clone())
+                .to(to)
+                .subject(out.rendered.subject.clone())
+                .message_id(Some(message_id))
+                .multipart(MultiPart::alternative_plain_html(
+                    out.rendered.text.clone(),
+                    out.rendered.html.clone(),
+                ))
+                .map_err(|e| e.to_string())?;
+            transport.send(msg).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Builds the template context and the recipients of a row.
+    pub async fn compose(&self, row: OutboxRow) -> Result<Outgoing, AppError> {
+        let mut ctx: Value = serde_json::from_str(&row.payload).map_err(AppError::internal)?;
+        merge(
+            &mut ctx,
+            &common_context(
+                &self.cfg,
+                &(self.fund_name)(),
+                &self.public_url,
+                &row.locale,
+            ),
+        );
+        let to = match (row.kind.as_str(), row.donation_id) {
+            ("intake_closed", _) => {
+                self.db(|c| {
+                    Ok(users::table
+                        .select(users::email)
+                        .order(users::id)
+                        .load::<String>(c)?)
+                })
+                .await?
+            }
+            (_, Some(donation_id)) => {
+                let d: DonationRow = self
+                    .db(move |c| {
+                        Ok(donations::table
+                            .find(donation_id)
+                            .select(DonationRow::as_select())
+                            .first(c)?)
+                    })
+                    .await?;
+                let date = d
+                    .received_on
+                    .or(d.succeeded_at.map(|t| t.date()))
+                    .unwrap_or(d.created_at.date());
+                let donor = serde_json::json!({
+                    "donor_name": d.donor_name,
+                    "anonymous": d.anonymous,
+                    "receipt_number": receipt_number(d.id),
+                    "date": if row.kind == "refund" { row.created_at.date() } else { date },
+                    "method": d.method,
+                });
+                merge(&mut ctx, &donor);
+                d.email.into_iter().collect()
+            }
+            _ => ctx
+                .get("to")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .into_iter()
+                .collect(),
+        };
+        if to.is_empty() {
+            return Err(AppError::internal(format!(
+                "outbox row {} has no recipient",
+                row.id
+            )));
+        }
+        let rendered = self
+            .templates
+            .render(&row.kind, &row.locale, &ctx)
+            .map_err(|e| AppError::internal(format!("template {}: {e}", row.kind)))?;
+        Ok(Outgoing { to, rendered })
+    }
+}
+
+/// What every template may use: the association, the fund, the tax id, the no-goods sentence
+/// in the row's language, the site's URL.
+pub fn common_context(cfg: &MailConfig, fund: &str, public_url: &str, locale: &str) -> Value {
+    serde_json::json!({
+        "association": cfg.association.clone().unwrap_or_else(|| fund.to_owned()),
+        "fund": fund,
+        "tax_id": cfg.tax_id,
+        "no_goods_text": if locale == "zh-CN" { &cfg.no_goods_zh } else { &cfg.no_goods_en },
+        "public_url": public_url,
+    })
+}
+
+/// The receipt number printed for a donation.
+pub fn receipt_number(donation_id: i64) -> String {
+    format!("CL-{donation_id:06}")
+}
+
+/// Adds `extra`'s members to `ctx` where `ctx` has none of that name.
+pub fn merge(ctx: &mut Value, extra: &Value) {
+    if let (Value::Object(c), Value::Object(e)) = (ctx, extra) {
+        for (k, v) in e {
+            c.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! A real SMTP server (aiosmtpd, from `.venv`) per test, and what it received.
+
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+/// A running SMTP sink.
+pub struct SmtpSink {
+    /// Its port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+fn python() -> String {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    assert!(
+        std::path::Path::new(venv).exists(),
+        "aiosmtpd is not installed: run ./scripts/install-test-peers.sh (./scripts/test.sh does)"
+    );
+    venv.to_owned()
+}
+
+impl SmtpSink {
+    /// Reserves a port without listening on it yet (an SMTP outage).
+    pub fn reserve() -> SmtpSink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        SmtpSink {
+            port,
+            dir: tempfile::tempdir().expect("dir"),
+            child: None,
+        }
+    }
+
+    /// Starts a sink on a free port.
+    pub async fn start() -> SmtpSink {
+        let mut s = SmtpSink::reserve();
+        s.listen().await;
+        s
+    }
+
+    /// Starts listening (ends the outage).
+    pub async fn listen(&mut self) {
+        let child = Command::new(python())
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_sink.py"))
+            .arg(self.port.to_string())
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the SMTP sink");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("SMTP sink did not start");
+    }
+
+    /// `smtp://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far.
+    pub fn messages(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.dir.path())
+            .expect("read sink dir")
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).expect("read message");
+                out.push(serde_json::from_str(&text).expect("message json"));
+            }
+        }
+        out
+    }
+
+    /// Waits until at least `n` messages arrived (up to `secs`), then returns them all.
+    pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let m = self.messages();
+            if m.len() >= n || std::time::Instant::now() > deadline {
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -94,25 +94,53 @@ impl Mailer {
         if self.transport.is_none() {
             tracing::warn!("SMTP_URL is not set: emails are logged and stay queued");
         }
-        let mut logged_queue = -1_i64;
+        let mut logged_up_to = 0_i64;
         loop {
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(POLL) => {}
             }
             if self.transport.is_none() {
-                if let Ok(c) = self.db(outbox::counts).await
-                    && c.queued != logged_queue
-                {
-                    tracing::info!(queued = c.queued, "emails waiting (no SMTP_URL configured)");
-                    logged_queue = c.queued;
-                }
+                logged_up_to = self.log_unsent(logged_up_to).await;
                 continue;
             }
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e.detail, "mail pass failed; retrying");
             }
         }
+    }
+
+    /// Without SMTP: logs each new queued email once (recipients only at debug level) and
+    /// leaves it queued. Returns the last row id logged.
+    async fn log_unsent(&self, after: i64) -> i64 {
+        use crate::db::schema::outbox as ob;
+        let rows = self
+            .db(move |c| {
+                Ok(ob::table
+                    .filter(ob::id.gt(after))
+                    .filter(ob::sent_at.is_null())
+                    .order(ob::id.asc())
+                    .limit(CLAIM)
+                    .select(OutboxRow::as_select())
+                    .load::<OutboxRow>(c)?)
+            })
+            .await
+            .unwrap_or_default();
+        let mut last = after;
+        for row in rows {
+            last = row.id;
+            let (id, kind) = (row.id, row.kind.clone());
+            match self.compose(row).await {
+                Ok(out) => {
+                    tracing::info!(outbox = id, %kind, subject = %out.rendered.subject, "email queued, not sent: no SMTP_URL");
+                    tracing::debug!(outbox = id, to = ?out.to, "email recipients");
+                }
+                Err(e) => {
+                    tracing::warn!(outbox = id, error = %e.detail, "queued email cannot be composed")
+                }
+            }
+        }
+        last
     }
 
     /// Claims the due rows and sends each.

@@ -356,3 +356,72 @@ async fn year_end_statements_group_each_donors_gifts() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(sink.messages().len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_see_the_outbox_and_retry_what_gave_up() {
+    // No SMTP_URL: mail stays queued, nothing is marked sent.
+    let app = spawn_app_with(&[]).await;
+    let admin = app.token(Role::Admin).await;
+    let treasurer = app.token(Role::Treasurer).await;
+    for i in 0..3 {
+        let g = offline("5.00", "Donor", &format!("d{i}@example.org"), "en");
+        assert_eq!(app.post_offline(&treasurer, &g, None).await.status(), 201);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let counts: Value = app
+        .send(
+            reqwest::Method::GET,
+            "/api/admin/outbox",
+            Some(&admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        counts,
+        json!({ "queued": 3, "retrying": 0, "failed": 0, "sent": 0 })
+    );
+    // Two rows that exhausted their attempts.
+    use diesel::connection::SimpleConnection;
+    app.conn()
+        .batch_execute("UPDATE outbox SET attempts = 12, last_error = 'refused' WHERE id <= 2")
+        .expect("update");
+    let counts: Value = app
+        .send(
+            reqwest::Method::GET,
+            "/api/admin/outbox",
+            Some(&admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(counts["failed"], 2);
+    assert_eq!(counts["queued"], 1);
+    let resp = app
+        .send(
+            reqwest::Method::POST,
+            "/api/admin/outbox/retry",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["retried"], 2);
+    assert_eq!(body["outbox"]["failed"], 0);
+    assert_eq!(body["outbox"]["queued"], 3);
+    // Treasurers may not.
+    let resp = app
+        .send(
+            reqwest::Method::POST,
+            "/api/admin/outbox/retry",
+            Some(&treasurer),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+}

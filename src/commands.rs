@@ -262,3 +262,71 @@ pub fn reconcile(config: &Config, since: Option<chrono::NaiveDate>) -> anyhow::R
     );
     Ok(recorded)
 }
+
+/// `export donations|periods|ledger`: the same CSV as the HTTP export, to stdout, with a
+/// progress count on stderr when it is a terminal. Recorded in the audit log as `cli`.
+pub fn export(
+    config: &Config,
+    kind: crate::reports::Export,
+    filters: &crate::reports::Filters,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    use crate::ledger::ops::RecordAudit;
+    use crate::reports::{self, Export, csv_out::ChunkedCsv};
+
+    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
+    db::migrate(&mut conn)?;
+    let writer = LedgerWriter::start(
+        &config.database_url,
+        &config.fund,
+        BatchTuning::default(),
+        None,
+    )?;
+    writer
+        .submit_blocking(RecordAudit {
+            actor: "cli".into(),
+            action: "report.export".into(),
+            detail: serde_json::json!({ "export": kind.name(), "filters": filters }),
+        })
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    let mut write_error = None;
+    let mut out = ChunkedCsv::new(
+        |chunk| match lock.write_all(&chunk) {
+            Ok(()) => true,
+            Err(e) => {
+                write_error = Some(e);
+                false
+            }
+        },
+        filters.excel,
+        64 * 1024,
+    );
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut progress = |n: u64| {
+        if tty {
+            eprint!("\r{n} rows");
+        }
+    };
+    let result = match kind {
+        Export::Donations => {
+            reports::donations::export(&mut conn, filters, &mut out, &mut progress)
+        }
+        Export::Ledger => reports::ledger::export(&mut conn, filters, &mut out, &mut progress),
+        Export::Periods => reports::summary::export_periods(&mut conn, &mut out),
+    };
+    drop(out);
+    if tty {
+        eprintln!();
+    }
+    result.map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    if let Some(e) = write_error
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
+    }
+    lock.flush()?;
+    Ok(())
+}

@@ -15,3 +15,4 @@ pub mod mail;
 pub mod money;
 pub mod payments;
 pub mod receipts;
+pub mod reports;

@@ -30,6 +30,21 @@ enum Command {
     },
     /// Recompute the ledger's hash chain and totals; exit 1 if anything was altered.
     Verify,
+    /// Write a report as CSV to stdout (the same as the HTTP exports).
+    Export {
+        /// donations, periods or ledger.
+        #[arg(value_parser = ["donations", "periods", "ledger"])]
+        report: String,
+        /// First day (YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last day (YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// Start with a UTF-8 byte-order mark, for Excel.
+        #[arg(long)]
+        excel: bool,
+    },
     /// Donor statements.
     Receipts {
         #[command(subcommand)]
@@ -113,6 +128,22 @@ fn main() -> std::process::ExitCode {
             } => commands::period_add(&config, &label, &from, &to, &budget).map(|()| true),
             Command::Verify => commands::verify_ledger(&config),
             Command::Reconcile { since } => commands::reconcile(&config, since).map(|_| true),
+            Command::Export {
+                report,
+                from,
+                to,
+                excel,
+            } => {
+                let kind = crowdledger::reports::Export::parse(&report)
+                    .unwrap_or(crowdledger::reports::Export::Donations);
+                let filters = crowdledger::reports::Filters {
+                    from,
+                    to,
+                    excel,
+                    ..Default::default()
+                };
+                commands::export(&config, kind, &filters).map(|()| true)
+            }
             Command::Receipts {
                 command: ReceiptsCommand::YearEnd { year, send, out },
             } => crowdledger::receipts::year_end(&config, year, send, out.as_deref()).map(|_| true),

@@ -8,6 +8,7 @@ mod fund;
 mod input;
 mod outbox;
 mod payments;
+mod reports;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -181,6 +182,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(admin::routes)
         .configure(payments::routes)
         .configure(outbox::routes)
+        .configure(reports::routes)
         .default_service(web::to(not_found));
 }
 

@@ -434,3 +434,22 @@ impl Op for QueueEmails {
         Ok(self.0.len())
     }
 }
+
+/// Writes an audit record of an action that changes nothing in the ledger (an export).
+#[derive(Debug)]
+pub struct RecordAudit {
+    /// Who.
+    pub actor: String,
+    /// What, e.g. `report.export`.
+    pub action: String,
+    /// Details (filters).
+    pub detail: serde_json::Value,
+}
+
+impl Op for RecordAudit {
+    type Output = ();
+
+    fn apply(&self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
+        cx.audit(&self.actor, &self.action, &self.detail)
+    }
+}

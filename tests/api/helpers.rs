@@ -30,6 +30,8 @@ pub struct TestApp {
     pub stripe: Option<crate::localstripe::LocalStripe>,
     /// The webhook signing secret, for apps started with Stripe.
     pub webhook_secret: String,
+    /// Users created so far (numbers their emails, so outputs are reproducible).
+    users: AtomicU64,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -134,6 +136,7 @@ async fn spawn(env: &[(&str, &str)], stripe: Option<crate::localstripe::LocalStr
         client: reqwest::Client::new(),
         stripe,
         webhook_secret,
+        users: AtomicU64::new(1),
         _dir: dir,
     }
 }
@@ -151,7 +154,8 @@ impl TestApp {
 
     /// Creates a user with `role` and returns a bearer token from the login endpoint.
     pub async fn token(&self, role: Role) -> String {
-        let email = format!("{}-{}@example.org", role.as_str(), rand::random::<u32>());
+        let n = self.users.fetch_add(1, Ordering::SeqCst);
+        let email = format!("{}-{n}@example.org", role.as_str());
         crowdledger::auth::add_user(
             &mut self.conn(),
             &Email::parse(&email).expect("email"),

@@ -9,5 +9,6 @@ mod ledger;
 mod localstripe;
 mod mail;
 mod offline;
+mod reports;
 mod smtp;
 mod stripe;

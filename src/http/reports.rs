@@ -1,0 +1,120 @@
+//! Treasurer reports over HTTP: CSV streamed as it is read, and the JSON summary. Every
+//! export is written to the audit log first.
+
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, web};
+
+use super::{Staff, State, with_conn};
+use crate::auth::Role;
+use crate::error::AppError;
+use crate::ledger::ops::RecordAudit;
+use crate::reports::csv_out::ChunkedCsv;
+use crate::reports::{self, Export, Filters};
+
+/// Bytes per streamed chunk.
+const CHUNK: usize = 64 * 1024;
+/// Chunks buffered between the database reader and the socket (backpressure beyond that).
+const IN_FLIGHT: usize = 4;
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/reports/donations.csv", web::get().to(donations))
+        .route("/api/reports/periods.csv", web::get().to(periods))
+        .route("/api/reports/ledger.csv", web::get().to(ledger))
+        .route("/api/reports/summary", web::get().to(summary));
+}
+
+async fn donations(
+    staff: Staff,
+    state: State,
+    q: web::Query<Filters>,
+) -> Result<HttpResponse, AppError> {
+    export(staff, state, Export::Donations, q.into_inner()).await
+}
+
+async fn periods(
+    staff: Staff,
+    state: State,
+    q: web::Query<Filters>,
+) -> Result<HttpResponse, AppError> {
+    export(staff, state, Export::Periods, q.into_inner()).await
+}
+
+async fn ledger(
+    staff: Staff,
+    state: State,
+    q: web::Query<Filters>,
+) -> Result<HttpResponse, AppError> {
+    export(staff, state, Export::Ledger, q.into_inner()).await
+}
+
+/// Records the export in the audit log.
+pub(crate) async fn audit(
+    state: &State,
+    actor: String,
+    export: &str,
+    filters: &Filters,
+) -> Result<(), AppError> {
+    state
+        .writer
+        .submit(RecordAudit {
+            actor,
+            action: "report.export".into(),
+            detail: serde_json::json!({ "export": export, "filters": filters }),
+        })
+        .await
+}
+
+#[tracing::instrument(skip_all, fields(export = kind.name()))]
+async fn export(
+    staff: Staff,
+    state: State,
+    kind: Export,
+    filters: Filters,
+) -> Result<HttpResponse, AppError> {
+    let staff = staff.require(Role::Treasurer)?;
+    audit(&state, staff.email, kind.name(), &filters).await?;
+    // Take the connection before answering, so an outage is a 503 and not a cut-off file.
+    let pool = state.pool.clone();
+    let mut conn = web::block(move || pool.get()).await??;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkedCsv::new(
+            |chunk| tx.blocking_send(Bytes::from(chunk)).is_ok(),
+            filters.excel,
+            CHUNK,
+        );
+        let result = match kind {
+            Export::Donations => {
+                reports::donations::export(&mut conn, &filters, &mut out, &mut |_| {})
+            }
+            Export::Ledger => reports::ledger::export(&mut conn, &filters, &mut out, &mut |_| {}),
+            Export::Periods => reports::summary::export_periods(&mut conn, &mut out),
+        };
+        if let Err(e) = result {
+            // Headers are sent: the file ends early, and the client sees a truncated body.
+            tracing::error!(error = %e.detail, "export failed midway");
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{}.csv\"", kind.name()),
+        ))
+        .insert_header(("Cache-Control", "no-store"))
+        .streaming(body))
+}
+
+async fn summary(
+    staff: Staff,
+    state: State,
+    q: web::Query<Filters>,
+) -> Result<HttpResponse, AppError> {
+    staff.require(Role::Treasurer)?;
+    let filters = q.into_inner();
+    let s = with_conn(&state, move |c| reports::summary::summary(c, &filters)).await?;
+    Ok(HttpResponse::Ok().json(s))
+}

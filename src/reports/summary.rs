@@ -1,0 +1,208 @@
+//! Totals by period and by day, the periods export, and raised against the target. Every
+//! figure here is a sum of rows of the donations export.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::csv_out::{ChunkedCsv, text_cell};
+use super::donations::{matches, walk};
+use super::{Allocator, Filters};
+use crate::db::DbConn;
+use crate::error::AppError;
+use crate::ledger::FundState;
+use crate::money::{Currency, Money};
+
+/// A period's line.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeriodTotal {
+    /// Period id.
+    pub id: i64,
+    /// Label.
+    pub label: String,
+    /// First day.
+    pub starts_on: NaiveDate,
+    /// Last day.
+    pub ends_on: NaiveDate,
+    /// Fees owed.
+    pub budget: Money,
+    /// Raised money allocated to it.
+    pub covered: Money,
+    /// Budget not yet covered.
+    pub remaining: Money,
+    /// Donations allocated (in part) to it.
+    pub gift_count: u64,
+}
+
+/// A day's line (by the day the money arrived).
+#[derive(Debug, Clone, Serialize)]
+pub struct DayTotal {
+    /// The day.
+    pub date: NaiveDate,
+    /// Succeeded donations that day.
+    pub gifts: u64,
+    /// Their amounts.
+    pub gross: Money,
+    /// Stripe's fees.
+    pub fees: Money,
+    /// Gross less fees.
+    pub net: Money,
+    /// Refunded since.
+    pub refunds: Money,
+    /// Withdrawn by disputes since.
+    pub disputed: Money,
+}
+
+/// `GET /api/reports/summary`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Currency.
+    pub currency: &'static str,
+    /// Target.
+    pub target: Money,
+    /// Raised (gross − refunds − disputed over every succeeded donation).
+    pub raised: Money,
+    /// Target − raised, never negative.
+    pub remaining: Money,
+    /// Donations counted in raised.
+    pub donation_count: i64,
+    /// Raised beyond every budget.
+    pub unallocated: Money,
+    /// By period.
+    pub periods: Vec<PeriodTotal>,
+    /// By day, within the filters.
+    pub days: Vec<DayTotal>,
+    /// The days' sums.
+    pub totals: DayTotal,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Acc {
+    gifts: u64,
+    gross: i64,
+    fees: i64,
+    net: i64,
+    refunds: i64,
+    disputed: i64,
+}
+
+impl Acc {
+    fn view(self, date: NaiveDate, c: Currency) -> DayTotal {
+        DayTotal {
+            date,
+            gifts: self.gifts,
+            gross: Money::new(self.gross, c),
+            fees: Money::new(self.fees, c),
+            net: Money::new(self.net, c),
+            refunds: Money::new(self.refunds, c),
+            disputed: Money::new(self.disputed, c),
+        }
+    }
+}
+
+/// Computes the summary in one pass over the donations.
+pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError> {
+    let fund = FundState::load(conn)?;
+    let c = fund.currency;
+    let mut allocator = Allocator::new(fund.periods.clone());
+    let periods = allocator.periods().to_vec();
+    let period_ids: Vec<i64> = periods.iter().map(|p| p.id).collect();
+    let mut covered = vec![0_i64; periods.len()];
+    let mut gift_counts = vec![0_u64; periods.len()];
+    let mut days: BTreeMap<NaiveDate, Acc> = BTreeMap::new();
+    walk(conn, &mut allocator, |line| {
+        for (i, m) in &line.allocation {
+            covered[*i] += m;
+            gift_counts[*i] += 1;
+        }
+        if line.row.status == "succeeded" && matches(filters, &period_ids, line) {
+            let d = &line.row;
+            let fee = d.fee_minor.unwrap_or(0);
+            let acc = days.entry(line.date()).or_default();
+            acc.gifts += 1;
+            acc.gross += d.amount_minor;
+            acc.fees += fee;
+            acc.net += d.net_minor.unwrap_or(d.amount_minor - fee);
+            acc.refunds += d.refunded_minor;
+            acc.disputed += d.disputed_minor;
+        }
+        true
+    })?;
+    let total = days.values().fold(Acc::default(), |a, d| Acc {
+        gifts: a.gifts + d.gifts,
+        gross: a.gross + d.gross,
+        fees: a.fees + d.fees,
+        net: a.net + d.net,
+        refunds: a.refunds + d.refunds,
+        disputed: a.disputed + d.disputed,
+    });
+    let row = &fund.row;
+    let budgets: i64 = periods.iter().map(|p| p.budget_minor).sum();
+    Ok(Summary {
+        currency: c.code(),
+        target: Money::new(row.target_minor, c),
+        raised: Money::new(row.raised_minor, c),
+        remaining: Money::new((row.target_minor - row.raised_minor).max(0), c),
+        donation_count: row.donation_count,
+        unallocated: Money::new((row.raised_minor - budgets).max(0), c),
+        periods: periods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PeriodTotal {
+                id: p.id,
+                label: p.label.clone(),
+                starts_on: p.starts_on,
+                ends_on: p.ends_on,
+                budget: Money::new(p.budget_minor, c),
+                covered: Money::new(covered[i], c),
+                remaining: Money::new(p.budget_minor - covered[i], c),
+                gift_count: gift_counts[i],
+            })
+            .collect(),
+        days: days.iter().map(|(d, a)| a.view(*d, c)).collect(),
+        totals: total.view(filters.to.or(filters.from).unwrap_or_default(), c),
+    })
+}
+
+/// Streams the periods export into `out`.
+pub fn export_periods<F: FnMut(Vec<u8>) -> bool>(
+    conn: &mut DbConn,
+    out: &mut ChunkedCsv<F>,
+) -> Result<(), AppError> {
+    let s = summary(conn, &Filters::default())?;
+    out.row([
+        "id",
+        "label",
+        "starts_on",
+        "ends_on",
+        "budget",
+        "covered",
+        "remaining",
+        "gift_count",
+    ]);
+    for p in s.periods {
+        out.row([
+            p.id.to_string(),
+            text_cell(&p.label).into_owned(),
+            p.starts_on.to_string(),
+            p.ends_on.to_string(),
+            p.budget.to_string(),
+            p.covered.to_string(),
+            p.remaining.to_string(),
+            p.gift_count.to_string(),
+        ]);
+    }
+    out.row([
+        String::new(),
+        "unallocated".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        s.unallocated.to_string(),
+        String::new(),
+        String::new(),
+    ]);
+    out.flush();
+    Ok(())
+}

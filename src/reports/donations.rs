@@ -56,11 +56,17 @@ pub fn walk(
         };
         after = last.id;
         let ids: Vec<i64> = page.iter().map(|d| d.id).collect();
-        let sent: Vec<(Option<i64>, Option<NaiveDateTime>)> = outbox::table
+        let sent: std::collections::HashMap<i64, NaiveDateTime> = outbox::table
             .filter(outbox::kind.eq("receipt"))
             .filter(outbox::donation_id.eq_any(&ids))
-            .select((outbox::donation_id, outbox::sent_at))
-            .load(conn)?;
+            .filter(outbox::sent_at.is_not_null())
+            .select((
+                outbox::donation_id.assume_not_null(),
+                outbox::sent_at.assume_not_null(),
+            ))
+            .load::<(i64, NaiveDateTime)>(conn)?
+            .into_iter()
+            .collect();
         for row in page {
             let counted = if row.status == "succeeded" {
                 row.amount_minor - row.refunded_minor - row.disputed_minor
@@ -77,10 +83,7 @@ pub fn walk(
                 (None, Some(t)) => t,
                 (None, None) => row.created_at,
             };
-            let receipt_sent_at = sent
-                .iter()
-                .find(|(d, _)| *d == Some(row.id))
-                .and_then(|(_, s)| *s);
+            let receipt_sent_at = sent.get(&row.id).copied();
             let line = Line {
                 row,
                 received_at,

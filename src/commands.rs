@@ -330,3 +330,65 @@ pub fn export(
     lock.flush()?;
     Ok(())
 }
+
+/// `reconcile payouts`: reconciles paid payouts and prints each report; `Ok(false)` when any
+/// payout does not balance.
+pub fn reconcile_payouts(config: &Config, only: Option<&str>) -> anyhow::Result<bool> {
+    let stripe_config = config
+        .stripe
+        .as_ref()
+        .context("reconcile payouts needs STRIPE_SECRET_KEY (and the other STRIPE_* settings)")?;
+    let payments = crate::payments::Payments::new(stripe_config)?;
+    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
+    db::migrate(&mut conn)?;
+    drop(conn);
+    let pool = db::pool(&config.database_url, 2)?;
+    let writer = LedgerWriter::start(
+        &config.database_url,
+        &config.fund,
+        BatchTuning::default(),
+        None,
+    )?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let ids: Vec<String> = match only {
+            Some(id) => vec![id.to_owned()],
+            None => payments
+                .payouts()
+                .await
+                .map_err(|e| anyhow::anyhow!("listing payouts: {e}"))?
+                .into_iter()
+                .filter(|p| p.get("status").and_then(|s| s.as_str()) == Some("paid"))
+                .filter_map(|p| p.get("id").and_then(|s| s.as_str()).map(str::to_owned))
+                .collect(),
+        };
+        let mut balanced = true;
+        for id in ids {
+            let report = crate::payments::payouts::reconcile_payout(&payments, &pool, &id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{id}: {}", e.detail))?;
+            println!(
+                "{id}: {} matched, {} missing in ledger, {} missing in Stripe, {} differences",
+                report.matched,
+                report.missing_in_ledger,
+                report.missing_in_stripe,
+                report.differences
+            );
+            for kind in ["missing_in_ledger", "missing_in_stripe", "differences"] {
+                for line in report.report[kind].as_array().into_iter().flatten() {
+                    println!("  {kind}: {line}");
+                }
+            }
+            balanced &= report.missing_in_ledger == 0
+                && report.missing_in_stripe == 0
+                && report.differences == 0;
+            writer
+                .submit(report)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+        }
+        anyhow::Ok(balanced)
+    })
+}

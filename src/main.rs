@@ -50,8 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: ReceiptsCommand,
     },
-    /// Record card payments that succeeded at Stripe but whose webhook never arrived.
+    /// Record card payments that succeeded at Stripe but whose webhook never arrived
+    /// (`reconcile payouts`: match Stripe's payouts to the ledger instead).
     Reconcile {
+        #[command(subcommand)]
+        what: Option<ReconcileWhat>,
         /// Only PaymentIntents created on or after this day (YYYY-MM-DD).
         #[arg(long)]
         since: Option<chrono::NaiveDate>,
@@ -68,6 +71,16 @@ enum UserCommand {
         /// admin or treasurer.
         #[arg(long, value_parser = ["admin", "treasurer"])]
         role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReconcileWhat {
+    /// Match each paid payout's balance transactions to the ledger and report the differences.
+    Payouts {
+        /// Only this payout (po_...); default: the paid payouts Stripe lists.
+        #[arg(long)]
+        payout: Option<String>,
     },
 }
 
@@ -127,7 +140,13 @@ fn main() -> std::process::ExitCode {
                     },
             } => commands::period_add(&config, &label, &from, &to, &budget).map(|()| true),
             Command::Verify => commands::verify_ledger(&config),
-            Command::Reconcile { since } => commands::reconcile(&config, since).map(|_| true),
+            Command::Reconcile { what: None, since } => {
+                commands::reconcile(&config, since).map(|_| true)
+            }
+            Command::Reconcile {
+                what: Some(ReconcileWhat::Payouts { payout }),
+                ..
+            } => commands::reconcile_payouts(&config, payout.as_deref()),
             Command::Export {
                 report,
                 from,

@@ -4,8 +4,8 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::schema::{
-    audit_log, donations, funds, idempotency_keys, ledger_entries, outbox, periods, stripe_events,
-    users,
+    audit_log, donations, funds, idempotency_keys, ledger_entries, outbox, payouts, periods,
+    stripe_events, users,
 };
 
 /// The fund row: settings, running totals and the head of the ledger chain.
@@ -83,6 +83,7 @@ pub struct DonationRow {
     pub charge_id: Option<String>,
     pub reserved_until: Option<NaiveDateTime>,
     pub dispute_status: Option<String>,
+    pub payout_id: Option<String>,
 }
 
 /// A new donation; its id is assigned by the ledger writer.
@@ -210,4 +211,23 @@ pub struct OutboxRow {
     pub next_attempt_at: NaiveDateTime,
     pub last_error: Option<String>,
     pub sent_at: Option<NaiveDateTime>,
+}
+
+/// A Stripe payout and the result of its last reconciliation.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
+#[diesel(table_name = payouts)]
+pub struct PayoutRow {
+    pub id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub arrival_date: Option<i64>,
+    pub created: i64,
+    pub updated_at: NaiveDateTime,
+    pub reconciled_at: Option<NaiveDateTime>,
+    pub matched: i32,
+    pub missing_in_ledger: i32,
+    pub missing_in_stripe: i32,
+    pub differences: i32,
+    pub report: String,
 }

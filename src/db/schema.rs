@@ -60,6 +60,25 @@ diesel::table! {
         charge_id -> Nullable<Text>,
         reserved_until -> Nullable<Timestamp>,
         dispute_status -> Nullable<Text>,
+        payout_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    payouts (id) {
+        id -> Text,
+        amount_minor -> BigInt,
+        currency -> Text,
+        status -> Text,
+        arrival_date -> Nullable<BigInt>,
+        created -> BigInt,
+        updated_at -> Timestamp,
+        reconciled_at -> Nullable<Timestamp>,
+        matched -> Integer,
+        missing_in_ledger -> Integer,
+        missing_in_stripe -> Integer,
+        differences -> Integer,
+        report -> Text,
     }
 }
 
@@ -151,4 +170,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     outbox,
     stripe_events,
+    payouts,
 );

@@ -20,7 +20,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/reports/donations.csv", web::get().to(donations))
         .route("/api/reports/periods.csv", web::get().to(periods))
         .route("/api/reports/ledger.csv", web::get().to(ledger))
-        .route("/api/reports/summary", web::get().to(summary));
+        .route("/api/reports/summary", web::get().to(summary))
+        .route("/api/reports/payouts", web::get().to(payouts));
 }
 
 async fn donations(
@@ -117,4 +118,42 @@ async fn summary(
     let filters = q.into_inner();
     let s = with_conn(&state, move |c| reports::summary::summary(c, &filters)).await?;
     Ok(HttpResponse::Ok().json(s))
+}
+
+/// Each payout Stripe told us of, with its status and the result of its reconciliation.
+async fn payouts(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
+    use crate::db::models::PayoutRow;
+    use crate::db::schema::payouts;
+    use diesel::prelude::*;
+
+    staff.require(Role::Treasurer)?;
+    let rows: Vec<PayoutRow> = with_conn(&state, |c| {
+        Ok(payouts::table
+            .order(payouts::created.desc())
+            .limit(500)
+            .select(PayoutRow::as_select())
+            .load(c)?)
+    })
+    .await?;
+    let items: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|p| {
+            let c = crate::money::Currency::from_code(&p.currency).unwrap_or(state.config.fund.currency);
+            serde_json::json!({
+                "id": p.id,
+                "amount": crate::money::Money::new(p.amount_minor, c),
+                "currency": p.currency,
+                "status": p.status,
+                "arrival_date": p.arrival_date.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| t.date_naive()),
+                "reconciled_at": p.reconciled_at.map(crate::reports::donations::iso),
+                "matched": p.matched,
+                "missing_in_ledger": p.missing_in_ledger,
+                "missing_in_stripe": p.missing_in_stripe,
+                "differences": p.differences,
+                "balanced": p.reconciled_at.is_some() && p.missing_in_ledger == 0 && p.missing_in_stripe == 0 && p.differences == 0,
+                "report": serde_json::from_str::<serde_json::Value>(&p.report).unwrap_or(serde_json::Value::Null),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "payouts": items })))
 }

@@ -9,6 +9,7 @@ mod bootstrap;
 pub mod card;
 mod context;
 pub mod ops;
+pub mod payouts;
 pub mod refund;
 mod snapshot;
 mod state;
@@ -25,6 +26,8 @@ pub enum Effect {
     CancelOutstanding,
     /// Emails were queued: wake the mailer.
     MailQueued,
+    /// A payout was paid: reconcile it against the ledger.
+    ReconcilePayout(String),
     /// A card payment succeeded: fetch its fee and net.
     FetchFees {
         /// Donation id.

@@ -68,6 +68,21 @@ pub enum Fact {
         /// True if the association won (funds reinstated).
         won: bool,
     },
+    /// A payout to the bank was created or changed state.
+    Payout {
+        /// `po_...`.
+        payout: String,
+        /// Amount, minor units.
+        amount: i64,
+        /// Lower-case ISO currency.
+        currency: String,
+        /// `pending`, `in_transit`, `paid`, `failed`, `canceled`.
+        status: String,
+        /// Expected arrival (Unix seconds).
+        arrival_date: Option<i64>,
+        /// When Stripe created it (Unix seconds).
+        created: i64,
+    },
     /// An event type crowdledger does not act on.
     Ignored,
 }
@@ -82,7 +97,7 @@ impl Fact {
             Fact::ChargeRefunded { payment_intent, .. }
             | Fact::DisputeOpened { payment_intent, .. }
             | Fact::DisputeClosed { payment_intent, .. } => payment_intent.as_deref(),
-            Fact::Ignored => None,
+            Fact::Payout { .. } | Fact::Ignored => None,
         }
     }
 
@@ -219,6 +234,17 @@ pub fn parse_event(v: &Value) -> Result<Event, String> {
                 }
             }
         }
+        t if t.starts_with("payout.") => Fact::Payout {
+            payout: text(obj, "id").ok_or_else(|| missing("id"))?,
+            amount: obj
+                .get("amount")
+                .and_then(int)
+                .ok_or_else(|| missing("amount"))?,
+            currency: text(obj, "currency").unwrap_or_default().to_lowercase(),
+            status: text(obj, "status").unwrap_or_default(),
+            arrival_date: obj.get("arrival_date").and_then(int),
+            created: obj.get("created").and_then(int).unwrap_or(created),
+        },
         _ => Fact::Ignored,
     };
     Ok(Event {

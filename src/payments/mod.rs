@@ -2,6 +2,7 @@
 //! the background work that follows a payment (fees, cancelling intents, reservations).
 
 pub mod events;
+pub mod payouts;
 pub mod signature;
 pub mod worker;
 
@@ -93,7 +94,7 @@ impl Payments {
 
     /// Sends one request and reads the answer as plain JSON (only the fields we use are read
     /// later, so API-version drift and older fakes do not break parsing).
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: StripeMethod,
         path: &str,

@@ -62,6 +62,7 @@ impl Worker {
                 self.fetch_fees(donation_id, &payment_intent, charge.as_deref())
                     .await
             }
+            Effect::ReconcilePayout(id) => self.reconcile_payout(&id).await,
             Effect::MailQueued => Ok(()),
         };
         if let Err(e) = result {
@@ -137,6 +138,11 @@ impl Worker {
             })
             .await
             .map(|_| ())
+    }
+
+    async fn reconcile_payout(&self, id: &str) -> Result<(), AppError> {
+        let report = super::payouts::reconcile_payout(&self.payments, &self.pool, id).await?;
+        self.writer.submit(report).await
     }
 
     async fn fetch_fees(

@@ -9,6 +9,7 @@ mod ledger;
 mod localstripe;
 mod mail;
 mod offline;
+mod payouts;
 mod reports;
 mod smtp;
 mod stripe;

@@ -50,6 +50,19 @@ impl Op for ApplyStripeEvent {
         if self.fact == Fact::Ignored {
             return Ok(EventOutcome::Ignored);
         }
+        if let Fact::Payout { .. } = &self.fact {
+            let seen = stripe_events::table
+                .find(&self.event_id)
+                .select(stripe_events::event_id)
+                .first::<String>(cx.conn)
+                .optional()?;
+            if seen.is_some() {
+                return Ok(EventOutcome::Duplicate);
+            }
+            record_event(cx, self, true)?;
+            super::super::payouts::record_payout(cx, &self.fact)?;
+            return Ok(EventOutcome::Applied);
+        }
         let seen = stripe_events::table
             .find(&self.event_id)
             .select(stripe_events::event_id)
@@ -408,6 +421,6 @@ fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Result<(), AppE
             }
             Ok(())
         }
-        Fact::Ignored => Ok(()),
+        Fact::Payout { .. } | Fact::Ignored => Ok(()),
     }
 }

@@ -1,0 +1,2 @@
+ALTER TABLE donations DROP COLUMN payout_id;
+DROP TABLE payouts;

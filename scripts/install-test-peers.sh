@@ -16,3 +16,27 @@ if [ ! -x "$VENV/bin/localstripe" ] || [ ! -x "$VENV/bin/python" ] || ! "$VENV/b
     "$VENV/bin/pip" install -q --disable-pip-version-check 'localstripe==1.15.10' 'aiosmtpd==1.4.6'
 fi
 echo "test peers: $("$VENV/bin/pip" list --disable-pip-version-check 2>/dev/null | grep -iE '^(localstripe|aiosmtpd) ' | tr -s ' ' | paste -sd, -)"
+
+# The browser test: Debian's Chromium (no browser download), a CJK font for the Chinese page,
+# and playwright-core + axe-core from npm (locked in tests/browser/package-lock.json).
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]}"
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || {
+        $sudo apt-get update -q >/dev/null
+        $sudo apt-get install -y -q "${need[@]}" >/dev/null
+    }
+fi
+if [ -f tests/browser/package-lock.json ]; then
+    stamp=tests/browser/node_modules/.lock-stamp
+    if [ ! -f "$stamp" ] || ! cmp -s tests/browser/package-lock.json "$stamp"; then
+        echo "== installing the browser test's npm packages"
+        npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >/dev/null
+        cp tests/browser/package-lock.json "$stamp"
+    fi
+fi
+echo "browser: $(chromium --version 2>/dev/null || echo 'chromium missing'), node $(node --version 2>/dev/null || echo missing)"

@@ -22,6 +22,24 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// A connection to the configured database, migrated.
+pub fn connect(config: &Config) -> anyhow::Result<db::DbConn> {
+    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
+    db::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// An in-process ledger writer for a command run beside (or instead of) the server; a running
+/// server notices its commits within a second.
+pub fn writer(config: &Config) -> anyhow::Result<LedgerWriter> {
+    LedgerWriter::start(
+        &config.database_url,
+        &config.fund,
+        BatchTuning::default(),
+        None,
+    )
+}
+
 /// `serve`: runs the service until interrupted.
 pub fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
@@ -63,8 +81,7 @@ pub fn user_add(config: &Config, email: &str, role: &str) -> anyhow::Result<()> 
         .read_to_string(&mut password)
         .context("reading the password from stdin")?;
     let password = password.trim_end_matches(['\r', '\n']);
-    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
-    db::migrate(&mut conn)?;
+    let mut conn = connect(config)?;
     crate::auth::add_user(&mut conn, &email, role, password)
         .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     println!("{} is now a {}", email.as_str(), role.as_str());
@@ -94,15 +111,8 @@ pub fn period_add(
     if budget_minor <= 0 || label.trim().is_empty() {
         bail!("--budget must be more than zero and --label not empty");
     }
-    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
-    db::migrate(&mut conn)?;
-    drop(conn);
-    let writer = LedgerWriter::start(
-        &config.database_url,
-        &config.fund,
-        BatchTuning::default(),
-        None,
-    )?;
+    drop(connect(config)?);
+    let writer = writer(config)?;
     let row = writer
         .submit_blocking(SavePeriod {
             id: None,
@@ -158,15 +168,8 @@ pub fn reconcile(config: &Config, since: Option<chrono::NaiveDate>) -> anyhow::R
         .as_ref()
         .context("reconcile needs STRIPE_SECRET_KEY (and the other STRIPE_* settings)")?;
     let payments = crate::payments::Payments::new(stripe_config)?;
-    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
-    db::migrate(&mut conn)?;
-    drop(conn);
-    let writer = LedgerWriter::start(
-        &config.database_url,
-        &config.fund,
-        BatchTuning::default(),
-        None,
-    )?;
+    drop(connect(config)?);
+    let writer = writer(config)?;
     let since_ts = since
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc().timestamp());
@@ -275,14 +278,8 @@ pub fn export(
     use crate::ledger::ops::RecordAudit;
     use crate::reports::{self, Export, csv_out::ChunkedCsv};
 
-    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
-    db::migrate(&mut conn)?;
-    let writer = LedgerWriter::start(
-        &config.database_url,
-        &config.fund,
-        BatchTuning::default(),
-        None,
-    )?;
+    let mut conn = connect(config)?;
+    let writer = writer(config)?;
     writer
         .submit_blocking(RecordAudit {
             actor: "cli".into(),
@@ -339,16 +336,9 @@ pub fn reconcile_payouts(config: &Config, only: Option<&str>) -> anyhow::Result<
         .as_ref()
         .context("reconcile payouts needs STRIPE_SECRET_KEY (and the other STRIPE_* settings)")?;
     let payments = crate::payments::Payments::new(stripe_config)?;
-    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
-    db::migrate(&mut conn)?;
-    drop(conn);
+    drop(connect(config)?);
     let pool = db::pool(&config.database_url, 2)?;
-    let writer = LedgerWriter::start(
-        &config.database_url,
-        &config.fund,
-        BatchTuning::default(),
-        None,
-    )?;
+    let writer = writer(config)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -16,3 +16,4 @@ pub mod money;
 pub mod payments;
 pub mod receipts;
 pub mod reports;
+pub mod web;

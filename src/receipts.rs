@@ -9,10 +9,10 @@ use diesel::prelude::*;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::db::DbConn;
 use crate::db::schema::donations;
-use crate::db::{self, DbConn};
+use crate::ledger::FundState;
 use crate::ledger::ops::{QueueEmails, QueuedEmail};
-use crate::ledger::{BatchTuning, FundState, LedgerWriter};
 use crate::mail::{self, templates::Templates};
 
 /// Statements queued per writer command.
@@ -132,8 +132,7 @@ pub fn year_end(
     send: bool,
     out: Option<&Path>,
 ) -> anyhow::Result<usize> {
-    let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
-    db::migrate(&mut conn)?;
+    let mut conn = crate::commands::connect(config)?;
     let fund = FundState::load(&mut conn).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     let list = statements(&mut conn, year)?;
     drop(conn);
@@ -147,12 +146,7 @@ pub fn year_end(
         }
     };
     if send {
-        let writer = LedgerWriter::start(
-            &config.database_url,
-            &config.fund,
-            BatchTuning::default(),
-            None,
-        )?;
+        let writer = crate::commands::writer(config)?;
         let mut done = 0;
         for chunk in list.chunks(CHUNK) {
             let emails = chunk

@@ -151,7 +151,12 @@ async fn record_offline(
 struct ListQuery {
     status: Option<String>,
     method: Option<String>,
+    /// Ascending pages: ids after this one.
     after: Option<i64>,
+    /// Descending pages: ids before this one.
+    before: Option<i64>,
+    /// `asc` (default) or `desc` (newest first).
+    order: Option<String>,
     limit: Option<i64>,
 }
 
@@ -180,6 +185,7 @@ async fn list(
 ) -> Result<HttpResponse, AppError> {
     staff.require(Role::Treasurer)?;
     let q = q.into_inner();
+    let descending = q.order.as_deref() == Some("desc");
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid_field(
@@ -190,9 +196,21 @@ async fn list(
     let rows: Vec<DonationRow> = with_conn(&state, move |c| {
         let mut query = donations::table
             .select(DonationRow::as_select())
-            .order(donations::id.asc())
             .limit(limit)
             .into_boxed();
+        query = match q.order.as_deref() {
+            None | Some("asc") => query.order(donations::id.asc()),
+            Some("desc") => query.order(donations::id.desc()),
+            Some(_) => {
+                return Err(AppError::invalid_field(
+                    "order",
+                    "order must be asc or desc",
+                ));
+            }
+        };
+        if let Some(b) = q.before {
+            query = query.filter(donations::id.lt(b));
+        }
         if let Some(s) = q.status {
             query = query.filter(donations::status.eq(s));
         }
@@ -229,5 +247,10 @@ async fn list(
             }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_after": next })))
+    let cursor = if descending {
+        "next_before"
+    } else {
+        "next_after"
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, cursor: next })))
 }

@@ -132,11 +132,16 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         instance_key,
         refund_lock: tokio::sync::Mutex::new(()),
     });
+    crate::web::check()?;
+    let csp = crate::web::content_security_policy(&state.config);
     let app_state = state.clone();
-    let mut server =
-        HttpServer::new(move || App::new().configure(|cfg| routes(cfg, app_state.clone())))
-            .listen(listener)?
-            .shutdown_timeout(5);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(crate::web::security_headers(&csp))
+            .configure(|cfg| routes(cfg, app_state.clone()))
+    })
+    .listen(listener)?
+    .shutdown_timeout(5);
     if workers > 0 {
         server = server.workers(workers);
     }
@@ -183,6 +188,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(payments::routes)
         .configure(outbox::routes)
         .configure(reports::routes)
+        .configure(crate::web::routes)
         .default_service(web::to(not_found));
 }
 

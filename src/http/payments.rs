@@ -21,6 +21,7 @@ pub const WEBHOOK_LIMIT: usize = 512 * 1024;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/donations", web::post().to(create_donation))
+        .route("/api/donations/{id}/status", web::get().to(donation_status))
         .service(
             web::resource("/webhooks/stripe")
                 .app_data(web::PayloadConfig::new(WEBHOOK_LIMIT))
@@ -122,6 +123,7 @@ async fn create_donation(
         "client_secret": intent.client_secret,
         "publishable_key": stripe.publishable_key,
         "amount": Money::new(amount.minor(), currency),
+        "status_token": status_token(&state, donation_id),
     });
     let resp = StoredResponse {
         status: 201,
@@ -185,4 +187,54 @@ async fn stripe_webhook(
         })
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "received": true, "outcome": outcome })))
+}
+
+/// A token that lets the donor's page ask for its donation's status and nothing else:
+/// HMAC-SHA256 of the donation id under the JWT secret, with its own label.
+fn status_token(state: &State, donation_id: i64) -> Option<String> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(state.config.jwt_secret.bytes()).ok()?;
+    mac.update(b"donation-status:");
+    mac.update(donation_id.to_string().as_bytes());
+    Some(hex::encode(mac.finalize().into_bytes()))
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    token: String,
+}
+
+/// `{status}` of one donation, for the page waiting on its webhook; reveals nothing else.
+async fn donation_status(
+    state: State,
+    id: web::Path<i64>,
+    q: web::Query<StatusQuery>,
+) -> Result<HttpResponse, AppError> {
+    use diesel::prelude::*;
+
+    let id = id.into_inner();
+    let given = q.into_inner().token;
+    let valid = status_token(&state, id).is_some_and(|expected| {
+        // Constant time over equal-length hex strings.
+        expected.len() == given.len()
+            && expected
+                .bytes()
+                .zip(given.bytes())
+                .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !valid {
+        return Err(AppError::new(ErrorCode::NotFound, "no such donation"));
+    }
+    let status: String = super::with_conn(&state, move |c| {
+        use crate::db::schema::donations;
+        Ok(donations::table
+            .find(id)
+            .select(donations::status)
+            .first(c)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(serde_json::json!({ "status": status })))
 }

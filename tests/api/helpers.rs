@@ -122,6 +122,10 @@ async fn spawn(env: &[(&str, &str)], stripe: Option<crate::localstripe::LocalStr
         );
         vars.insert("STRIPE_WEBHOOK_SECRET".into(), webhook_secret.clone());
         vars.insert("STRIPE_API_BASE".into(), ls.base.clone());
+        vars.insert(
+            "STRIPE_JS_URL".into(),
+            format!("{}/js.stripe.com/v3/", ls.base),
+        );
     }
     for (k, v) in env {
         vars.insert((*k).to_owned(), (*v).to_owned());
@@ -152,8 +156,8 @@ impl TestApp {
         verify(&mut self.conn()).expect("verify runs")
     }
 
-    /// Creates a user with `role` and returns a bearer token from the login endpoint.
-    pub async fn token(&self, role: Role) -> String {
+    /// Creates a user with `role` (password [`PASSWORD`]) and returns its email.
+    pub fn user(&self, role: Role) -> String {
         let n = self.users.fetch_add(1, Ordering::SeqCst);
         let email = format!("{}-{n}@example.org", role.as_str());
         crowdledger::auth::add_user(
@@ -163,6 +167,12 @@ impl TestApp {
             PASSWORD,
         )
         .expect("user added");
+        email
+    }
+
+    /// Creates a user with `role` and returns a bearer token from the login endpoint.
+    pub async fn token(&self, role: Role) -> String {
+        let email = self.user(role);
         let resp = self
             .client
             .post(format!("{}/api/auth/login", self.addr))
@@ -249,6 +259,22 @@ impl TestApp {
             .send()
             .await
             .expect("webhook request")
+    }
+
+    /// Runs the `crowdledger` binary on this app's database (and its Stripe, if any).
+    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"));
+        cmd.args(args).env("DATABASE_URL", self.database_url());
+        if let Some(ls) = &self.stripe {
+            cmd.env("STRIPE_SECRET_KEY", crate::localstripe::SECRET_KEY)
+                .env("STRIPE_PUBLISHABLE_KEY", "pk_test_crowdledger")
+                .env("STRIPE_WEBHOOK_SECRET", &self.webhook_secret)
+                .env("STRIPE_API_BASE", &ls.base);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run crowdledger")
     }
 
     /// The database URL as the CLI takes it.

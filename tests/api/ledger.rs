@@ -126,15 +126,7 @@ async fn ledger_entries_are_append_only_and_an_edit_breaks_the_chain() {
     assert_eq!(report.first_bad_seq, Some(3), "{:?}", report.problems);
 
     // The CLI says so with a non-zero exit and the entry's number.
-    let url = match &app.db_url {
-        crowdledger::config::DatabaseUrl::Sqlite(p) => format!("sqlite://{p}"),
-        crowdledger::config::DatabaseUrl::Postgres(u) => u.clone(),
-    };
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
-        .arg("verify")
-        .env("DATABASE_URL", url)
-        .output()
-        .expect("run crowdledger verify");
+    let out = app.cli(&["verify"], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("first bad entry is seq 3"), "{stdout}");
@@ -143,12 +135,8 @@ async fn ledger_entries_are_append_only_and_an_edit_breaks_the_chain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cli_period_added_while_serving_shows_up() {
     let app = spawn_app_with(&[("FUND_TARGET", "100.00")]).await;
-    let url = match &app.db_url {
-        crowdledger::config::DatabaseUrl::Sqlite(p) => format!("sqlite://{p}"),
-        crowdledger::config::DatabaseUrl::Postgres(u) => u.clone(),
-    };
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
-        .args([
+    let out = app.cli(
+        &[
             "period",
             "add",
             "--label",
@@ -159,11 +147,9 @@ async fn a_cli_period_added_while_serving_shows_up() {
             "2020-08-31",
             "--budget",
             "600000",
-        ])
-        .env("DATABASE_URL", url)
-        .env("FUND_TARGET", "100.00")
-        .output()
-        .expect("run crowdledger period add");
+        ],
+        &[("FUND_TARGET", "100.00")],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -306,16 +306,21 @@ async fn year_end_statements_group_each_donors_gifts() {
     }
     let _ = sink.wait_for(4, 10).await;
     let dir = tempfile::tempdir().expect("dir");
+    let out_dir = dir.path().display().to_string();
     let run = |send: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"));
-        cmd.args(["receipts", "year-end", "--year", "2020"])
-            .env("DATABASE_URL", app.database_url());
-        if send {
-            cmd.arg("--send");
+        let args = if send {
+            vec!["receipts", "year-end", "--year", "2020", "--send"]
         } else {
-            cmd.arg("--out").arg(dir.path());
-        }
-        cmd.output().expect("run year-end")
+            vec![
+                "receipts",
+                "year-end",
+                "--year",
+                "2020",
+                "--out",
+                out_dir.as_str(),
+            ]
+        };
+        app.cli(&args, &[])
     };
     let out = run(false);
     assert!(

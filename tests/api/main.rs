@@ -2,6 +2,7 @@
 //! of the engine named by `TEST_DATABASE` (`scripts/test.sh` runs it on both).
 
 mod auth;
+mod browser;
 mod errors;
 mod helpers;
 mod intake;
@@ -9,6 +10,7 @@ mod ledger;
 mod localstripe;
 mod mail;
 mod offline;
+mod pages;
 mod payouts;
 mod reports;
 mod smtp;

@@ -142,16 +142,10 @@ async fn a_paid_payout_is_matched_to_the_ledger_to_the_cent() {
     assert_eq!(row["report"]["differences"][0]["donation_id"], b);
 
     // The CLI says the same and exits non-zero because it does not balance.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
-        .args(["reconcile", "payouts", "--payout", &po])
-        .env("DATABASE_URL", app.database_url())
-        .env("FUND_CURRENCY", "EUR")
-        .env("STRIPE_SECRET_KEY", crate::localstripe::SECRET_KEY)
-        .env("STRIPE_PUBLISHABLE_KEY", "pk_test_crowdledger")
-        .env("STRIPE_WEBHOOK_SECRET", &app.webhook_secret)
-        .env("STRIPE_API_BASE", &ls.base)
-        .output()
-        .expect("run reconcile payouts");
+    let out = app.cli(
+        &["reconcile", "payouts", "--payout", &po],
+        &[("FUND_CURRENCY", "EUR")],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),

@@ -337,11 +337,7 @@ async fn exports_need_a_treasurer_and_are_audited() {
         "{exports:?}"
     );
     // The CLI writes the same bytes.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
-        .args(["export", "ledger", "--from", "2000-01-01"])
-        .env("DATABASE_URL", app.database_url())
-        .output()
-        .expect("run export");
+    let out = app.cli(&["export", "ledger", "--from", "2000-01-01"], &[]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), by_admin);
 }

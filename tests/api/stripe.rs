@@ -405,15 +405,7 @@ async fn a_lost_webhook_is_recovered_by_reconcile() {
         "0.00",
         "the webhook never arrived"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
-        .arg("reconcile")
-        .env("DATABASE_URL", app.database_url())
-        .env("STRIPE_SECRET_KEY", crate::localstripe::SECRET_KEY)
-        .env("STRIPE_PUBLISHABLE_KEY", "pk_test_crowdledger")
-        .env("STRIPE_WEBHOOK_SECRET", &app.webhook_secret)
-        .env("STRIPE_API_BASE", &ls.base)
-        .output()
-        .expect("run reconcile");
+    let out = app.cli(&["reconcile"], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

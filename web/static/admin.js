@@ -1,0 +1,639 @@
+// The admin page: sign in, intake switch, fund, periods, recent donations with refunds,
+// offline gifts, CSV downloads and charts. The bearer token lives in this closure only
+// (never in localStorage or a cookie): reloading the page signs out.
+(() => {
+  'use strict';
+
+  const body = document.body;
+  let T = {};
+  try {
+    T = JSON.parse(body.dataset.i18n || '{}');
+  } catch (_) {
+    T = {};
+  }
+  const LANG = body.dataset.lang || document.documentElement.lang || 'en';
+  const $ = (id) => document.getElementById(id);
+
+  function t(key, vars) {
+    let s = Object.prototype.hasOwnProperty.call(T, key) ? String(T[key]) : key;
+    if (vars) {
+      for (const [k, v] of Object.entries(vars)) s = s.split(`{${k}}`).join(String(v));
+    }
+    return s;
+  }
+
+  let token = null;
+  let currency = 'USD';
+  let fund = null;
+
+  function money(value) {
+    const s = String(value == null ? '' : value).trim();
+    const n = Number(s);
+    if (!s || !Number.isFinite(n)) return s;
+    const frac = s.includes('.') ? s.split('.')[1] : '';
+    try {
+      return new Intl.NumberFormat(LANG, {
+        style: 'currency',
+        currency,
+        minimumFractionDigits: frac.length,
+        maximumFractionDigits: frac.length,
+      }).format(n);
+    } catch (_) {
+      return `${s} ${currency}`;
+    }
+  }
+
+  function uuid() {
+    if (window.crypto && typeof window.crypto.randomUUID === 'function') {
+      try {
+        return window.crypto.randomUUID();
+      } catch (_) {
+        // fall through
+      }
+    }
+    const b = window.crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  /** Builds an element: el('td', {className: 'num'}, 'text', child, ...). Text only, never HTML. */
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    if (props) {
+      for (const [k, v] of Object.entries(props)) {
+        if (v == null) continue;
+        if (k === 'className') node.className = v;
+        else if (k === 'dataset') Object.assign(node.dataset, v);
+        else if (k === 'hidden') node.hidden = Boolean(v);
+        else if (k in node && typeof v !== 'string') node[k] = v;
+        else node.setAttribute(k, v);
+      }
+    }
+    for (const c of children) {
+      if (c == null || c === false) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  // ---- API ---------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, problem) {
+      super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+      this.status = status;
+      this.problem = problem || {};
+    }
+  }
+
+  async function api(method, path, payload, opts = {}) {
+    const headers = { Accept: opts.accept || 'application/json, application/problem+json' };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (payload !== undefined) headers['Content-Type'] = 'application/json';
+    if (opts.idempotencyKey) headers['Idempotency-Key'] = opts.idempotencyKey;
+    let resp;
+    try {
+      resp = await fetch(path, {
+        method,
+        headers,
+        body: payload === undefined ? undefined : JSON.stringify(payload),
+        cache: 'no-store',
+        credentials: 'same-origin',
+      });
+    } catch (_) {
+      throw new ApiError(0, { code: 'network' });
+    }
+    if (!resp.ok) {
+      let problem = null;
+      try {
+        problem = await resp.json();
+      } catch (_) {
+        problem = null;
+      }
+      if (resp.status === 401 && token && !opts.login) signOut(t('session_expired'));
+      throw new ApiError(resp.status, problem);
+    }
+    if (opts.raw) return resp;
+    if (resp.status === 204) return null;
+    const text = await resp.text();
+    return text ? JSON.parse(text) : null;
+  }
+
+  /** The message for a failed call, in the page language where the code is known. */
+  function problemText(err) {
+    const p = (err && err.problem) || {};
+    switch (p.code) {
+      case 'network':
+        return t('error_network');
+      case 'target_reached':
+        return t('error_target_reached');
+      case 'refund_exceeds_remaining':
+        return t('error_refund_exceeds');
+      case 'idempotency_conflict':
+        return t('error_idempotency');
+      case 'invalid_amount':
+      case 'invalid_request':
+        return p.field
+          ? `${t('error_invalid_field', { field: p.field })}${p.detail ? ` (${p.detail})` : ''}`
+          : p.detail || t('error_generic');
+      default:
+        break;
+    }
+    if (err && err.status === 401) return t('session_expired');
+    if (err && err.status === 403) return t('forbidden');
+    if (err && err.status >= 500 && !p.detail) return t('error_unavailable');
+    return p.detail || p.title || t('error_generic');
+  }
+
+  function say(id, text) {
+    const node = $(id);
+    if (node) node.textContent = text || '';
+  }
+
+  /** Runs an action with its button disabled, its error and status lines cleared and set. */
+  async function act(button, errorId, statusId, fn) {
+    if (button) button.disabled = true;
+    say(errorId, '');
+    if (statusId) say(statusId, '');
+    try {
+      const out = await fn();
+      return out;
+    } catch (err) {
+      say(errorId, problemText(err));
+      return undefined;
+    } finally {
+      if (button) button.disabled = false;
+    }
+  }
+
+  // ---- Sign in and out -----------------------------------------------------------------
+
+  const loginSection = $('login-section');
+  const dashboard = $('dashboard');
+
+  function signOut(message) {
+    token = null;
+    dashboard.hidden = true;
+    loginSection.hidden = false;
+    $('login-password').value = '';
+    say('login-error', message || '');
+    $('login-email').focus();
+  }
+
+  $('login-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const email = $('login-email').value.trim();
+    const password = $('login-password').value;
+    const button = $('login-submit');
+    if (!email || !password) {
+      say('login-error', t('login_failed'));
+      return;
+    }
+    await act(button, 'login-error', null, async () => {
+      let res;
+      try {
+        res = await api('POST', '/api/auth/login', { email, password }, { login: true });
+      } catch (err) {
+        if (err.status === 401 || err.status === 422 || err.status === 400) {
+          throw new ApiError(err.status, { detail: t('login_failed') });
+        }
+        throw err;
+      }
+      token = res.access_token;
+      $('login-password').value = '';
+      say('signed-in-as', res.role ? `${email} (${res.role})` : email);
+      loginSection.hidden = true;
+      dashboard.hidden = false;
+      $('intake-admin-heading').focus();
+      loadAll();
+    });
+  });
+
+  $('logout').addEventListener('click', () => signOut(''));
+
+  function loadAll() {
+    loadFund();
+    loadDonations();
+    loadCharts();
+  }
+
+  // ---- Fund, intake, periods --------------------------------------------------------
+
+  function showFund(f) {
+    if (!f || typeof f !== 'object') return;
+    fund = f;
+    if (f.currency) currency = f.currency;
+    const state = (f.intake && f.intake.state) || '';
+    say('intake-state', t(`state_${state}`));
+    say('intake-current-message', (f.intake && f.intake.message) || '');
+    say('fund-currency', currency);
+    say(
+      'fund-summary',
+      t('fund_raised_line', {
+        raised: money(f.raised),
+        target: money(f.target),
+        count: f.donation_count,
+      }),
+    );
+    const nameInput = $('fund-name');
+    const targetInput = $('fund-target');
+    if (document.activeElement !== nameInput) nameInput.value = f.name || '';
+    if (document.activeElement !== targetInput) targetInput.value = f.target || '';
+    $('pause').disabled = state !== 'open';
+    $('reopen').disabled = state === 'open';
+    showPeriods(f.periods || []);
+  }
+
+  async function loadFund() {
+    try {
+      showFund(await api('GET', '/api/fund'));
+    } catch (err) {
+      say('intake-error', problemText(err));
+    }
+  }
+
+  async function setIntake(accepting, button) {
+    const message = $('intake-message-input').value.trim();
+    const res = await act(button, 'intake-error', 'intake-status', () =>
+      api('PUT', '/api/admin/intake', { accepting, message }),
+    );
+    if (res !== undefined) {
+      if (res && res.intake) showFund(res);
+      else await loadFund();
+      say('intake-status', t('saved'));
+    } else {
+      await loadFund();
+    }
+  }
+
+  $('pause').addEventListener('click', (ev) => setIntake(false, ev.currentTarget));
+  $('reopen').addEventListener('click', (ev) => setIntake(true, ev.currentTarget));
+
+  $('fund-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const payload = {};
+    const name = $('fund-name').value.trim();
+    const target = $('fund-target').value.trim().replace(/[,\s]/g, '');
+    if (fund && name && name !== fund.name) payload.name = name;
+    else if (!fund && name) payload.name = name;
+    if (target && (!fund || target !== fund.target)) payload.target = target;
+    if (!Object.keys(payload).length) {
+      say('fund-status', t('saved'));
+      return;
+    }
+    const res = await act($('save-fund'), 'fund-error', 'fund-status', () =>
+      api('PUT', '/api/admin/fund', payload),
+    );
+    if (res !== undefined) {
+      if (res && res.intake) showFund(res);
+      else await loadFund();
+      say('fund-status', t('saved'));
+    }
+  });
+
+  function showPeriods(periods) {
+    const tbody = $('periods-body');
+    tbody.textContent = '';
+    if (!periods.length) {
+      tbody.append(el('tr', null, el('td', { colSpan: 7 }, t('no_periods'))));
+      return;
+    }
+    for (const p of periods) {
+      const edit = el(
+        'button',
+        { type: 'button', className: 'button button-secondary button-small', 'aria-label': `${t('period_edit')}: ${p.label}` },
+        t('period_edit'),
+      );
+      edit.addEventListener('click', () => editPeriod(p));
+      tbody.append(
+        el(
+          'tr',
+          null,
+          el('td', { className: 'wrap-cell' }, p.label),
+          el('td', null, p.starts_on),
+          el('td', null, p.ends_on),
+          el('td', { className: 'num' }, money(p.budget)),
+          el('td', { className: 'num' }, money(p.covered)),
+          el('td', { className: 'num' }, money(p.remaining)),
+          el('td', null, edit),
+        ),
+      );
+    }
+  }
+
+  function resetPeriodForm() {
+    $('period-id').value = '';
+    $('period-label').value = '';
+    $('period-starts').value = '';
+    $('period-ends').value = '';
+    $('period-budget').value = '';
+    say('period-form-heading', t('period_add'));
+    say('period-submit', t('period_add'));
+    $('period-cancel').hidden = true;
+  }
+
+  function editPeriod(p) {
+    $('period-id').value = String(p.id);
+    $('period-label').value = p.label;
+    $('period-starts').value = p.starts_on;
+    $('period-ends').value = p.ends_on;
+    $('period-budget').value = p.budget;
+    say('period-form-heading', `${t('period_edit')}: ${p.label}`);
+    say('period-submit', t('period_save'));
+    $('period-cancel').hidden = false;
+    say('period-error', '');
+    say('period-status', '');
+    $('period-label').focus();
+  }
+
+  $('period-cancel').addEventListener('click', () => {
+    resetPeriodForm();
+    $('period-label').focus();
+  });
+
+  $('period-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const id = $('period-id').value;
+    const payload = {
+      label: $('period-label').value.trim(),
+      starts_on: $('period-starts').value,
+      ends_on: $('period-ends').value,
+      budget: $('period-budget').value.trim().replace(/[,\s]/g, ''),
+    };
+    const res = await act($('period-submit'), 'period-error', 'period-status', () =>
+      id
+        ? api('PUT', `/api/admin/periods/${encodeURIComponent(id)}`, payload)
+        : api('POST', '/api/admin/periods', payload),
+    );
+    if (res !== undefined) {
+      resetPeriodForm();
+      if (res && res.intake) showFund(res);
+      else await loadFund();
+      say('period-status', t('saved'));
+      loadCharts();
+    }
+  });
+
+  // ---- Donations and refunds ------------------------------------------------------------
+
+  function statusText(d) {
+    const base = t(`status_${d.status}`);
+    return base.startsWith('status_') ? d.status : base;
+  }
+
+  function methodText(m) {
+    const s = t(`method_${m}`);
+    return s.startsWith('method_') ? m : s;
+  }
+
+  function refundable(d) {
+    const a = Number(d.amount);
+    const r = Number(d.refunded || 0);
+    return d.status === 'succeeded' && Number.isFinite(a) && a - r > 0;
+  }
+
+  async function loadDonations() {
+    say('donations-status', t('loading'));
+    try {
+      const res = await api('GET', '/api/donations?order=desc&limit=50');
+      showDonations((res && res.items) || []);
+      say('donations-status', '');
+    } catch (err) {
+      say('donations-status', problemText(err));
+    }
+  }
+
+  function showDonations(items) {
+    const tbody = $('donations-body');
+    tbody.textContent = '';
+    if (!items.length) {
+      tbody.append(el('tr', null, el('td', { colSpan: 9 }, t('no_donations'))));
+      return;
+    }
+    for (const d of items) {
+      const date = d.received_on || String(d.created_at || '').slice(0, 10);
+      const donor = el('td', { className: 'wrap-cell' }, d.donor_name || '');
+      if (d.anonymous) donor.append(el('span', { className: 'tag' }, t('anonymous_tag')));
+      if (d.after_close) donor.append(el('span', { className: 'tag' }, t('after_close_tag')));
+      const action = el('td');
+      const row = el(
+        'tr',
+        { dataset: { id: String(d.id) } },
+        el('td', { className: 'num' }, d.id),
+        el('td', null, date),
+        donor,
+        el('td', null, d.email || ''),
+        el('td', null, methodText(d.method), d.reference ? ` (${d.reference})` : ''),
+        el('td', null, statusText(d)),
+        el('td', { className: 'num' }, money(d.amount)),
+        el('td', { className: 'num' }, Number(d.refunded) > 0 ? money(d.refunded) : ''),
+        action,
+      );
+      if (refundable(d)) {
+        const b = el(
+          'button',
+          {
+            type: 'button',
+            className: 'button button-secondary button-small',
+            'aria-expanded': 'false',
+            'aria-label': `${t('refund')}: #${d.id} ${d.donor_name || ''}`,
+          },
+          t('refund'),
+        );
+        b.addEventListener('click', () => toggleRefund(row, b, d));
+        action.append(b);
+      }
+      tbody.append(row);
+    }
+  }
+
+  function leftToRefund(d) {
+    const decimals = (String(d.amount).split('.')[1] || '').length;
+    const left = Number(d.amount) - Number(d.refunded || 0);
+    return Number.isFinite(left) ? left.toFixed(decimals) : '';
+  }
+
+  function toggleRefund(row, button, d) {
+    const next = row.nextElementSibling;
+    if (next && next.classList.contains('refund-row')) {
+      next.remove();
+      button.setAttribute('aria-expanded', 'false');
+      button.focus();
+      return;
+    }
+    const idBase = `refund-${d.id}`;
+    const amount = el('input', {
+      className: 'input input-amount',
+      id: `${idBase}-amount`,
+      type: 'text',
+      inputmode: 'decimal',
+      autocomplete: 'off',
+      placeholder: leftToRefund(d),
+      'aria-describedby': `${idBase}-error`,
+    });
+    const reason = el('input', {
+      className: 'input',
+      id: `${idBase}-reason`,
+      type: 'text',
+      maxlength: '500',
+      required: 'required',
+      autocomplete: 'off',
+      'aria-describedby': `${idBase}-error`,
+    });
+    const error = el('p', { className: 'error', id: `${idBase}-error`, 'aria-live': 'polite' });
+    const submit = el('button', { type: 'submit', className: 'button button-primary button-small' }, t('refund_submit'));
+    const cancel = el('button', { type: 'button', className: 'button button-secondary button-small' }, t('period_cancel'));
+    const formEl = el(
+      'form',
+      { className: 'refund-form', novalidate: 'novalidate' },
+      el('label', { className: 'label', for: `${idBase}-amount` }, t('refund_amount_label')),
+      amount,
+      el('label', { className: 'label', for: `${idBase}-reason` }, t('refund_reason_label')),
+      reason,
+      error,
+      el('div', { className: 'button-row' }, submit, cancel),
+    );
+    cancel.addEventListener('click', () => toggleRefund(row, button, d));
+    formEl.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const payload = { reason: reason.value.trim() };
+      const a = amount.value.trim().replace(/[,\s]/g, '');
+      if (a) payload.amount = a;
+      if (!payload.reason) {
+        error.textContent = t('error_invalid_field', { field: t('refund_reason_label') });
+        reason.focus();
+        return;
+      }
+      submit.disabled = true;
+      error.textContent = '';
+      try {
+        await api('POST', `/api/admin/donations/${encodeURIComponent(d.id)}/refund`, payload);
+        say('donations-status', t('refund_done'));
+        await Promise.all([loadDonations(), loadFund()]);
+        loadCharts();
+        say('donations-status', t('refund_done'));
+      } catch (err) {
+        error.textContent = problemText(err);
+        submit.disabled = false;
+      }
+    });
+    const refundRow = el('tr', { className: 'refund-row' }, el('td', { colSpan: 9 }, formEl));
+    row.after(refundRow);
+    button.setAttribute('aria-expanded', 'true');
+    amount.focus();
+  }
+
+  $('donations-reload').addEventListener('click', () => loadDonations());
+
+  // ---- Offline gifts ------------------------------------------------------------------
+
+  let offlineBody = null;
+  let offlineKey = null;
+
+  $('offline-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const payload = {
+      amount: $('offline-amount').value.trim().replace(/[,\s]/g, '').replace(/^\$/, ''),
+      donor_name: $('offline-donor').value.trim(),
+      method: $('offline-method').value,
+    };
+    const email = $('offline-email').value.trim();
+    const reference = $('offline-reference').value.trim();
+    const received = $('offline-received').value;
+    if (email) payload.email = email;
+    if (reference) payload.reference = reference;
+    if (received) payload.received_on = received;
+    payload.locale = LANG === 'zh-CN' ? 'zh-CN' : 'en';
+    const text = JSON.stringify(payload);
+    if (text !== offlineBody) {
+      offlineBody = text;
+      offlineKey = uuid();
+    }
+    const res = await act($('offline-submit'), 'offline-error', 'offline-status', () =>
+      api('POST', '/api/donations/offline', payload, { idempotencyKey: offlineKey }),
+    );
+    if (res !== undefined) {
+      offlineBody = null;
+      offlineKey = null;
+      for (const id of ['offline-amount', 'offline-donor', 'offline-email', 'offline-reference', 'offline-received']) {
+        $(id).value = '';
+      }
+      say('offline-status', t('offline_done'));
+      loadDonations();
+      loadFund();
+      loadCharts();
+    }
+  });
+
+  // ---- Reports ------------------------------------------------------------------------
+
+  for (const b of document.querySelectorAll('button[data-report]')) {
+    b.addEventListener('click', async () => {
+      const name = b.dataset.report;
+      await act(b, 'reports-error', null, async () => {
+        const resp = await api('GET', `/api/reports/${name}.csv`, undefined, { raw: true, accept: 'text/csv' });
+        const blob = await resp.blob();
+        const url = URL.createObjectURL(blob);
+        const stamp = new Date().toISOString().slice(0, 10);
+        const a = el('a', { href: url, download: `${name}-${stamp}.csv` });
+        a.hidden = true;
+        document.body.append(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 60000);
+      });
+    });
+  }
+
+  // ---- Charts -------------------------------------------------------------------------
+
+  /** Removes anything active from a parsed SVG before it joins the page. */
+  function sanitizeSvg(root) {
+    for (const bad of root.querySelectorAll('script, foreignObject, iframe, object, embed')) bad.remove();
+    for (const node of [root, ...root.querySelectorAll('*')]) {
+      for (const attr of Array.from(node.attributes)) {
+        const name = attr.name.toLowerCase();
+        const value = attr.value.trim().toLowerCase();
+        if (name.startsWith('on')) node.removeAttribute(attr.name);
+        else if ((name === 'href' || name === 'xlink:href') && !value.startsWith('#')) node.removeAttribute(attr.name);
+      }
+    }
+    return root;
+  }
+
+  async function loadChart(box) {
+    const which = box.dataset.chart;
+    box.setAttribute('aria-busy', 'true');
+    try {
+      const resp = await api('GET', `/api/admin/charts/${which}.svg`, undefined, { raw: true, accept: 'image/svg+xml' });
+      const text = await resp.text();
+      const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
+      const root = doc.documentElement;
+      if (!root || root.nodeName.toLowerCase() !== 'svg' || doc.querySelector('parsererror')) {
+        throw new Error('not an SVG');
+      }
+      const svg = document.importNode(sanitizeSvg(root), true);
+      if (!svg.hasAttribute('role')) svg.setAttribute('role', 'img');
+      if (!svg.hasAttribute('aria-label') && !svg.querySelector('title')) {
+        const cap = box.parentElement && box.parentElement.querySelector('figcaption');
+        if (cap) svg.setAttribute('aria-label', cap.textContent);
+      }
+      box.textContent = '';
+      box.append(svg);
+    } catch (_) {
+      box.textContent = '';
+      box.append(el('p', { className: 'error' }, t('chart_failed')));
+    } finally {
+      box.removeAttribute('aria-busy');
+    }
+  }
+
+  function loadCharts() {
+    for (const box of document.querySelectorAll('[data-chart]')) loadChart(box);
+  }
+
+  // Staff use the admin page in their own language too; nothing else to start until sign in.
+  $('login-email').focus();
+})();

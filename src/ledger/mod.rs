@@ -5,6 +5,7 @@
 //! gives group commit. Each command runs inside its own savepoint so a failing command never
 //! fails its neighbours. Callers are answered only after the batch committed.
 
+mod admin;
 mod bootstrap;
 pub mod card;
 mod context;

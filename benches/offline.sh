@@ -36,8 +36,8 @@ run_engine() {
     SERVER_PID=$!
     for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
     for clients in 8 32; do
-        line=$($LOADGEN --url "http://127.0.0.1:$PORT" --email "$EMAIL" --clients "$clients" \
-            --requests "$GIFTS" --label "$engine" | tail -n1)
+        line=$($LOADGEN --url "http://127.0.0.1:$PORT" --clients "$clients" --label "$engine" \
+            offline --email "$EMAIL" --requests "$GIFTS" | tail -n1)
         echo "$line" >&2
         results+=("$line")
     done
@@ -65,7 +65,7 @@ printf '%-10s %-8s %12s %8s %8s %8s %14s\n' engine clients gifts_per_s p50_ms p9
 for line in "${results[@]}"; do
     get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
     engine=${line%%:*}
-    rate=$(get donations_per_sec)
+    rate=$(get per_sec)
     ratio=$(awk -v a="$rate" -v b="$tps" 'BEGIN { printf "%.2fx", a / b }')
     printf '%-10s %-8s %12s %8s %8s %8s %14s\n' "$engine" "$(get clients)" "$rate" "$(get p50_ms)" "$(get p99_ms)" "$(get check)" "$ratio"
 done

@@ -1,41 +1,76 @@
-//! Load tool: records offline gifts with C concurrent clients against a running server,
-//! then checks that `/api/fund` moved by exactly the expected total.
+//! Load tool. Two modes, both checking at the end that `/api/fund` moved by exactly the
+//! expected total:
 //!
-//! `cargo run --release --bin loadgen -- --url http://127.0.0.1:8080 --email E --password P
-//!  --clients 8 --requests 20000`
+//! - `loadgen offline`: records offline gifts through the treasurer API.
+//! - `loadgen webhooks`: creates N pending card donations through the ledger (as
+//!   `POST /api/donations` would, without calling Stripe), then delivers their
+//!   `payment_intent.succeeded` events signed with the webhook secret exactly as Stripe signs
+//!   them, optionally with duplicates and in shuffled order.
+//!
+//! `cargo run --release --bin loadgen -- offline --email E --clients 8 --requests 20000`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use crowdledger::money::Currency;
 
 #[derive(Parser, Debug)]
-#[command(about = "Posts offline gifts with concurrent clients and checks the total")]
+#[command(about = "Drives a running crowdledger with concurrent clients and checks the total")]
 struct Args {
     /// Base URL of the server.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Treasurer's email (to log in).
-    #[arg(long)]
-    email: String,
-    /// Treasurer's password.
-    #[arg(long, env = "LOADGEN_PASSWORD")]
-    password: String,
     /// Concurrent clients.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, global = true, default_value_t = 8)]
     clients: usize,
-    /// Gifts to record in all.
-    #[arg(long, default_value_t = 10_000)]
-    requests: usize,
-    /// Amount of each gift.
-    #[arg(long, default_value = "0.01")]
-    amount: String,
     /// Label printed with the results.
-    #[arg(long, default_value = "run")]
+    #[arg(long, global = true, default_value = "run")]
     label: String,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Offline gifts through `POST /api/donations/offline`.
+    Offline {
+        /// Treasurer's email (to log in).
+        #[arg(long)]
+        email: String,
+        /// Treasurer's password.
+        #[arg(long, env = "LOADGEN_PASSWORD")]
+        password: String,
+        /// Gifts to record in all.
+        #[arg(long, default_value_t = 10_000)]
+        requests: usize,
+        /// Amount of each gift.
+        #[arg(long, default_value = "0.01")]
+        amount: String,
+    },
+    /// Card donations confirmed by signed `payment_intent.succeeded` webhooks.
+    Webhooks {
+        /// Card donations to create and confirm.
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// The server's database (the donations are created there, as the API would).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// The webhook signing secret the server verifies with.
+        #[arg(long, env = "STRIPE_WEBHOOK_SECRET")]
+        secret: String,
+        /// Share of events delivered twice (0.0 to 1.0), as Stripe may.
+        #[arg(long, default_value = "0")]
+        duplicates: String,
+        /// Deliver in random order.
+        #[arg(long)]
+        shuffle: bool,
+        /// Amount of each donation.
+        #[arg(long, default_value = "5.00")]
+        amount: String,
+    },
 }
 
 async fn raised_minor(client: &reqwest::Client, url: &str) -> anyhow::Result<i64> {
@@ -65,97 +100,328 @@ fn ms(d: Duration) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let amount_minor = Currency::USD
-        .parse_minor(&args.amount)
-        .map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.clients)
-        .build()?;
-    let login: serde_json::Value = client
-        .post(format!("{}/api/auth/login", args.url))
-        .json(&serde_json::json!({ "email": args.email, "password": args.password }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = Arc::new(
-        login["access_token"]
-            .as_str()
-            .context("login failed (is the user a treasurer?)")?
-            .to_owned(),
-    );
-    let before = raised_minor(&client, &args.url).await?;
+/// A request to send: URL, headers, body.
+type Request = (String, Vec<(String, String)>, Vec<u8>);
+
+/// Sends every request once with `clients` concurrent clients; returns latencies, failures
+/// and the elapsed time. A request succeeds on `expect` status.
+async fn fire(
+    client: &reqwest::Client,
+    clients: usize,
+    requests: Arc<Vec<Request>>,
+    expect: u16,
+) -> (Vec<Duration>, usize, Duration) {
     let next = Arc::new(AtomicUsize::new(0));
-    let body = Arc::new(serde_json::json!({
-        "amount": args.amount, "donor_name": "Load Test", "method": "check", "reference": "load"
-    }));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..args.clients {
-        let (client, token, next, body) = (
-            client.clone(),
-            Arc::clone(&token),
-            Arc::clone(&next),
-            Arc::clone(&body),
-        );
-        let url = format!("{}/api/donations/offline", args.url);
-        let total = args.requests;
+    for _ in 0..clients {
+        let (client, next, requests) = (client.clone(), Arc::clone(&next), Arc::clone(&requests));
         tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut failures = 0_usize;
-            while next.fetch_add(1, Ordering::Relaxed) < total {
+            let (mut latencies, mut failures) = (Vec::new(), 0_usize);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((url, headers, body)) = requests.get(i) else {
+                    break;
+                };
+                let mut req = client.post(url).body(body.clone());
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
                 let t = Instant::now();
-                let ok = client
-                    .post(&url)
-                    .bearer_auth(token.as_str())
-                    .json(body.as_ref())
+                let ok = req
                     .send()
                     .await
-                    .is_ok_and(|r| r.status() == 201);
+                    .is_ok_and(|r| r.status().as_u16() == expect);
                 latencies.push(t.elapsed());
-                if !ok {
-                    failures += 1;
-                }
+                failures += usize::from(!ok);
             }
             (latencies, failures)
         });
     }
-    let mut latencies = Vec::with_capacity(args.requests);
+    let mut latencies = Vec::with_capacity(requests.len());
     let mut failures = 0;
     while let Some(r) = tasks.join_next().await {
-        let (l, f) = r?;
-        latencies.extend(l);
-        failures += f;
+        if let Ok((l, f)) = r {
+            latencies.extend(l);
+            failures += f;
+        }
     }
-    let elapsed = started.elapsed();
     latencies.sort();
-    let after = raised_minor(&client, &args.url).await?;
-    let expected = i64::try_from(args.requests - failures)? * amount_minor;
-    let rate = args.requests as u128 * 1_000_000 / elapsed.as_micros().max(1);
+    (latencies, failures, started.elapsed())
+}
+
+fn report(
+    args: &Args,
+    what: &str,
+    latencies: &[Duration],
+    failures: usize,
+    elapsed: Duration,
+    delta: i64,
+    expected: i64,
+) -> bool {
+    let n = latencies.len();
+    let rate = n as u128 * 1_000_000 / elapsed.as_micros().max(1);
+    let ok = delta == expected && failures == 0;
     println!(
-        "{label}: clients={c} gifts={n} failures={failures} elapsed_ms={s} donations_per_sec={rate} p50_ms={p50} p95_ms={p95} p99_ms={p99} raised_delta={d} expected={expected} check={check}",
+        "{label}: mode={what} clients={c} requests={n} failures={failures} elapsed_ms={e} per_sec={rate} p50_ms={p50} p95_ms={p95} p99_ms={p99} raised_delta={delta} expected={expected} check={check}",
         label = args.label,
         c = args.clients,
-        n = args.requests,
-        s = ms(elapsed),
-        p50 = ms(percentile(&latencies, 500)),
-        p95 = ms(percentile(&latencies, 950)),
-        p99 = ms(percentile(&latencies, 990)),
-        d = after - before,
-        check = if after - before == expected && failures == 0 {
-            "OK"
-        } else {
-            "MISMATCH"
-        },
+        e = ms(elapsed),
+        p50 = ms(percentile(latencies, 500)),
+        p95 = ms(percentile(latencies, 950)),
+        p99 = ms(percentile(latencies, 990)),
+        check = if ok { "OK" } else { "MISMATCH" },
     );
-    if after - before != expected || failures > 0 {
-        bail!(
-            "raised moved by {} minor units, expected {expected}; {failures} failures",
-            after - before
-        );
+    ok
+}
+
+async fn offline(
+    args: &Args,
+    client: &reqwest::Client,
+    email: &str,
+    password: &str,
+    requests: usize,
+    amount: &str,
+) -> anyhow::Result<bool> {
+    let amount_minor = Currency::USD
+        .parse_minor(amount)
+        .map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
+    let login: serde_json::Value = client
+        .post(format!("{}/api/auth/login", args.url))
+        .json(&serde_json::json!({ "email": email, "password": password }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["access_token"]
+        .as_str()
+        .context("login failed (is the user a treasurer?)")?;
+    let body = serde_json::json!({
+        "amount": amount, "donor_name": "Load Test", "method": "check", "reference": "load"
+    })
+    .to_string()
+    .into_bytes();
+    let headers = vec![
+        ("authorization".to_owned(), format!("Bearer {token}")),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ];
+    let url = format!("{}/api/donations/offline", args.url);
+    let reqs: Vec<Request> = (0..requests)
+        .map(|_| (url.clone(), headers.clone(), body.clone()))
+        .collect();
+    let before = raised_minor(client, &args.url).await?;
+    let (lat, failures, elapsed) = fire(client, args.clients, Arc::new(reqs), 201).await;
+    let after = raised_minor(client, &args.url).await?;
+    let expected = i64::try_from(requests - failures)? * amount_minor;
+    Ok(report(
+        args,
+        "offline",
+        &lat,
+        failures,
+        elapsed,
+        after - before,
+        expected,
+    ))
+}
+
+/// Creates `count` pending card donations with intents `pi_load_<run>_<i>` through the ledger
+/// writer (the commands `POST /api/donations` runs), returning `(donation id, intent)` pairs.
+fn seed(
+    database_url: &str,
+    count: usize,
+    amount: &str,
+    run: &str,
+) -> anyhow::Result<Vec<(i64, String)>> {
+    use crowdledger::ledger::card::{AttachIntent, CardGift, CreateCardDonation, Created};
+    let mut vars = std::collections::HashMap::new();
+    vars.insert("DATABASE_URL".to_owned(), database_url.to_owned());
+    let config = crowdledger::config::Config::from_lookup(|k| {
+        vars.get(k).cloned().or_else(|| std::env::var(k).ok())
+    })?;
+    let writer = crowdledger::commands::writer(&config)?;
+    let bounds = crowdledger::money::AmountBounds {
+        min_minor: 1,
+        max_minor: i64::MAX,
+    };
+    let donation = crowdledger::money::DonationAmount::parse(amount, config.fund.currency, bounds)
+        .map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..count {
+            let writer = writer.clone();
+            let pi = format!("pi_load_{run}_{i}");
+            let gift = CardGift {
+                amount: donation,
+                amount_minor: donation.minor(),
+                donor_name: format!("Load {i}"),
+                email: format!("load{i}@example.org"),
+                anonymous: false,
+                locale: "en".into(),
+            };
+            tasks.spawn(async move {
+                let created = writer
+                    .submit(CreateCardDonation {
+                        gift,
+                        idempotency: None,
+                        reservation_ttl: chrono::Duration::minutes(30),
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+                let Created::New { donation_id } = created else {
+                    bail!("unexpected replay")
+                };
+                writer
+                    .submit(AttachIntent {
+                        donation_id,
+                        payment_intent: pi.clone(),
+                        remember: None,
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+                anyhow::Ok((donation_id, pi))
+            });
+        }
+        let mut out = Vec::with_capacity(count);
+        while let Some(r) = tasks.join_next().await {
+            out.push(r??);
+        }
+        anyhow::Ok(out)
+    })
+}
+
+/// Parses a share such as `0.1` into per-mille, without floating point.
+fn permille(text: &str) -> anyhow::Result<usize> {
+    let minor = Currency::from_code("USD")
+        .context("USD")?
+        .parse_minor(text)
+        .map_err(|e| anyhow::anyhow!("--duplicates: {e}"))?;
+    let p = usize::try_from(minor * 10).unwrap_or(0);
+    if p > 1000 {
+        bail!("--duplicates must be between 0 and 1");
+    }
+    Ok(p)
+}
+
+async fn webhooks(
+    args: &Args,
+    client: &reqwest::Client,
+    donations: Vec<(i64, String)>,
+    secret: &str,
+    duplicates: usize,
+    shuffle: bool,
+    amount_minor: i64,
+) -> anyhow::Result<bool> {
+    use rand::seq::SliceRandom;
+    let url = format!("{}/webhooks/stripe", args.url);
+    let now = chrono::Utc::now().timestamp();
+    let mut reqs: Vec<Request> = Vec::with_capacity(donations.len() * 2);
+    for (i, (id, pi)) in donations.iter().enumerate() {
+        let event = serde_json::json!({
+            "id": format!("evt_{pi}"), "object": "event", "type": "payment_intent.succeeded",
+            "api_version": "2026-09-30", "created": now, "livemode": false,
+            "data": { "object": {
+                "id": pi, "object": "payment_intent", "amount": amount_minor, "amount_received": amount_minor,
+                "currency": "usd", "status": "succeeded", "latest_charge": format!("ch_{pi}"),
+                "metadata": { "donation_id": id.to_string() },
+            }},
+        })
+        .to_string()
+        .into_bytes();
+        let sig = crowdledger::payments::signature::sign(secret.as_bytes(), now, &event);
+        let headers = vec![
+            ("stripe-signature".to_owned(), sig),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ];
+        // Every donation whose position falls in the first `duplicates` of each thousand is
+        // delivered twice.
+        let copies = if i % 1000 < duplicates { 2 } else { 1 };
+        for _ in 0..copies {
+            reqs.push((url.clone(), headers.clone(), event.clone()));
+        }
+    }
+    if shuffle {
+        reqs.shuffle(&mut rand::rng());
+    }
+    let before = raised_minor(client, &args.url).await?;
+    let (lat, failures, elapsed) = fire(client, args.clients, Arc::new(reqs), 200).await;
+    let after = raised_minor(client, &args.url).await?;
+    let expected = i64::try_from(donations.len())? * amount_minor;
+    Ok(report(
+        args,
+        "webhooks",
+        &lat,
+        failures,
+        elapsed,
+        after - before,
+        expected,
+    ))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let seeded = match &args.mode {
+        Mode::Webhooks {
+            count,
+            database_url,
+            amount,
+            ..
+        } => {
+            let run = format!("{:x}", rand::random::<u32>());
+            let started = Instant::now();
+            let s = seed(database_url, *count, amount, &run)?;
+            eprintln!(
+                "seeded {} pending card donations in {} ms",
+                s.len(),
+                started.elapsed().as_millis()
+            );
+            Some(s)
+        }
+        Mode::Offline { .. } => None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let ok = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.clients)
+            .build()?;
+        match &args.mode {
+            Mode::Offline {
+                email,
+                password,
+                requests,
+                amount,
+            } => offline(&args, &client, email, password, *requests, amount).await,
+            Mode::Webhooks {
+                secret,
+                duplicates,
+                shuffle,
+                amount,
+                ..
+            } => {
+                let amount_minor = Currency::USD
+                    .parse_minor(amount)
+                    .map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
+                let donations = seeded.unwrap_or_default();
+                webhooks(
+                    &args,
+                    &client,
+                    donations,
+                    secret,
+                    permille(duplicates)?,
+                    *shuffle,
+                    amount_minor,
+                )
+                .await
+            }
+        }
+    })?;
+    if !ok {
+        bail!("the total did not move by exactly the expected amount");
     }
     Ok(())
 }

@@ -54,6 +54,25 @@ pub struct Running {
     pub server: Server,
     /// Shared state (tests read the writer's snapshot through it).
     pub state: web::Data<AppState>,
+    /// Stops the server and the watcher; the writer and the pool close once nothing holds them.
+    pub shutdown: Shutdown,
+}
+
+/// Stops a started service (tests start many in one process).
+#[derive(Clone)]
+pub struct Shutdown {
+    server: actix_web::dev::ServerHandle,
+    watcher: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Shutdown {
+    /// Asks the server to stop now and the watcher to end at its next tick.
+    pub fn shutdown(&self) {
+        self.watcher
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // The stop command is sent when called; the returned future only waits for it.
+        drop(self.server.stop(false));
+    }
 }
 
 /// Migrates the database, starts the writer, the watcher and the HTTP server (not yet
@@ -83,7 +102,8 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         Some(effects_tx),
     )?;
     let pool = db::pool(&config.database_url, config.pool_size)?;
-    watch::spawn(pool.clone(), writer.clone())?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    watch::spawn(pool.clone(), writer.clone(), Arc::clone(&stop))?;
     let created = writer.snapshot().get().map_or(0, |s| s.fund_created_micros);
     let instance_key = format!("crowdledger-{created}");
     let mail_wake = Arc::new(tokio::sync::Notify::new());
@@ -146,9 +166,14 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         server = server.workers(workers);
     }
     tracing::info!(port, "crowdledger listening");
+    let server = server.run();
     Ok(Running {
         port,
-        server: server.run(),
+        shutdown: Shutdown {
+            server: server.handle(),
+            watcher: stop,
+        },
+        server,
         state,
     })
 }

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 
 use super::{Effect, FundState};
 use crate::db::DbConn;
-use crate::db::models::{LedgerEntryRow, NewAudit, NewDonation, NewOutbox};
-use crate::db::schema::{audit_log, donations, ledger_entries, outbox};
+use crate::db::models::{LedgerEntryRow, NewAudit, NewDonation, NewOutbox, StripeEventRow};
+use crate::db::schema::{audit_log, donations, ledger_entries, outbox, stripe_events};
 use crate::domain::{EntryFields, IntakeState, entry_hash};
 use crate::error::AppError;
 
@@ -21,6 +21,8 @@ pub struct Appended {
     /// Work for after the commit (cancel intents, fetch fees).
     pub(crate) effects: Vec<Effect>,
     donations: Vec<NewDonation>,
+    succeeded: Vec<Succeeded>,
+    pub(crate) events: Vec<StripeEventRow>,
     entries: Vec<LedgerEntryRow>,
     audits: Vec<(NaiveDateTime, String, String, String)>,
     outbox: Vec<OutboxRow>,
@@ -37,8 +39,10 @@ struct OutboxRow {
 }
 
 impl Appended {
-    fn lens(&self) -> (usize, usize, usize, usize, usize) {
+    fn lens(&self) -> (usize, usize, usize, usize, usize, usize, usize) {
         (
+            self.succeeded.len(),
+            self.events.len(),
             self.effects.len(),
             self.donations.len(),
             self.entries.len(),
@@ -47,7 +51,12 @@ impl Appended {
         )
     }
 
-    fn truncate(&mut self, (f, d, e, a, o): (usize, usize, usize, usize, usize)) {
+    fn truncate(
+        &mut self,
+        (s, ev, f, d, e, a, o): (usize, usize, usize, usize, usize, usize, usize),
+    ) {
+        self.succeeded.truncate(s);
+        self.events.truncate(ev);
         self.effects.truncate(f);
         self.donations.truncate(d);
         self.entries.truncate(e);
@@ -65,12 +74,87 @@ impl Appended {
             };
         }
         self.donations.clear();
+        self.flush_succeeded(conn)
+    }
+
+    /// Applies the buffered card successes with one UPDATE ... FROM (VALUES ...) per chunk.
+    fn flush_succeeded(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
+        use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamp};
+        for chunk in self.succeeded.chunks(INSERT_CHUNK) {
+            let rows = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 6;
+                    match conn {
+                        DbConn::Pg(_) => format!(
+                            "(${}::BIGINT, ${}::BIGINT, ${}, ${}, ${}::TIMESTAMP, ${}::BOOLEAN)",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6
+                        ),
+                        DbConn::Sqlite(_) => "(?, ?, ?, ?, ?, ?)".to_owned(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = match conn {
+                DbConn::Pg(_) => format!(
+                    "UPDATE donations AS d SET status = 'succeeded', amount_minor = v.amount, \
+                     payment_intent_id = v.pi, charge_id = v.charge, succeeded_at = v.at, \
+                     after_close = v.after_close, reserved_until = NULL \
+                     FROM (VALUES {rows}) AS v(id, amount, pi, charge, at, after_close) WHERE d.id = v.id"
+                ),
+                DbConn::Sqlite(_) => format!(
+                    "WITH v(id, amount, pi, charge, at, after_close) AS (VALUES {rows}) \
+                     UPDATE donations SET status = 'succeeded', amount_minor = v.amount, \
+                     payment_intent_id = v.pi, charge_id = v.charge, succeeded_at = v.at, \
+                     after_close = v.after_close, reserved_until = NULL FROM v WHERE donations.id = v.id"
+                ),
+            };
+            // The same binds on either engine's boxed query.
+            macro_rules! run {
+                ($c:expr) => {{
+                    let mut q = diesel::sql_query(sql.as_str()).into_boxed();
+                    for s in chunk {
+                        q = q
+                            .bind::<BigInt, _>(s.id)
+                            .bind::<BigInt, _>(s.amount_minor)
+                            .bind::<Text, _>(s.payment_intent.clone())
+                            .bind::<Nullable<Text>, _>(s.charge.clone())
+                            .bind::<Timestamp, _>(s.at)
+                            .bind::<Bool, _>(s.after_close);
+                    }
+                    q.execute($c)?
+                }};
+            }
+            match conn {
+                DbConn::Pg(c) => run!(c),
+                DbConn::Sqlite(c) => run!(c),
+            };
+        }
+        self.succeeded.clear();
+        Ok(())
+    }
+
+    /// Inserts the buffered Stripe events now (before anything reads `stripe_events`).
+    pub(crate) fn flush_events(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
+        for chunk in self.events.chunks(INSERT_CHUNK) {
+            let q = diesel::insert_into(stripe_events::table).values(chunk);
+            match conn {
+                DbConn::Pg(c) => q.execute(c)?,
+                DbConn::Sqlite(c) => q.execute(c)?,
+            };
+        }
+        self.events.clear();
         Ok(())
     }
 
     /// Writes the buffered rows (inside the batch transaction).
     pub fn flush(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
         self.flush_donations(conn)?;
+        self.flush_events(conn)?;
         for chunk in self.entries.chunks(INSERT_CHUNK) {
             let q = diesel::insert_into(ledger_entries::table).values(chunk);
             match conn {
@@ -130,6 +214,23 @@ impl Appended {
     }
 }
 
+/// A card payment's success, to write on its donation.
+#[derive(Debug, Clone)]
+pub struct Succeeded {
+    /// Donation id.
+    pub id: i64,
+    /// Amount received.
+    pub amount_minor: i64,
+    /// `pi_...`.
+    pub payment_intent: String,
+    /// The charge, if known.
+    pub charge: Option<String>,
+    /// Recorded while intake was not open.
+    pub after_close: bool,
+    /// When.
+    pub at: NaiveDateTime,
+}
+
 /// A command's view of the batch it runs in.
 pub struct Ctx<'a> {
     /// The writer's connection, inside the batch transaction (and the command's savepoint).
@@ -140,6 +241,8 @@ pub struct Ctx<'a> {
     pub now: NaiveDateTime,
     /// Append-only rows written at the end of the batch.
     pub appended: &'a mut Appended,
+    /// The batch's prefetched reads (fast pass only).
+    pub cache: Option<&'a mut super::prefetch::Prefetched>,
 }
 
 impl Ctx<'_> {
@@ -163,6 +266,7 @@ impl Ctx<'_> {
                 st,
                 now,
                 appended,
+                cache: None,
             })
         });
         if result.is_err() {
@@ -175,6 +279,17 @@ impl Ctx<'_> {
     /// Asks for work to be done once this batch has committed.
     pub fn effect(&mut self, effect: Effect) {
         self.appended.effects.push(effect);
+    }
+
+    /// Records a card payment's success on its donation: with the batch's other successes in
+    /// the fast pass, at once otherwise.
+    pub(crate) fn mark_succeeded(&mut self, s: Succeeded) -> Result<(), AppError> {
+        if self.cache.is_some() {
+            self.appended.succeeded.push(s);
+            return Ok(());
+        }
+        self.appended.succeeded.push(s);
+        self.appended.flush_succeeded(self.conn)
     }
 
     /// Buffers a new donation with the next id; returns the id.
@@ -279,8 +394,9 @@ impl Ctx<'_> {
         let from = self.st.intake();
         let to = from.after_totals(row.raised_minor, row.target_minor);
         if to != from {
-            let message = self.st.row.intake_message.clone();
-            self.set_intake(to, &message, "target reached")?;
+            // A pause message no longer describes a fund that closed at its target: clear it,
+            // and the page says "closed" in the donor's language.
+            self.set_intake(to, "", "target reached")?;
         }
         Ok(())
     }

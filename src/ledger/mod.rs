@@ -11,6 +11,7 @@ pub mod card;
 mod context;
 pub mod ops;
 pub mod payouts;
+pub mod prefetch;
 pub mod refund;
 mod snapshot;
 mod state;

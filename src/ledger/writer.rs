@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use tokio::sync::oneshot;
 
 use super::context::{Appended, Ctx};
+use super::prefetch::{BatchKeys, Prefetched};
 use super::state::{FUND_ID, load_periods};
 use super::{Effect, FundState, SnapshotCell};
 use crate::config::{DatabaseUrl, FundDefaults};
@@ -30,6 +31,9 @@ pub trait Op: Send + 'static {
     type Output: Send + 'static;
     /// Applies the change.
     fn apply(&self, cx: &mut Ctx<'_>) -> Result<Self::Output, AppError>;
+
+    /// Names what `apply` will look up, so the batch reads it all at once.
+    fn keys(&self, _keys: &mut BatchKeys) {}
 }
 
 /// A submitted command with its reply channel, type-erased for the queue.
@@ -38,6 +42,8 @@ trait Job: Send {
     fn run(&mut self, cx: &mut Ctx<'_>, isolated: bool) -> bool;
     /// Answers the caller once the batch's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), AppError>);
+    /// What the command will look up.
+    fn keys(&self, keys: &mut BatchKeys);
 }
 
 struct Submitted<O: Op> {
@@ -56,6 +62,10 @@ impl<O: Op> Job for Submitted<O> {
         let ok = result.is_ok();
         self.result = Some(result);
         ok
+    }
+
+    fn keys(&self, keys: &mut BatchKeys) {
+        self.op.keys(keys);
     }
 
     fn finish(self: Box<Self>, commit: Result<(), AppError>) {
@@ -328,6 +338,18 @@ impl Writer {
             let attempt = c.transaction::<FundState, Abort, _>(|conn| {
                 let mut st = lock_and_load(conn, cached)?;
                 let mut appended = Appended::default();
+                // The batch's reads, at once; only without savepoints (see Prefetched).
+                let mut keys = BatchKeys::default();
+                if !isolated {
+                    for job in &jobs {
+                        job.keys(&mut keys);
+                    }
+                }
+                let mut cache = if keys.is_empty() {
+                    None
+                } else {
+                    Some(Prefetched::load(conn, &keys)?)
+                };
                 let now = db::now();
                 let alone = jobs.len() == 1;
                 for job in &mut jobs {
@@ -336,6 +358,7 @@ impl Writer {
                         st: &mut st,
                         now,
                         appended: &mut appended,
+                        cache: cache.as_mut(),
                     };
                     if !job.run(&mut cx, isolated) && !isolated {
                         return Err(if alone { Abort::Alone } else { Abort::Retry });

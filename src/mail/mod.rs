@@ -129,14 +129,17 @@ impl Mailer {
         let mut last = after;
         for row in rows {
             last = row.id;
-            let (id, kind) = (row.id, row.kind.clone());
-            match self.compose(row).await {
-                Ok(out) => {
-                    tracing::info!(outbox = id, %kind, subject = %out.rendered.subject, "email queued, not sent: no SMTP_URL");
-                    tracing::debug!(outbox = id, to = ?out.to, "email recipients");
-                }
-                Err(e) => {
-                    tracing::warn!(outbox = id, error = %e.detail, "queued email cannot be composed")
+            tracing::info!(outbox = row.id, kind = %row.kind, donation = ?row.donation_id, "email queued, not sent: no SMTP_URL");
+            // Rendering costs a read and three templates: only when someone is looking.
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let id = row.id;
+                match self.compose(row).await {
+                    Ok(out) => {
+                        tracing::debug!(outbox = id, subject = %out.rendered.subject, to = ?out.to, "queued email")
+                    }
+                    Err(e) => {
+                        tracing::warn!(outbox = id, error = %e.detail, "queued email cannot be composed")
+                    }
                 }
             }
         }

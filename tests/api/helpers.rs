@@ -32,6 +32,7 @@ pub struct TestApp {
     pub webhook_secret: String,
     /// Users created so far (numbers their emails, so outputs are reproducible).
     users: AtomicU64,
+    shutdown: crowdledger::http::Shutdown,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -109,7 +110,7 @@ async fn spawn(env: &[(&str, &str)], stripe: Option<crate::localstripe::LocalStr
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
         ("JWT_SECRET".into(), JWT_SECRET.into()),
         ("HTTP_WORKERS".into(), "2".into()),
-        ("DATABASE_POOL_SIZE".into(), "4".into()),
+        ("DATABASE_POOL_SIZE".into(), "3".into()),
     ]);
     if let Some(ls) = &stripe {
         vars.insert(
@@ -133,6 +134,7 @@ async fn spawn(env: &[(&str, &str)], stripe: Option<crate::localstripe::LocalStr
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config is valid");
     let running = crowdledger::http::start(config).expect("app starts");
     let addr = format!("http://127.0.0.1:{}", running.port);
+    let shutdown = running.shutdown.clone();
     tokio::spawn(running.server);
     TestApp {
         addr,
@@ -141,7 +143,16 @@ async fn spawn(env: &[(&str, &str)], stripe: Option<crate::localstripe::LocalStr
         stripe,
         webhook_secret,
         users: AtomicU64::new(1),
+        shutdown,
         _dir: dir,
+    }
+}
+
+impl Drop for TestApp {
+    /// Stops the server so its connections close (PostgreSQL has a connection limit, and one
+    /// test process starts dozens of apps).
+    fn drop(&mut self) {
+        self.shutdown.shutdown();
     }
 }
 

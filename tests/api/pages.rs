@@ -76,7 +76,13 @@ async fn when_intake_is_not_open_the_page_shows_the_message_and_no_form() {
     let (_, paused) = page(&app, "/", None).await;
     assert!(!paused.contains("id=\"donate-form\""));
     assert!(paused.contains("Paused: the court meets on Monday."));
-    assert_eq!(app.put_intake(&admin, true, "").await.status(), 200);
+    // Reopened without clearing the message; reaching the target must not show it.
+    assert_eq!(
+        app.put_intake(&admin, true, "Paused: the court meets on Monday.")
+            .await
+            .status(),
+        200
+    );
     assert_eq!(
         app.post_offline(&admin, &gift("100.00"), None)
             .await
@@ -86,6 +92,10 @@ async fn when_intake_is_not_open_the_page_shows_the_message_and_no_form() {
     let (_, closed) = page(&app, "/?lang=zh-CN", None).await;
     assert!(!closed.contains("id=\"donate-form\""));
     assert!(closed.contains("id=\"intake-message\""));
+    assert!(
+        !closed.contains("Paused: the court meets on Monday."),
+        "the old pause message is gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -405,6 +405,8 @@ await step('admin pauses, reopens and closes intake by target', async () => {
     });
     await donor.goto(`${APP}/?lang=en`);
     assert(await donor.locator('#intake-message').isVisible(), 'no #intake-message after the target was reached');
+    const closedText = await visibleText(donor, '#intake-message');
+    assert(!closedText.includes(message), `#intake-message still shows the pause message after reopening: "${closedText}"`);
     assert((await donor.locator('#donate-form').count()) === 0, '#donate-form still on the page after the target was reached');
     await shot(donor, 'donor-closed.png');
     assert(admin.problems.length === 0, admin.problems.join(' | '));

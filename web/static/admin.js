@@ -121,12 +121,37 @@
     return text ? JSON.parse(text) : null;
   }
 
-  /** The message for a failed call, in the page language where the code is known. */
+  /** Labels of the API's field names, for messages in the page language. */
+  const FIELD_LABELS = {
+    amount: 'offline_amount',
+    donor_name: 'offline_donor',
+    email: 'offline_email',
+    method: 'offline_method',
+    reference: 'offline_reference',
+    received_on: 'offline_received',
+    name: 'fund_name_label',
+    target: 'fund_target_label',
+    label: 'period_label',
+    starts_on: 'period_starts',
+    ends_on: 'period_ends',
+    budget: 'period_budget',
+    reason: 'refund_reason_label',
+    message: 'intake_message_label',
+  };
+
+  function fieldLabel(field) {
+    const key = FIELD_LABELS[field];
+    return key ? t(key) : field;
+  }
+
+  /** The message for a failed call, in the page language where the code is known. The
+   *  server's own detail (English) is added on the English page only. */
   function problemText(err) {
     const p = (err && err.problem) || {};
+    const detail = LANG === 'en' && p.detail ? ` (${p.detail})` : '';
     switch (p.code) {
       case 'network':
-        return t('error_network');
+        return t('error_network_admin');
       case 'target_reached':
         return t('error_target_reached');
       case 'refund_exceeds_remaining':
@@ -134,17 +159,18 @@
       case 'idempotency_conflict':
         return t('error_idempotency');
       case 'invalid_amount':
+        return `${t('error_admin_amount', { field: fieldLabel(p.field || 'amount') })}${detail}`;
       case 'invalid_request':
         return p.field
-          ? `${t('error_invalid_field', { field: p.field })}${p.detail ? ` (${p.detail})` : ''}`
-          : p.detail || t('error_generic');
+          ? `${t('error_invalid_field', { field: fieldLabel(p.field) })}${detail}`
+          : `${t('error_generic_admin')}${detail}`;
       default:
         break;
     }
     if (err && err.status === 401) return t('session_expired');
     if (err && err.status === 403) return t('forbidden');
-    if (err && err.status >= 500 && !p.detail) return t('error_unavailable');
-    return p.detail || p.title || t('error_generic');
+    if (err && err.status >= 500) return `${t('error_unavailable_admin')}${detail}`;
+    return `${t('error_generic_admin')}${detail}`;
   }
 
   function say(id, text) {
@@ -191,16 +217,10 @@
       say('login-error', t('login_failed'));
       return;
     }
-    await act(button, 'login-error', null, async () => {
-      let res;
-      try {
-        res = await api('POST', '/api/auth/login', { email, password }, { login: true });
-      } catch (err) {
-        if (err.status === 401 || err.status === 422 || err.status === 400) {
-          throw new ApiError(err.status, { detail: t('login_failed') });
-        }
-        throw err;
-      }
+    button.disabled = true;
+    say('login-error', '');
+    try {
+      const res = await api('POST', '/api/auth/login', { email, password }, { login: true });
       token = res.access_token;
       $('login-password').value = '';
       say('signed-in-as', res.role ? `${email} (${res.role})` : email);
@@ -208,7 +228,13 @@
       dashboard.hidden = false;
       $('intake-admin-heading').focus();
       loadAll();
-    });
+    } catch (err) {
+      const wrong = err.status === 401 || err.status === 403 || err.status === 422 || err.status === 400;
+      say('login-error', wrong ? t('login_failed') : problemText(err));
+      $('login-password').focus();
+    } finally {
+      button.disabled = false;
+    }
   });
 
   $('logout').addEventListener('click', () => signOut(''));
@@ -255,11 +281,15 @@
   }
 
   async function setIntake(accepting, button) {
-    const message = $('intake-message-input').value.trim();
+    // The message is for donors while intake is paused; reopening clears it, so a later
+    // automatic close (target reached) does not show a stale pause notice.
+    const input = $('intake-message-input');
+    const message = accepting ? '' : input.value.trim();
     const res = await act(button, 'intake-error', 'intake-status', () =>
       api('PUT', '/api/admin/intake', { accepting, message }),
     );
     if (res !== undefined) {
+      if (accepting) input.value = '';
       if (res && res.intake) showFund(res);
       else await loadFund();
       say('intake-status', t('saved'));
@@ -409,12 +439,13 @@
     const tbody = $('donations-body');
     tbody.textContent = '';
     if (!items.length) {
-      tbody.append(el('tr', null, el('td', { colSpan: 9 }, t('no_donations'))));
+      tbody.append(el('tr', null, el('td', { colSpan: 8 }, t('no_donations'))));
       return;
     }
     for (const d of items) {
       const date = d.received_on || String(d.created_at || '').slice(0, 10);
       const donor = el('td', { className: 'wrap-cell' }, d.donor_name || '');
+      if (d.email) donor.append(el('span', { className: 'cell-sub' }, d.email));
       if (d.anonymous) donor.append(el('span', { className: 'tag' }, t('anonymous_tag')));
       if (d.after_close) donor.append(el('span', { className: 'tag' }, t('after_close_tag')));
       const action = el('td');
@@ -424,7 +455,6 @@
         el('td', { className: 'num' }, d.id),
         el('td', null, date),
         donor,
-        el('td', null, d.email || ''),
         el('td', null, methodText(d.method), d.reference ? ` (${d.reference})` : ''),
         el('td', null, statusText(d)),
         el('td', { className: 'num' }, money(d.amount)),
@@ -519,7 +549,7 @@
         submit.disabled = false;
       }
     });
-    const refundRow = el('tr', { className: 'refund-row' }, el('td', { colSpan: 9 }, formEl));
+    const refundRow = el('tr', { className: 'refund-row' }, el('td', { colSpan: 8 }, formEl));
     row.after(refundRow);
     button.setAttribute('aria-expanded', 'true');
     amount.focus();

@@ -130,9 +130,12 @@
   async function refreshFund() {
     try {
       const r = await fetch('/api/fund', { headers: { Accept: 'application/json' }, cache: 'no-store' });
-      if (r.ok) showFund(await r.json());
+      if (!r.ok) return null;
+      const fund = await r.json();
+      showFund(fund);
+      return fund;
     } catch (_) {
-      // The figures are only a courtesy here.
+      return null; // the figures are only a courtesy here
     }
   }
 
@@ -318,7 +321,12 @@
         return;
       case 'intake_closed':
         setError('form', t('error_intake_closed'));
-        refreshFund();
+        refreshFund().then((fund) => {
+          const msg = fund && fund.intake && fund.intake.message;
+          if (msg && errorEls.form.textContent === t('error_intake_closed')) {
+            setError('form', `${t('error_intake_closed')} ${msg}`);
+          }
+        });
         return;
       case 'payments_unavailable':
         setError('form', t('error_payments_unavailable', { fund: FUND_NAME }));

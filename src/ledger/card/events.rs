@@ -43,32 +43,42 @@ pub struct ApplyStripeEvent {
     pub keep_unknown: bool,
 }
 
+/// True if the event id was recorded before (in the database, or earlier in this batch).
+fn seen(cx: &mut Ctx<'_>, event_id: &str) -> Result<bool, AppError> {
+    if let Some(cache) = cx.cache.as_deref() {
+        return Ok(cache.seen.contains(event_id));
+    }
+    Ok(stripe_events::table
+        .find(event_id)
+        .select(stripe_events::event_id)
+        .first::<String>(cx.conn)
+        .optional()?
+        .is_some())
+}
+
 impl Op for ApplyStripeEvent {
     type Output = EventOutcome;
+
+    fn keys(&self, keys: &mut crate::ledger::prefetch::BatchKeys) {
+        keys.event_ids.push(self.event_id.clone());
+        if let Some(pi) = self.fact.payment_intent() {
+            keys.payment_intents.push(pi.to_owned());
+        }
+    }
 
     fn apply(&self, cx: &mut Ctx<'_>) -> Result<EventOutcome, AppError> {
         if self.fact == Fact::Ignored {
             return Ok(EventOutcome::Ignored);
         }
         if let Fact::Payout { .. } = &self.fact {
-            let seen = stripe_events::table
-                .find(&self.event_id)
-                .select(stripe_events::event_id)
-                .first::<String>(cx.conn)
-                .optional()?;
-            if seen.is_some() {
+            if seen(cx, &self.event_id)? {
                 return Ok(EventOutcome::Duplicate);
             }
             record_event(cx, self, true)?;
             super::super::payouts::record_payout(cx, &self.fact)?;
             return Ok(EventOutcome::Applied);
         }
-        let seen = stripe_events::table
-            .find(&self.event_id)
-            .select(stripe_events::event_id)
-            .first::<String>(cx.conn)
-            .optional()?;
-        if seen.is_some() {
+        if seen(cx, &self.event_id)? {
             return Ok(EventOutcome::Duplicate);
         }
         let donation = find_donation(cx, &self.fact)?;
@@ -106,17 +116,24 @@ impl Op for ApplyStripeEvent {
 
 fn record_event(cx: &mut Ctx<'_>, e: &ApplyStripeEvent, applied: bool) -> Result<(), AppError> {
     let fact = serde_json::to_string(&e.fact).map_err(AppError::internal)?;
+    let row = StripeEventRow {
+        event_id: e.event_id.clone(),
+        event_type: e.event_type.clone(),
+        payment_intent_id: e.fact.payment_intent().map(str::to_owned),
+        charge_id: e.fact.charge().map(str::to_owned),
+        created: e.created,
+        received_at: cx.now,
+        applied_at: applied.then_some(cx.now),
+        fact,
+    };
+    // In the batch's fast pass the row joins the batch's multi-row insert; the cache knows it.
+    if let Some(cache) = cx.cache.as_deref_mut() {
+        cache.seen.insert(row.event_id.clone());
+        cx.appended.events.push(row);
+        return Ok(());
+    }
     diesel::insert_into(stripe_events::table)
-        .values(&StripeEventRow {
-            event_id: e.event_id.clone(),
-            event_type: e.event_type.clone(),
-            payment_intent_id: e.fact.payment_intent().map(str::to_owned),
-            charge_id: e.fact.charge().map(str::to_owned),
-            created: e.created,
-            received_at: cx.now,
-            applied_at: applied.then_some(cx.now),
-            fact,
-        })
+        .values(&row)
         .execute(cx.conn)?;
     Ok(())
 }
@@ -127,6 +144,14 @@ pub(super) fn apply_kept(
     pi: Option<&str>,
     charge: Option<&str>,
 ) -> Result<(), AppError> {
+    if let Some(cache) = cx.cache.as_deref() {
+        let buffered_kept = cx.appended.events.iter().any(|e| e.applied_at.is_none());
+        if !cache.kept_exist && !buffered_kept {
+            return Ok(());
+        }
+    }
+    // Kept events may be among this batch's buffered rows: write them before reading.
+    cx.appended.flush_events(cx.conn)?;
     let mut q = stripe_events::table
         .filter(stripe_events::applied_at.is_null())
         .select(StripeEventRow::as_select())
@@ -167,6 +192,11 @@ pub(super) fn apply_kept(
 /// Our donation a fact is about: by PaymentIntent, by charge, or (for an intent we have not
 /// tied yet) by the donation id in its metadata.
 fn find_donation(cx: &mut Ctx<'_>, fact: &Fact) -> Result<Option<DonationRow>, AppError> {
+    if let (Some(cache), Some(pi)) = (cx.cache.as_deref(), fact.payment_intent())
+        && let Some(d) = cache.by_intent.get(pi)
+    {
+        return Ok(Some(d.clone()));
+    }
     let conn = cx.donations_table()?;
     if let Some(pi) = fact.payment_intent() {
         let found = donations::table
@@ -245,6 +275,10 @@ fn withdraw(
 }
 
 fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Result<(), AppError> {
+    // The donation changes: later commands of the batch read it afresh.
+    if let (Some(cache), Some(pi)) = (cx.cache.as_deref_mut(), d.payment_intent_id.as_deref()) {
+        cache.by_intent.remove(pi);
+    }
     let c = cx.st.currency;
     match fact {
         Fact::PaymentSucceeded {
@@ -258,17 +292,14 @@ fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Result<(), AppE
             }
             let after_close = cx.st.intake() != IntakeState::Open;
             release_reservation(cx, d);
-            diesel::update(donations::table.find(d.id))
-                .set((
-                    donations::status.eq("succeeded"),
-                    donations::amount_minor.eq(amount),
-                    donations::payment_intent_id.eq(payment_intent),
-                    donations::charge_id.eq(charge),
-                    donations::succeeded_at.eq(Some(cx.now)),
-                    donations::after_close.eq(after_close),
-                    donations::reserved_until.eq(None::<NaiveDateTime>),
-                ))
-                .execute(cx.conn)?;
+            cx.mark_succeeded(crate::ledger::context::Succeeded {
+                id: d.id,
+                amount_minor: *amount,
+                payment_intent: payment_intent.clone(),
+                charge: charge.clone(),
+                after_close,
+                at: cx.now,
+            })?;
             let memo = if *amount == d.amount_minor {
                 format!("card {payment_intent}")
             } else {

@@ -250,44 +250,47 @@ fn seed(
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..count {
-            let writer = writer.clone();
-            let pi = format!("pi_load_{run}_{i}");
-            let gift = CardGift {
-                amount: donation,
-                amount_minor: donation.minor(),
-                donor_name: format!("Load {i}"),
-                email: format!("load{i}@example.org"),
-                anonymous: false,
-                locale: "en".into(),
-            };
-            tasks.spawn(async move {
-                let created = writer
-                    .submit(CreateCardDonation {
-                        gift,
-                        idempotency: None,
-                        reservation_ttl: chrono::Duration::minutes(30),
-                    })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-                let Created::New { donation_id } = created else {
-                    bail!("unexpected replay")
-                };
-                writer
-                    .submit(AttachIntent {
-                        donation_id,
-                        payment_intent: pi.clone(),
-                        remember: None,
-                    })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-                anyhow::Ok((donation_id, pi))
-            });
-        }
         let mut out = Vec::with_capacity(count);
-        while let Some(r) = tasks.join_next().await {
-            out.push(r??);
+        // A few thousand at a time: the writer's queue refuses (503) beyond its capacity.
+        for start in (0..count).step_by(2_000) {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in start..(start + 2_000).min(count) {
+                let writer = writer.clone();
+                let pi = format!("pi_load_{run}_{i}");
+                let gift = CardGift {
+                    amount: donation,
+                    amount_minor: donation.minor(),
+                    donor_name: format!("Load {i}"),
+                    email: format!("load{i}@example.org"),
+                    anonymous: false,
+                    locale: "en".into(),
+                };
+                tasks.spawn(async move {
+                    let created = writer
+                        .submit(CreateCardDonation {
+                            gift,
+                            idempotency: None,
+                            reservation_ttl: chrono::Duration::minutes(30),
+                        })
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+                    let Created::New { donation_id } = created else {
+                        bail!("unexpected replay")
+                    };
+                    writer
+                        .submit(AttachIntent {
+                            donation_id,
+                            payment_intent: pi.clone(),
+                            remember: None,
+                        })
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+                    anyhow::Ok((donation_id, pi))
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                out.push(r??);
+            }
         }
         anyhow::Ok(out)
     })

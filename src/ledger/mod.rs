@@ -6,6 +6,7 @@
 //! fails its neighbours. Callers are answered only after the batch committed.
 
 mod admin;
+mod appended;
 mod bootstrap;
 pub mod card;
 mod context;

@@ -3,6 +3,7 @@
 //! order.
 
 mod events;
+mod facts;
 
 pub use events::{ApplyStripeEvent, EventOutcome};
 

@@ -1,0 +1,232 @@
+//! The rows a batch only appends (ledger entries, audit, outbox, Stripe events) and the
+//! writes it can group (new donations, card successes): kept in memory while the batch's
+//! commands run and written with one multi-row statement per table before the commit.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::Effect;
+use crate::db::DbConn;
+use crate::db::models::{LedgerEntryRow, NewAudit, NewDonation, NewOutbox, StripeEventRow};
+use crate::db::schema::{audit_log, donations, ledger_entries, outbox, stripe_events};
+use crate::error::AppError;
+
+/// Most rows one multi-row INSERT carries (PostgreSQL allows 65,535 parameters).
+const INSERT_CHUNK: usize = 1_000;
+
+/// Append-only rows a batch writes: nothing in a batch reads them back, so they are kept in
+/// memory and written with one multi-row INSERT per table just before the commit.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// Work for after the commit (cancel intents, fetch fees).
+    pub(crate) effects: Vec<Effect>,
+    pub(crate) donations: Vec<NewDonation>,
+    pub(crate) succeeded: Vec<Succeeded>,
+    pub(crate) events: Vec<StripeEventRow>,
+    pub(crate) entries: Vec<LedgerEntryRow>,
+    pub(crate) audits: Vec<(NaiveDateTime, String, String, String)>,
+    pub(crate) outbox: Vec<OutboxRow>,
+}
+
+#[derive(Debug)]
+pub(crate) struct OutboxRow {
+    pub(crate) kind: String,
+    pub(crate) dedupe_key: String,
+    pub(crate) donation_id: Option<i64>,
+    pub(crate) locale: String,
+    pub(crate) payload: String,
+    pub(crate) at: NaiveDateTime,
+}
+
+impl Appended {
+    pub(crate) fn lens(&self) -> (usize, usize, usize, usize, usize, usize, usize) {
+        (
+            self.succeeded.len(),
+            self.events.len(),
+            self.effects.len(),
+            self.donations.len(),
+            self.entries.len(),
+            self.audits.len(),
+            self.outbox.len(),
+        )
+    }
+
+    pub(crate) fn truncate(
+        &mut self,
+        (s, ev, f, d, e, a, o): (usize, usize, usize, usize, usize, usize, usize),
+    ) {
+        self.succeeded.truncate(s);
+        self.events.truncate(ev);
+        self.effects.truncate(f);
+        self.donations.truncate(d);
+        self.entries.truncate(e);
+        self.audits.truncate(a);
+        self.outbox.truncate(o);
+    }
+
+    /// Inserts the buffered donations now (before anything reads the donations table).
+    pub(crate) fn flush_donations(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
+        for chunk in self.donations.chunks(INSERT_CHUNK) {
+            let q = diesel::insert_into(donations::table).values(chunk);
+            match conn {
+                DbConn::Pg(c) => q.execute(c)?,
+                DbConn::Sqlite(c) => q.execute(c)?,
+            };
+        }
+        self.donations.clear();
+        self.flush_succeeded(conn)
+    }
+
+    /// Applies the buffered card successes with one UPDATE ... FROM (VALUES ...) per chunk.
+    pub(crate) fn flush_succeeded(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
+        use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamp};
+        for chunk in self.succeeded.chunks(INSERT_CHUNK) {
+            let rows = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 6;
+                    match conn {
+                        DbConn::Pg(_) => format!(
+                            "(${}::BIGINT, ${}::BIGINT, ${}, ${}, ${}::TIMESTAMP, ${}::BOOLEAN)",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6
+                        ),
+                        DbConn::Sqlite(_) => "(?, ?, ?, ?, ?, ?)".to_owned(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = match conn {
+                DbConn::Pg(_) => format!(
+                    "UPDATE donations AS d SET status = 'succeeded', amount_minor = v.amount, \
+                     payment_intent_id = v.pi, charge_id = v.charge, succeeded_at = v.at, \
+                     after_close = v.after_close, reserved_until = NULL \
+                     FROM (VALUES {rows}) AS v(id, amount, pi, charge, at, after_close) WHERE d.id = v.id"
+                ),
+                DbConn::Sqlite(_) => format!(
+                    "WITH v(id, amount, pi, charge, at, after_close) AS (VALUES {rows}) \
+                     UPDATE donations SET status = 'succeeded', amount_minor = v.amount, \
+                     payment_intent_id = v.pi, charge_id = v.charge, succeeded_at = v.at, \
+                     after_close = v.after_close, reserved_until = NULL FROM v WHERE donations.id = v.id"
+                ),
+            };
+            // The same binds on either engine's boxed query.
+            macro_rules! run {
+                ($c:expr) => {{
+                    let mut q = diesel::sql_query(sql.as_str()).into_boxed();
+                    for s in chunk {
+                        q = q
+                            .bind::<BigInt, _>(s.id)
+                            .bind::<BigInt, _>(s.amount_minor)
+                            .bind::<Text, _>(s.payment_intent.clone())
+                            .bind::<Nullable<Text>, _>(s.charge.clone())
+                            .bind::<Timestamp, _>(s.at)
+                            .bind::<Bool, _>(s.after_close);
+                    }
+                    q.execute($c)?
+                }};
+            }
+            match conn {
+                DbConn::Pg(c) => run!(c),
+                DbConn::Sqlite(c) => run!(c),
+            };
+        }
+        self.succeeded.clear();
+        Ok(())
+    }
+
+    /// Inserts the buffered Stripe events now (before anything reads `stripe_events`).
+    pub(crate) fn flush_events(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
+        for chunk in self.events.chunks(INSERT_CHUNK) {
+            let q = diesel::insert_into(stripe_events::table).values(chunk);
+            match conn {
+                DbConn::Pg(c) => q.execute(c)?,
+                DbConn::Sqlite(c) => q.execute(c)?,
+            };
+        }
+        self.events.clear();
+        Ok(())
+    }
+
+    /// Writes the buffered rows (inside the batch transaction).
+    pub fn flush(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
+        self.flush_donations(conn)?;
+        self.flush_events(conn)?;
+        for chunk in self.entries.chunks(INSERT_CHUNK) {
+            let q = diesel::insert_into(ledger_entries::table).values(chunk);
+            match conn {
+                DbConn::Pg(c) => q.execute(c)?,
+                DbConn::Sqlite(c) => q.execute(c)?,
+            };
+        }
+        for chunk in self.audits.chunks(INSERT_CHUNK) {
+            let rows: Vec<NewAudit<'_>> = chunk
+                .iter()
+                .map(|(at, actor, action, detail)| NewAudit {
+                    at: *at,
+                    actor,
+                    action,
+                    detail,
+                })
+                .collect();
+            let q = diesel::insert_into(audit_log::table).values(&rows);
+            match conn {
+                DbConn::Pg(c) => q.execute(c)?,
+                DbConn::Sqlite(c) => q.execute(c)?,
+            };
+        }
+        for chunk in self.outbox.chunks(INSERT_CHUNK) {
+            let rows: Vec<NewOutbox<'_>> = chunk
+                .iter()
+                .map(|r| NewOutbox {
+                    kind: &r.kind,
+                    dedupe_key: &r.dedupe_key,
+                    donation_id: r.donation_id,
+                    locale: &r.locale,
+                    payload: &r.payload,
+                    created_at: r.at,
+                    next_attempt_at: r.at,
+                })
+                .collect();
+            // A second email for the same dedupe key (a repeated event) is dropped. SQLite has
+            // no multi-row INSERT ... ON CONFLICT in diesel; in-process, row by row costs little.
+            match conn {
+                DbConn::Pg(c) => {
+                    diesel::insert_into(outbox::table)
+                        .values(&rows)
+                        .on_conflict_do_nothing()
+                        .execute(c)?;
+                }
+                DbConn::Sqlite(c) => {
+                    for row in &rows {
+                        diesel::insert_into(outbox::table)
+                            .values(row)
+                            .on_conflict_do_nothing()
+                            .execute(c)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A card payment's success, to write on its donation.
+#[derive(Debug, Clone)]
+pub struct Succeeded {
+    /// Donation id.
+    pub id: i64,
+    /// Amount received.
+    pub amount_minor: i64,
+    /// `pi_...`.
+    pub payment_intent: String,
+    /// The charge, if known.
+    pub charge: Option<String>,
+    /// Recorded while intake was not open.
+    pub after_close: bool,
+    /// When.
+    pub at: NaiveDateTime,
+}

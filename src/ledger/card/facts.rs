@@ -1,0 +1,234 @@
+//! What each Stripe fact does to its donation and the ledger. Transitions are monotonic:
+//! `succeeded` is final, refunds are cumulative, a dispute goes from none to open to won or
+//! lost and never back, so a late or repeated fact changes nothing.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::release_reservation;
+use crate::db::models::DonationRow;
+use crate::db::schema::donations;
+use crate::domain::IntakeState;
+use crate::error::AppError;
+use crate::ledger::{Ctx, Effect};
+use crate::payments::events::Fact;
+
+/// What still counts in raised for a succeeded donation.
+fn counted(d: &DonationRow) -> i64 {
+    d.amount_minor - d.refunded_minor - d.disputed_minor
+}
+
+fn set_status(
+    cx: &mut Ctx<'_>,
+    id: i64,
+    status: &str,
+    reserved_until: Option<NaiveDateTime>,
+) -> Result<(), AppError> {
+    diesel::update(donations::table.find(id))
+        .set((
+            donations::status.eq(status),
+            donations::reserved_until.eq(reserved_until),
+        ))
+        .execute(cx.conn)?;
+    Ok(())
+}
+
+/// Moves money out of a donation (refund or dispute): a ledger entry, and the count drops
+/// when nothing of the donation counts any more.
+fn withdraw(
+    cx: &mut Ctx<'_>,
+    d: &DonationRow,
+    kind: &str,
+    amount: i64,
+    memo: &str,
+) -> Result<i64, AppError> {
+    let have = counted(d);
+    let take = amount.min(have).max(0);
+    if take > 0 {
+        let count_delta = if take == have { -1 } else { 0 };
+        cx.append_entry(kind, Some(d.id), -take, count_delta, memo)?;
+    }
+    Ok(take)
+}
+
+pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Result<(), AppError> {
+    // The donation changes: later commands of the batch read it afresh.
+    if let (Some(cache), Some(pi)) = (cx.cache.as_deref_mut(), d.payment_intent_id.as_deref()) {
+        cache.by_intent.remove(pi);
+    }
+    let c = cx.st.currency;
+    match fact {
+        Fact::PaymentSucceeded {
+            payment_intent,
+            amount,
+            charge,
+            ..
+        } => {
+            if d.status == "succeeded" {
+                return Ok(());
+            }
+            let after_close = cx.st.intake() != IntakeState::Open;
+            release_reservation(cx, d);
+            cx.mark_succeeded(crate::ledger::context::Succeeded {
+                id: d.id,
+                amount_minor: *amount,
+                payment_intent: payment_intent.clone(),
+                charge: charge.clone(),
+                after_close,
+                at: cx.now,
+            })?;
+            let memo = if *amount == d.amount_minor {
+                format!("card {payment_intent}")
+            } else {
+                format!(
+                    "card {payment_intent} (asked {}, received {})",
+                    c.format(d.amount_minor),
+                    c.format(*amount)
+                )
+            };
+            let entry = cx.append_entry("donation", Some(d.id), *amount, 1, &memo)?;
+            if d.email.is_some() {
+                let payload = serde_json::json!({
+                    "donation_id": d.id,
+                    "amount": c.format(*amount),
+                    "currency": c.code(),
+                    "method": "card",
+                    "ledger_hash": entry.hash,
+                });
+                cx.queue_email(
+                    "receipt",
+                    &format!("receipt:{}", d.id),
+                    Some(d.id),
+                    &d.locale,
+                    &payload,
+                )?;
+            }
+            cx.effect(Effect::FetchFees {
+                donation_id: d.id,
+                payment_intent: payment_intent.clone(),
+                charge: charge.clone(),
+            });
+            cx.settle_intake()
+        }
+        Fact::PaymentFailed { .. } => {
+            if d.status == "pending" {
+                // The intent stays usable (another card may follow), so the reservation holds.
+                set_status(cx, d.id, "failed", d.reserved_until)?;
+            }
+            Ok(())
+        }
+        Fact::PaymentCanceled { .. } => {
+            if d.status == "pending" || d.status == "failed" {
+                release_reservation(cx, d);
+                set_status(cx, d.id, "canceled", None)?;
+            }
+            Ok(())
+        }
+        Fact::ChargeRefunded {
+            amount_refunded,
+            charge,
+            ..
+        } => {
+            let delta = amount_refunded - d.refunded_minor;
+            if delta <= 0 {
+                return Ok(());
+            }
+            let take = withdraw(
+                cx,
+                d,
+                "refund",
+                delta,
+                &format!("refund of {charge} at Stripe"),
+            )?;
+            diesel::update(donations::table.find(d.id))
+                .set(donations::refunded_minor.eq(d.refunded_minor + take))
+                .execute(cx.conn)?;
+            if take > 0 && d.email.is_some() {
+                let payload = serde_json::json!({
+                    "donation_id": d.id, "amount": c.format(take), "currency": c.code(), "reason": "refunded",
+                });
+                let key = format!("refund:{}:{}", d.id, amount_refunded);
+                cx.queue_email("refund", &key, Some(d.id), &d.locale, &payload)?;
+            }
+            Ok(())
+        }
+        Fact::DisputeOpened {
+            dispute, amount, ..
+        } => {
+            if d.dispute_status.is_some() {
+                return Ok(());
+            }
+            let take = withdraw(
+                cx,
+                d,
+                "dispute",
+                *amount,
+                &format!("dispute {dispute} opened: funds withdrawn"),
+            )?;
+            diesel::update(donations::table.find(d.id))
+                .set((
+                    donations::disputed_minor.eq(d.disputed_minor + take),
+                    donations::dispute_status.eq("open"),
+                ))
+                .execute(cx.conn)?;
+            Ok(())
+        }
+        Fact::DisputeClosed {
+            dispute,
+            amount,
+            won,
+            ..
+        } => {
+            match (d.dispute_status.as_deref(), won) {
+                (Some("open"), true) => {
+                    let back = d.disputed_minor;
+                    if back > 0 {
+                        let count_delta = if counted(d) == 0 { 1 } else { 0 };
+                        cx.append_entry(
+                            "dispute_won",
+                            Some(d.id),
+                            back,
+                            count_delta,
+                            &format!("dispute {dispute} won: funds reinstated"),
+                        )?;
+                    }
+                    diesel::update(donations::table.find(d.id))
+                        .set((
+                            donations::disputed_minor.eq(0),
+                            donations::dispute_status.eq("won"),
+                        ))
+                        .execute(cx.conn)?;
+                }
+                (Some("open"), false) => {
+                    diesel::update(donations::table.find(d.id))
+                        .set(donations::dispute_status.eq("lost"))
+                        .execute(cx.conn)?;
+                }
+                // Closed before we saw it open: won moves nothing; lost withdraws now.
+                (None, true) => {
+                    diesel::update(donations::table.find(d.id))
+                        .set(donations::dispute_status.eq("won"))
+                        .execute(cx.conn)?;
+                }
+                (None, false) => {
+                    let take = withdraw(
+                        cx,
+                        d,
+                        "dispute",
+                        *amount,
+                        &format!("dispute {dispute} lost: funds withdrawn"),
+                    )?;
+                    diesel::update(donations::table.find(d.id))
+                        .set((
+                            donations::disputed_minor.eq(d.disputed_minor + take),
+                            donations::dispute_status.eq("lost"),
+                        ))
+                        .execute(cx.conn)?;
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        Fact::Payout { .. } | Fact::Ignored => Ok(()),
+    }
+}

@@ -107,7 +107,7 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     let created = writer.snapshot().get().map_or(0, |s| s.fund_created_micros);
     let instance_key = format!("crowdledger-{created}");
     let mail_wake = Arc::new(tokio::sync::Notify::new());
-    let (payments_tx, payments_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (payments_tx, payments_rx) = tokio::sync::mpsc::channel(PAYMENT_FOLLOW_UPS);
     tokio::spawn(dispatch_effects(
         effects_rx,
         Arc::clone(&mail_wake),
@@ -180,21 +180,33 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
 
 /// Routes the writer's after-commit effects: mail wakes the mailer, the rest go to the
 /// payments worker (when Stripe is configured).
+///
+/// The payments queue is bounded: when Stripe is slow and a burst of successes outruns the
+/// fee look-ups, further look-ups are dropped (the sweep fetches every missing fee later), so
+/// memory stays bounded; the rarer effects wait for room.
 async fn dispatch_effects(
     mut effects: tokio::sync::mpsc::UnboundedReceiver<Effect>,
     mail: Arc<tokio::sync::Notify>,
-    payments: Option<tokio::sync::mpsc::UnboundedSender<Effect>>,
+    payments: Option<tokio::sync::mpsc::Sender<Effect>>,
 ) {
     while let Some(effect) = effects.recv().await {
         match (effect, &payments) {
             (Effect::MailQueued, _) => mail.notify_one(),
+            (fees @ Effect::FetchFees { .. }, Some(p)) => {
+                if p.try_send(fees).is_err() {
+                    tracing::debug!("fee look-up left to the sweep: follow-up queue full");
+                }
+            }
             (other, Some(p)) => {
-                let _ = p.send(other);
+                let _ = p.send(other).await;
             }
             (_, None) => {}
         }
     }
 }
+
+/// Payment follow-ups (fee look-ups, cancellations, payout reconciliations) waiting at most.
+const PAYMENT_FOLLOW_UPS: usize = 4_096;
 
 /// Registers every route, with the shared state and error handlers.
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 use super::Payments;
 use super::events::{Fact, succeeded_fact};
@@ -37,7 +37,7 @@ pub fn sweep_interval(ttl: Duration) -> Duration {
 
 impl Worker {
     /// Runs until the writer's effect channel closes.
-    pub async fn run(self, mut effects: UnboundedReceiver<Effect>) {
+    pub async fn run(self, mut effects: Receiver<Effect>) {
         let mut tick = tokio::time::interval(sweep_interval(self.reservation_ttl));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -90,3 +90,38 @@ pub fn load_periods(conn: &mut DbConn) -> Result<Vec<PeriodRow>, AppError> {
         .order((periods::starts_on.asc(), periods::id.asc()))
         .load(conn)?)
 }
+
+/// Locks the fund row for this batch (so several instances serialise) and reads it.
+/// On SQLite the first statement is a write, which takes the database's write lock up front
+/// instead of failing later when a read transaction tries to upgrade.
+pub(super) fn lock_and_load(
+    conn: &mut DbConn,
+    cached: Option<&FundState>,
+) -> Result<FundState, AppError> {
+    let row = match conn {
+        DbConn::Pg(c) => funds::table
+            .find(FUND_ID)
+            .select(FundRow::as_select())
+            .for_update()
+            .first(c)?,
+        DbConn::Sqlite(c) => {
+            diesel::sql_query("UPDATE funds SET version = version WHERE id = 1").execute(c)?;
+            funds::table
+                .find(FUND_ID)
+                .select(FundRow::as_select())
+                .first(c)?
+        }
+    };
+    let periods = match cached {
+        Some(st) if st.row.version == row.version => st.periods.clone(),
+        _ => load_periods(conn)?,
+    };
+    FundState::from_rows(row, periods)
+}
+
+pub(super) fn persist(conn: &mut DbConn, st: &FundState) -> Result<(), AppError> {
+    diesel::update(funds::table.find(FUND_ID))
+        .set(&st.row)
+        .execute(conn)?;
+    Ok(())
+}

@@ -10,11 +10,9 @@ use tokio::sync::oneshot;
 
 use super::context::{Appended, Ctx};
 use super::prefetch::{BatchKeys, Prefetched};
-use super::state::{FUND_ID, load_periods};
+use super::state::{lock_and_load, persist};
 use super::{Effect, FundState, SnapshotCell};
 use crate::config::{DatabaseUrl, FundDefaults};
-use crate::db::models::FundRow;
-use crate::db::schema::funds;
 use crate::db::{self, DbConn};
 use crate::error::{AppError, ErrorCode};
 
@@ -221,38 +219,6 @@ impl LedgerWriter {
         rx.blocking_recv()
             .map_err(|_| AppError::unavailable("the batch was abandoned"))?
     }
-}
-
-/// Locks the fund row for this batch (so several instances serialise) and reads it.
-/// On SQLite the first statement is a write, which takes the database's write lock up front
-/// instead of failing later when a read transaction tries to upgrade.
-fn lock_and_load(conn: &mut DbConn, cached: Option<&FundState>) -> Result<FundState, AppError> {
-    let row = match conn {
-        DbConn::Pg(c) => funds::table
-            .find(FUND_ID)
-            .select(FundRow::as_select())
-            .for_update()
-            .first(c)?,
-        DbConn::Sqlite(c) => {
-            diesel::sql_query("UPDATE funds SET version = version WHERE id = 1").execute(c)?;
-            funds::table
-                .find(FUND_ID)
-                .select(FundRow::as_select())
-                .first(c)?
-        }
-    };
-    let periods = match cached {
-        Some(st) if st.row.version == row.version => st.periods.clone(),
-        _ => load_periods(conn)?,
-    };
-    FundState::from_rows(row, periods)
-}
-
-fn persist(conn: &mut DbConn, st: &FundState) -> Result<(), AppError> {
-    diesel::update(funds::table.find(FUND_ID))
-        .set(&st.row)
-        .execute(conn)?;
-    Ok(())
 }
 
 /// The writer thread's own state.

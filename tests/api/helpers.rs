@@ -316,6 +316,15 @@ impl TestApp {
             .expect("donation exists")
     }
 
+    /// `GET path` with a bearer token; the JSON answer.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.send(reqwest::Method::GET, path, Some(token), None)
+            .await
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// `PUT /api/admin/intake`.
     pub async fn put_intake(
         &self,

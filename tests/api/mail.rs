@@ -104,16 +104,8 @@ async fn an_offline_gift_and_a_card_gift_each_get_one_receipt() {
             .is_some_and(|h| h.contains("lang=\"zh-CN\""))
     );
     let counts: Value = app
-        .send(
-            reqwest::Method::GET,
-            "/api/admin/outbox",
-            Some(&app.token(Role::Admin).await),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/admin/outbox", &app.token(Role::Admin).await)
+        .await;
     assert_eq!(counts["sent"], 2);
     assert_eq!(counts["queued"], 0);
 }
@@ -195,16 +187,8 @@ async fn an_smtp_outage_delays_receipts_and_loses_none() {
     assert_eq!(app.fund().await["raised"], "200.00");
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     let retrying: Value = app
-        .send(
-            reqwest::Method::GET,
-            "/api/admin/outbox",
-            Some(&app.token(Role::Admin).await),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/admin/outbox", &app.token(Role::Admin).await)
+        .await;
     assert_eq!(retrying["sent"], 0);
     assert_eq!(retrying["queued"], 20);
     assert!(
@@ -373,17 +357,7 @@ async fn admins_see_the_outbox_and_retry_what_gave_up() {
         assert_eq!(app.post_offline(&treasurer, &g, None).await.status(), 201);
     }
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let counts: Value = app
-        .send(
-            reqwest::Method::GET,
-            "/api/admin/outbox",
-            Some(&admin),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
+    let counts: Value = app.get_json("/api/admin/outbox", &admin).await;
     assert_eq!(
         counts,
         json!({ "queued": 3, "retrying": 0, "failed": 0, "sent": 0 })
@@ -393,17 +367,7 @@ async fn admins_see_the_outbox_and_retry_what_gave_up() {
     app.conn()
         .batch_execute("UPDATE outbox SET attempts = 12, last_error = 'refused' WHERE id <= 2")
         .expect("update");
-    let counts: Value = app
-        .send(
-            reqwest::Method::GET,
-            "/api/admin/outbox",
-            Some(&admin),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
+    let counts: Value = app.get_json("/api/admin/outbox", &admin).await;
     assert_eq!(counts["failed"], 2);
     assert_eq!(counts["queued"], 1);
     let resp = app

@@ -111,17 +111,7 @@ async fn a_paid_payout_is_matched_to_the_ledger_to_the_cent() {
     // payout.paid arrives by webhook; the worker reconciles it.
     let mut row = Value::Null;
     for _ in 0..100 {
-        let list: Value = app
-            .send(
-                reqwest::Method::GET,
-                "/api/reports/payouts",
-                Some(&admin),
-                None,
-            )
-            .await
-            .json()
-            .await
-            .expect("json");
+        let list: Value = app.get_json("/api/reports/payouts", &admin).await;
         row = list["payouts"]
             .as_array()
             .and_then(|p| p.iter().find(|p| p["id"] == po.as_str()).cloned())

@@ -205,17 +205,7 @@ async fn formulas_are_neutralised_and_refunds_stay_numbers() {
 async fn summary_totals_equal_the_csv_rows_to_the_cent() {
     let (app, admin) = fixture().await;
     let donations = rows(&get_csv(&app, "/api/reports/donations.csv", &admin).await);
-    let summary: Value = app
-        .send(
-            reqwest::Method::GET,
-            "/api/reports/summary",
-            Some(&admin),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
+    let summary: Value = app.get_json("/api/reports/summary", &admin).await;
     let sum = |col: usize| donations.iter().map(|r| minor(&r[col])).sum::<i64>();
     assert_eq!(
         minor(summary["totals"]["gross"].as_str().expect("gross")),

@@ -4,6 +4,7 @@
 mod auth;
 mod browser;
 mod errors;
+mod faults;
 mod helpers;
 mod intake;
 mod ledger;

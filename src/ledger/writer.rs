@@ -367,15 +367,18 @@ impl Writer {
             Err(Abort::Failed(e)) => {
                 tracing::warn!(error = %e, "ledger batch rolled back");
                 self.cached = None;
+                // A lost connection (the database stopped or restarted) is an outage, not a
+                // bug: the callers get 503 and retry; the next batch reconnects.
+                let lost = c.batch_execute("SELECT 1").is_err();
+                if lost {
+                    self.conn = None;
+                }
                 let e = match e.code {
-                    ErrorCode::Internal => e,
+                    ErrorCode::Internal if !lost => e,
                     _ => AppError::unavailable(&e),
                 };
                 for job in jobs {
                     job.finish(Err(e.clone()));
-                }
-                if c.batch_execute("SELECT 1").is_err() {
-                    self.conn = None;
                 }
             }
         }

@@ -48,7 +48,11 @@ pub fn establish(url: &DatabaseUrl) -> Result<DbConn, ConnectionError> {
     match url {
         DatabaseUrl::Postgres(u) => {
             let mut c = PgConnection::establish(u)?;
-            c.batch_execute("SET TIME ZONE 'UTC'")
+            // Custom plans always: diesel prepares and caches statements, and PostgreSQL's
+            // generic plan for `= ANY($1)` chosen while a table was nearly empty (a sequential
+            // scan) stays cached as the table grows, until the next ANALYZE. Measured: the
+            // batch's "events already seen?" read took 25 ms at 20,000 events with it.
+            c.batch_execute("SET TIME ZONE 'UTC'; SET plan_cache_mode = force_custom_plan")
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok(DbConn::Pg(c))
         }

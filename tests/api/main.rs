@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod contract;
 mod errors;
 mod helpers;
 mod intake;

@@ -60,10 +60,10 @@ pub fn amount(
     }
 }
 
-/// Required text: no control characters but newlines (anywhere, so the rule is one a JSON
-/// Schema `pattern` states exactly), trimmed, not empty, at most `max` characters.
+/// Required text: at most `max` characters as sent (so the limit is the schema's
+/// `maxLength`), trimmed, not empty, no control characters but newlines.
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, AppError> {
-    no_controls(field, value)?;
+    not_longer(field, value, max)?;
     let t = value.trim();
     if t.is_empty() {
         return Err(AppError::invalid_field(
@@ -81,25 +81,25 @@ pub fn optional_text(
     max: usize,
 ) -> Result<Option<String>, AppError> {
     if let Some(raw) = value {
-        no_controls(field, raw)?;
+        not_longer(field, raw, max)?;
     }
     let Some(t) = value.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    if t.chars().count() > max {
+    if t.chars().any(|c| c.is_control() && c != '\n') {
         return Err(AppError::invalid_field(
             field,
-            format!("{field} is longer than {max} characters"),
+            format!("{field} contains control characters"),
         ));
     }
     Ok(Some(t.to_owned()))
 }
 
-fn no_controls(field: &str, value: &str) -> Result<(), AppError> {
-    if value.chars().any(|c| c.is_control() && c != '\n') {
+fn not_longer(field: &str, value: &str, max: usize) -> Result<(), AppError> {
+    if value.chars().count() > max {
         return Err(AppError::invalid_field(
             field,
-            format!("{field} contains control characters"),
+            format!("{field} is longer than {max} characters"),
         ));
     }
     Ok(())

@@ -220,11 +220,9 @@ pub fn optional_email() -> Schema {
                 .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
                 .max_length(Some(254)),
         )
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(r"^[^\S\x00-\x1f\x7f-\x9f]*$")),
-        )
+        .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+            r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+        )))
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .description(Some(
             "Where the receipt goes, if known: an address, or null or blank when unknown.",
@@ -609,6 +607,110 @@ mod tests {
         );
         assert_eq!(allowed_methods("/api/admin/periods/"), None);
         assert_eq!(allowed_methods("/api/nothing"), None);
+    }
+
+    /// Every `pattern` of a request schema, with the JSON pointer to it.
+    fn request_patterns(doc: &Value) -> Vec<(String, String)> {
+        fn walk(v: &Value, at: &str, out: &mut Vec<(String, String)>) {
+            match v {
+                Value::Object(map) => {
+                    for (k, child) in map {
+                        if k == "pattern" {
+                            if let Some(p) = child.as_str() {
+                                out.push((at.to_owned(), p.to_owned()));
+                            }
+                        } else {
+                            walk(child, &format!("{at}/{k}"), out);
+                        }
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, child) in items.iter().enumerate() {
+                        walk(child, &format!("{at}/{i}"), out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&doc["components"]["schemas"], "", &mut out);
+        out
+    }
+
+    /// The text patterns of the document state exactly what `input::text` and
+    /// `input::optional_text` accept (short strings, so length never decides).
+    #[test]
+    fn text_patterns_match_the_parsers() {
+        let doc = document(Currency::USD);
+        let patterns = request_patterns(&doc);
+        let required = patterns
+            .iter()
+            .find(|(at, _)| at.ends_with("DonationRequest/properties/donor_name"))
+            .map(|(_, p)| regex::Regex::new(p).expect("required text pattern"))
+            .expect("donor_name has a pattern");
+        let optional = patterns
+            .iter()
+            .find(|(at, _)| at.ends_with("OfflineRequest/properties/reference"))
+            .map(|(_, p)| regex::Regex::new(p).expect("optional text pattern"))
+            .expect("reference has a pattern");
+        let alphabet: Vec<char> = "a \t\n\r\u{b}\u{c}\u{0}\u{1c}\u{1f}\u{7f}\u{85}\u{9f}\u{a0}\u{2028}\u{3000}\u{feff}\u{200b}\u{202e}<'\"é中"
+            .chars()
+            .collect();
+        let mut checked = 0;
+        // Every string of up to three characters from the alphabet.
+        let n = alphabet.len();
+        for len in 0..=3_u32 {
+            for mut i in 0..n.pow(len) {
+                let mut s = String::new();
+                for _ in 0..len {
+                    s.push(alphabet[i % n]);
+                    i /= n;
+                }
+                let text_ok = super::super::input::text("f", &s, 50).is_ok();
+                assert_eq!(required.is_match(&s), text_ok, "required text {s:?}");
+                let opt_ok = super::super::input::optional_text("f", Some(&s), 50).is_ok();
+                assert_eq!(optional.is_match(&s), opt_ok, "optional text {s:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000, "{checked}");
+        for (at, p) in &patterns {
+            assert!(regex::Regex::new(p).is_ok(), "{at}: {p}");
+        }
+    }
+
+    /// The amount pattern accepts exactly the positive amounts the parser takes.
+    #[test]
+    fn amount_pattern_matches_the_parser() {
+        use crate::money::{AmountBounds, DonationAmount};
+        let wide = AmountBounds {
+            min_minor: 1,
+            max_minor: i64::MAX,
+        };
+        for currency in [Currency::USD, Currency::from_code("JPY").expect("JPY")] {
+            let doc = document(currency);
+            let pattern = doc["components"]["schemas"]["AmountInput"]["pattern"]
+                .as_str()
+                .map(|p| regex::Regex::new(p).expect("amount pattern"))
+                .expect("pattern");
+            let alphabet: Vec<char> = "0159.-e ,".chars().collect();
+            let n = alphabet.len();
+            for len in 0..=5_u32 {
+                for mut i in 0..n.pow(len) {
+                    let mut s = String::new();
+                    for _ in 0..len {
+                        s.push(alphabet[i % n]);
+                        i /= n;
+                    }
+                    let ok = DonationAmount::parse(&s, currency, wide).is_ok();
+                    assert_eq!(pattern.is_match(&s), ok, "{} {s:?}", currency.code());
+                }
+            }
+            for s in ["9999999999999", "00000009999999999999.99", "10000000000000"] {
+                let ok = DonationAmount::parse(s, currency, wide).is_ok();
+                assert_eq!(pattern.is_match(s), ok, "{} {s:?}", currency.code());
+            }
+        }
     }
 
     /// Every route registered under `/api/` (and the webhook and liveness routes) is in the

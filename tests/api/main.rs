@@ -6,6 +6,7 @@ mod browser;
 mod contract;
 mod errors;
 mod helpers;
+mod hostile;
 mod intake;
 mod ledger;
 mod localstripe;

@@ -22,11 +22,7 @@ pub const WEBHOOK_LIMIT: usize = 512 * 1024;
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/donations", web::post().to(create_donation))
         .route("/api/donations/{id}/status", web::get().to(donation_status))
-        .service(
-            web::resource("/webhooks/stripe")
-                .app_data(web::PayloadConfig::new(WEBHOOK_LIMIT))
-                .route(web::post().to(stripe_webhook)),
-        );
+        .route("/webhooks/stripe", web::post().to(stripe_webhook));
 }
 
 fn payments(state: &State) -> Result<&Payments, AppError> {
@@ -254,9 +250,10 @@ pub(super) struct WebhookAck {
 pub(super) async fn stripe_webhook(
     state: State,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     let stripe = payments(&state)?;
+    let body = read_limited(payload, WEBHOOK_LIMIT).await?;
     let header = req
         .headers()
         .get("Stripe-Signature")
@@ -290,6 +287,29 @@ pub(super) async fn stripe_webhook(
         received: true,
         outcome,
     }))
+}
+
+/// The raw body, refused with 413 `payload_too_large` (problem+json, as every error) past
+/// `limit` bytes. (`web::Bytes` with a `PayloadConfig` answers that in plain text.)
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, AppError> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            AppError::new(
+                ErrorCode::MalformedJson,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(AppError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// A token that lets the donor's page ask for its donation's status and nothing else:

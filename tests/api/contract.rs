@@ -183,6 +183,30 @@ async fn unserved_methods_answer_405_with_allow() {
     assert_problem(resp, 404, "not_found").await;
 }
 
+/// The webhook's size limit answers like every other error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_webhook_is_a_problem_413() {
+    let app = spawn_app_with_stripe(&[]).await;
+    let body = format!("{{\"pad\":\"{}\"}}", "a".repeat(600 * 1024));
+    let resp = app
+        .client
+        .post(format!("{}/webhooks/stripe", app.addr))
+        .header("content-type", "application/json")
+        .header("Stripe-Signature", "t=1,v1=00")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_problem(resp, 413, "payload_too_large").await;
+    let small = crate::localstripe::event("evt_small", "customer.created", json!({}));
+    let resp = app.deliver(&small, chrono::Utc::now().timestamp()).await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "a signed event within the limit is taken"
+    );
+}
+
 /// A JSON array is not an object, even where serde would fill a struct from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn array_bodies_are_refused() {

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests talk to: a Python venv (.venv) with localstripe (a
-# stateful fake Stripe that also signs and sends webhooks) and aiosmtpd (a real SMTP server).
+# stateful fake Stripe that also signs and sends webhooks), aiosmtpd (a real SMTP server) and
+# schemathesis (fuzzes the API from its OpenAPI document, tests/api/contract.rs).
 # Idempotent: does nothing when they are already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
-if [ ! -x "$VENV/bin/localstripe" ] || [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
-    echo "== installing localstripe and aiosmtpd into $VENV"
+PEERS=('localstripe==1.15.10' 'aiosmtpd==1.4.6' 'schemathesis==4.32.5')
+if [ ! -x "$VENV/bin/localstripe" ] || [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import aiosmtpd' 2>/dev/null \
+    || ! "$VENV/bin/st" --version 2>/dev/null | grep -q ' 4\.32\.5'; then
+    echo "== installing localstripe, aiosmtpd and schemathesis into $VENV"
     if ! python3 -m venv "$VENV" 2>/dev/null; then
         # Debian's python3 needs python3-venv for ensurepip.
         apt-get install -y -q python3-venv >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q python3-venv >/dev/null; }
         python3 -m venv "$VENV"
     fi
-    "$VENV/bin/pip" install -q --disable-pip-version-check 'localstripe==1.15.10' 'aiosmtpd==1.4.6'
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${PEERS[@]}"
 fi
-echo "test peers: $("$VENV/bin/pip" list --disable-pip-version-check 2>/dev/null | grep -iE '^(localstripe|aiosmtpd) ' | tr -s ' ' | paste -sd, -)"
+echo "test peers: $("$VENV/bin/pip" list --disable-pip-version-check 2>/dev/null | grep -iE '^(localstripe|aiosmtpd|schemathesis) ' | tr -s ' ' | paste -sd, -)"
 
 # The browser test: Debian's Chromium (no browser download), a CJK font for the Chinese page,
 # and playwright-core + axe-core from npm (locked in tests/browser/package-lock.json).

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::money::AmountError;
 
 /// Stable machine codes; they are part of the public contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Amount text refused.

@@ -1,6 +1,8 @@
 """A real SMTP server for the tests (aiosmtpd): every message it accepts is decoded with
 Python's email package and written as one JSON file to OUTDIR, so tests can read the
-subject, recipients, Message-ID and both MIME parts. Usage: smtp_sink.py PORT OUTDIR"""
+subject, recipients, Message-ID and both MIME parts. A recipient whose address contains
+"+reject" is refused the way real servers do it, naming the address in the reply (550).
+Usage: smtp_sink.py PORT OUTDIR"""
 import asyncio
 import json
 import os
@@ -15,6 +17,12 @@ from aiosmtpd.controller import Controller
 class Sink:
     def __init__(self, outdir):
         self.outdir = outdir
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if "+reject" in address:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: user unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         msg = BytesParser(policy=policy.default).parsebytes(envelope.content)

@@ -19,7 +19,9 @@ pub const ISSUER: &str = "crowdledger";
 pub const AUDIENCE: &str = "crowdledger-api";
 
 /// What a staff account may do. An admin can do all a treasurer can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Records offline gifts, exports reports.

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// Intake state of the fund.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IntakeState {
     /// Taking donations.

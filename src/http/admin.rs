@@ -36,19 +36,35 @@ fn fund_response(state: &State) -> Result<HttpResponse, AppError> {
         .body(snap.json.clone()))
 }
 
-#[derive(Deserialize)]
+/// Opens or pauses intake.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct IntakeRequest {
+pub(super) struct IntakeRequest {
+    /// True reopens (409 `target_reached` while raised meets the target); false pauses.
     accepting: bool,
+    /// Shown to donors while paused (trimmed; no control characters).
     #[serde(default)]
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     message: Option<String>,
 }
 
+/// Pauses or reopens intake, with a public message.
+#[utoipa::path(
+    put,
+    path = "/api/admin/intake",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = IntakeRequest,
+    responses((status = 200, description = "The fund after the change", body = crate::ledger::FundView)),
+)]
 #[tracing::instrument(skip_all)]
-async fn set_intake(
+pub(super) async fn set_intake(
     staff: Staff,
     state: State,
-    body: web::Json<IntakeRequest>,
+    body: input::JsonObject<IntakeRequest>,
 ) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Admin)?;
     let body = body.into_inner();
@@ -65,18 +81,36 @@ async fn set_intake(
     fund_response(&state)
 }
 
-#[derive(Deserialize)]
+/// Renames the fund or changes its target.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FundRequest {
+pub(super) struct FundRequest {
+    /// The fund's name (trimmed; no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     name: Option<String>,
+    /// A positive target; at or below raised closes intake at once.
+    #[schema(value_type = Option<super::openapi::AmountInput>)]
     target: Option<serde_json::Value>,
 }
 
+/// Renames the fund or changes its target (recorded in the ledger).
+#[utoipa::path(
+    put,
+    path = "/api/admin/fund",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = FundRequest,
+    responses((status = 200, description = "The fund after the change", body = crate::ledger::FundView)),
+)]
 #[tracing::instrument(skip_all)]
-async fn update_fund(
+pub(super) async fn update_fund(
     staff: Staff,
     state: State,
-    body: web::Json<FundRequest>,
+    body: input::JsonObject<FundRequest>,
 ) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Admin)?;
     let body = body.into_inner();
@@ -108,13 +142,36 @@ fn positive_amount(state: &State, field: &str, value: &serde_json::Value) -> Res
     input::amount(field, value, state.config.fund.currency, bounds).map(|a| a.minor())
 }
 
-#[derive(Deserialize)]
+/// A legal-fee period.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PeriodRequest {
+pub(super) struct PeriodRequest {
+    /// e.g. "August 2020" (trimmed; no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     label: String,
+    /// First day.
+    #[schema(value_type = chrono::NaiveDate)]
     starts_on: String,
+    /// Last day, not before `starts_on`.
+    #[schema(value_type = chrono::NaiveDate)]
     ends_on: String,
+    /// The fees owed for it (positive).
+    #[schema(value_type = super::openapi::AmountInput)]
     budget: serde_json::Value,
+}
+
+/// A saved period.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct PeriodSaved {
+    id: i64,
+    label: String,
+    starts_on: chrono::NaiveDate,
+    ends_on: chrono::NaiveDate,
+    budget: Money,
 }
 
 fn parse_period(state: &State, body: PeriodRequest) -> Result<PeriodInput, AppError> {
@@ -151,13 +208,13 @@ async fn save_period(
         })
         .await?;
     let c = state.config.fund.currency;
-    let body = serde_json::json!({
-        "id": row.id,
-        "label": row.label,
-        "starts_on": row.starts_on,
-        "ends_on": row.ends_on,
-        "budget": Money::new(row.budget_minor, c),
-    });
+    let body = PeriodSaved {
+        id: row.id,
+        label: row.label,
+        starts_on: row.starts_on,
+        ends_on: row.ends_on,
+        budget: Money::new(row.budget_minor, c),
+    };
     Ok(if id.is_some() {
         HttpResponse::Ok().json(body)
     } else {
@@ -165,40 +222,77 @@ async fn save_period(
     })
 }
 
+/// Adds a legal-fee period.
+#[utoipa::path(
+    post,
+    path = "/api/admin/periods",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = PeriodRequest,
+    responses((status = 201, description = "Added", body = PeriodSaved)),
+)]
 #[tracing::instrument(skip_all)]
-async fn add_period(
+pub(super) async fn add_period(
     staff: Staff,
     state: State,
-    body: web::Json<PeriodRequest>,
+    body: input::JsonObject<PeriodRequest>,
 ) -> Result<HttpResponse, AppError> {
     save_period(staff, state, None, body.into_inner()).await
 }
 
+/// Changes a legal-fee period.
+#[utoipa::path(
+    put,
+    path = "/api/admin/periods/{id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The period")),
+    request_body = PeriodRequest,
+    responses((status = 200, description = "Saved", body = PeriodSaved)),
+)]
 #[tracing::instrument(skip_all)]
-async fn update_period(
+pub(super) async fn update_period(
     staff: Staff,
     state: State,
     id: web::Path<i64>,
-    body: web::Json<PeriodRequest>,
+    body: input::JsonObject<PeriodRequest>,
 ) -> Result<HttpResponse, AppError> {
     save_period(staff, state, Some(id.into_inner()), body.into_inner()).await
 }
 
-#[derive(Deserialize)]
+/// A refund.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RefundRequest {
+pub(super) struct RefundRequest {
+    /// How much; all that is left when absent. More than is left: 422 `refund_exceeds_remaining`.
+    #[schema(value_type = Option<super::openapi::AmountInput>)]
     amount: Option<serde_json::Value>,
+    /// Why (kept in the ledger and the audit log; trimmed; no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     reason: String,
 }
 
 /// Refunds a donation: a card gift through Stripe (then recorded as Stripe reports it), an
 /// offline gift by recording it (the money goes back outside the system).
+#[utoipa::path(
+    post,
+    path = "/api/admin/donations/{id}/refund",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The donation")),
+    request_body = RefundRequest,
+    responses((status = 200, description = "Refunded", body = crate::ledger::refund::RefundOutcome)),
+)]
 #[tracing::instrument(skip_all)]
-async fn refund(
+pub(super) async fn refund(
     staff: Staff,
     state: State,
     id: web::Path<i64>,
-    body: web::Json<RefundRequest>,
+    body: input::JsonObject<RefundRequest>,
 ) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Admin)?;
     let body = body.into_inner();
@@ -300,12 +394,19 @@ async fn card_refund(
         })
         .await?;
     tracing::info!(donation_id, actor, reason, "card refund made");
-    let raised = state.writer.snapshot().get().map(|s| s.view.raised);
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "donation_id": donation_id,
-        "refunded": Money::new(amount, c),
-        "refunded_total": Money::new(total, c),
-        "refundable": Money::new(refundable - amount, c),
-        "raised": raised,
-    })))
+    let raised = state
+        .writer
+        .snapshot()
+        .get()
+        .map(|s| s.view.raised)
+        .ok_or_else(|| AppError::unavailable("no fund snapshot yet"))?;
+    Ok(
+        HttpResponse::Ok().json(crate::ledger::refund::RefundOutcome {
+            donation_id,
+            refunded: Money::new(amount, c),
+            refunded_total: Money::new(total, c),
+            refundable: Money::new(refundable - amount, c),
+            raised,
+        }),
+    )
 }

@@ -6,7 +6,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{State, with_conn};
+use super::{State, input, with_conn};
 use crate::auth::{Role, TOKEN_TTL_SECS, authenticate};
 use crate::error::{AppError, ErrorCode};
 
@@ -14,15 +14,42 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/auth/login", web::post().to(login));
 }
 
-#[derive(Deserialize)]
+/// A staff member's credentials.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginRequest {
+pub(super) struct LoginRequest {
     email: String,
+    #[schema(format = Password)]
     password: String,
 }
 
+/// A bearer token for the staff API.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct LoginResponse {
+    /// Send as `Authorization: Bearer ...`.
+    access_token: String,
+    /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
+    token_type: &'static str,
+    /// Seconds the token is valid.
+    expires_in: i64,
+    /// What the token may do.
+    role: Role,
+}
+
+/// Exchanges a staff member's email and password for a bearer token.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    tag = "public",
+    request_body = LoginRequest,
+    responses((status = 200, description = "Signed in", body = LoginResponse)),
+)]
 #[tracing::instrument(skip_all)]
-async fn login(state: State, body: web::Json<LoginRequest>) -> Result<HttpResponse, AppError> {
+pub(super) async fn login(
+    state: State,
+    body: input::JsonObject<LoginRequest>,
+) -> Result<HttpResponse, AppError> {
     let LoginRequest { email, password } = body.into_inner();
     if password.len() > 1024 {
         return Err(AppError::new(
@@ -33,12 +60,12 @@ async fn login(state: State, body: web::Json<LoginRequest>) -> Result<HttpRespon
     let (email, role) = with_conn(&state, move |c| authenticate(c, &email, &password)).await?;
     let token = state.keys.issue(&email, role)?;
     tracing::debug!(%email, "login");
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": TOKEN_TTL_SECS,
-        "role": role,
-    })))
+    Ok(HttpResponse::Ok().json(LoginResponse {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: TOKEN_TTL_SECS,
+        role,
+    }))
 }
 
 /// An authenticated staff member (from `Authorization: Bearer ...`).

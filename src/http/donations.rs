@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::NaiveDateTime;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,17 +23,44 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/donations", web::get().to(list));
 }
 
-#[derive(Deserialize)]
+/// An offline gift (check, wire, cash): money that has already arrived.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OfflineRequest {
+pub(super) struct OfflineRequest {
+    /// Any positive amount up to `DONATION_MAX`.
+    #[schema(value_type = super::openapi::AmountInput)]
     amount: serde_json::Value,
+    /// The donor's name as it goes on the receipt (trimmed; no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     donor_name: String,
+    /// Where the receipt goes, if known.
+    #[schema(schema_with = super::openapi::optional_email)]
     email: Option<String>,
+    /// How the money arrived.
+    #[schema(schema_with = offline_method)]
     method: String,
+    /// Check number or wire reference (trimmed; no control characters).
+    #[schema(
+        max_length = 100,
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     reference: Option<String>,
+    /// When the money arrived (default today; at most tomorrow).
+    #[schema(value_type = Option<chrono::NaiveDate>)]
     received_on: Option<String>,
+    /// Not shown publicly by name.
     anonymous: Option<bool>,
+    /// Receipt language.
+    #[schema(schema_with = super::payments::locale_schema)]
     locale: Option<String>,
+}
+
+fn offline_method() -> utoipa::openapi::schema::Schema {
+    super::openapi::one_of(&["check", "wire", "cash", "other"])
 }
 
 impl OfflineRequest {
@@ -107,12 +134,24 @@ pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, AppEr
     Ok(Some(key.to_owned()))
 }
 
+/// Records an offline gift through the writer; its receipt is queued in the same transaction.
+#[utoipa::path(
+    post,
+    path = "/api/donations/offline",
+    tag = "treasurer",
+    security(("bearer" = [])),
+    params(super::payments::IdempotencyKey),
+    request_body = OfflineRequest,
+    responses(
+        (status = 201, description = "Recorded (or the same request replayed)", body = crate::ledger::ops::DonationReceipt),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(actor = tracing::field::Empty))]
-async fn record_offline(
+pub(super) async fn record_offline(
     staff: Staff,
     state: State,
     req: HttpRequest,
-    body: web::Json<OfflineRequest>,
+    body: input::JsonObject<OfflineRequest>,
 ) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Treasurer)?;
     let key = idempotency_key(&req)?;
@@ -146,25 +185,39 @@ async fn record_offline(
         .body(resp.body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// Only donations with this status.
+    #[param(schema_with = super::openapi::donation_status)]
     status: Option<String>,
+    /// Only donations that arrived this way.
+    #[param(schema_with = super::openapi::donation_method)]
     method: Option<String>,
     /// Ascending pages: ids after this one.
     after: Option<i64>,
     /// Descending pages: ids before this one.
     before: Option<i64>,
-    /// `asc` (default) or `desc` (newest first).
+    /// `asc` (default, oldest first) or `desc` (newest first).
+    #[param(schema_with = order_schema)]
     order: Option<String>,
+    /// Donations per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
+fn order_schema() -> utoipa::openapi::schema::Schema {
+    super::openapi::one_of(&["asc", "desc"])
+}
+
 /// One donation as treasurers see it.
-#[derive(Serialize)]
-struct DonationView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct DonationView {
     id: i64,
+    #[schema(schema_with = super::openapi::donation_method)]
     method: String,
+    #[schema(schema_with = super::openapi::donation_status)]
     status: String,
     amount: Money,
     refunded: Money,
@@ -175,16 +228,44 @@ struct DonationView {
     reference: Option<String>,
     received_on: Option<chrono::NaiveDate>,
     after_close: bool,
-    created_at: NaiveDateTime,
+    /// When it was recorded.
+    created_at: DateTime<Utc>,
 }
 
-async fn list(
+/// One page of donations. `next_after` (ascending) or `next_before` (descending) is the
+/// cursor of the next page, `null` on the last.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct DonationPage {
+    items: Vec<DonationView>,
+    /// Ascending order: pass as `after` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, nullable = true)]
+    next_after: Option<Option<i64>>,
+    /// Descending order: pass as `before` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, nullable = true)]
+    next_before: Option<Option<i64>>,
+}
+
+/// The treasurers' list of donations, with filters and cursor paging.
+#[utoipa::path(
+    get,
+    path = "/api/donations",
+    operation_id = "list_donations",
+    tag = "treasurer",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, description = "One page", body = DonationPage)),
+)]
+pub(super) async fn list(
     staff: Staff,
     state: State,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     staff.require(Role::Treasurer)?;
     let q = q.into_inner();
+    input::one_of("status", q.status.as_deref(), &input::STATUSES)?;
+    input::one_of("method", q.method.as_deref(), &input::METHODS)?;
     let descending = q.order.as_deref() == Some("desc");
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -243,14 +324,22 @@ async fn list(
                 reference: r.reference,
                 received_on: r.received_on,
                 after_close: r.after_close,
-                created_at: r.created_at,
+                created_at: r.created_at.and_utc(),
             }
         })
         .collect();
-    let cursor = if descending {
-        "next_before"
+    let page = if descending {
+        DonationPage {
+            items,
+            next_after: None,
+            next_before: Some(next),
+        }
     } else {
-        "next_after"
+        DonationPage {
+            items,
+            next_after: Some(next),
+            next_before: None,
+        }
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, cursor: next })))
+    Ok(HttpResponse::Ok().json(page))
 }

@@ -11,7 +11,13 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Bytes already serialised by the writer: no I/O, no locking beyond an `Arc` clone.
-async fn fund(state: State) -> Result<HttpResponse, AppError> {
+#[utoipa::path(
+    get,
+    path = "/api/fund",
+    tag = "public",
+    responses((status = 200, description = "The fund's progress", body = crate::ledger::FundView)),
+)]
+pub(super) async fn fund(state: State) -> Result<HttpResponse, AppError> {
     let snap = state
         .writer
         .snapshot()
@@ -23,6 +29,21 @@ async fn fund(state: State) -> Result<HttpResponse, AppError> {
         .body(snap.json.clone()))
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+/// `GET /healthz`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    /// Always `ok`.
+    #[schema(pattern = "^ok$")]
+    status: &'static str,
+}
+
+/// Liveness: the process answers HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "public",
+    responses((status = 200, description = "The process is up", body = Health)),
+)]
+pub(super) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
 }

@@ -1,9 +1,46 @@
 //! Parsing request fields once, at the edge, into checked values with field-named errors.
 
-use chrono::NaiveDate;
+use std::future::Future;
+use std::pin::Pin;
 
-use crate::error::AppError;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use chrono::NaiveDate;
+use serde::de::DeserializeOwned;
+
+use crate::error::{AppError, ErrorCode};
 use crate::money::{AmountBounds, Currency, DonationAmount};
+
+/// A JSON request body that must be an object (`{...}`), read into `T`.
+///
+/// `web::Json<T>` alone would also take an array for a struct (serde fills the fields in
+/// order: `[null, null]` is a valid `{name, target}`), which the documented contract and
+/// `deny_unknown_fields` do not mean. The body goes through `web::Json` first, so the size
+/// limit, the content type check and their problem documents are unchanged.
+pub struct JsonObject<T>(pub T);
+
+impl<T> JsonObject<T> {
+    /// The value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body =
+            web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+        Box::pin(async move {
+            let map = body.await?.into_inner();
+            serde_json::from_value(serde_json::Value::Object(map))
+                .map(JsonObject)
+                .map_err(|e| AppError::new(ErrorCode::InvalidRequest, e.to_string()).into())
+        })
+    }
+}
 
 /// An amount sent as a JSON string (`"25.00"`); numbers are refused because JSON numbers
 /// pass through binary floating point in most clients.
@@ -23,8 +60,10 @@ pub fn amount(
     }
 }
 
-/// Required text: trimmed, not empty, at most `max` characters, no control characters.
+/// Required text: at most `max` characters as sent (so the limit is the schema's
+/// `maxLength`), trimmed, not empty, no control characters but newlines.
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, AppError> {
+    not_longer(field, value, max)?;
     let t = value.trim();
     if t.is_empty() {
         return Err(AppError::invalid_field(
@@ -41,15 +80,12 @@ pub fn optional_text(
     value: Option<&str>,
     max: usize,
 ) -> Result<Option<String>, AppError> {
+    if let Some(raw) = value {
+        not_longer(field, raw, max)?;
+    }
     let Some(t) = value.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    if t.chars().count() > max {
-        return Err(AppError::invalid_field(
-            field,
-            format!("{field} is longer than {max} characters"),
-        ));
-    }
     if t.chars().any(|c| c.is_control() && c != '\n') {
         return Err(AppError::invalid_field(
             field,
@@ -57,6 +93,16 @@ pub fn optional_text(
         ));
     }
     Ok(Some(t.to_owned()))
+}
+
+fn not_longer(field: &str, value: &str, max: usize) -> Result<(), AppError> {
+    if value.chars().count() > max {
+        return Err(AppError::invalid_field(
+            field,
+            format!("{field} is longer than {max} characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// A calendar date `YYYY-MM-DD`.
@@ -75,5 +121,22 @@ pub fn locale(value: Option<&str>) -> Result<String, AppError> {
             "locale",
             "locale must be en or zh-CN",
         )),
+    }
+}
+
+/// Every status a donation can have.
+pub const STATUSES: [&str; 4] = ["pending", "succeeded", "failed", "canceled"];
+/// Every way a donation can arrive.
+pub const METHODS: [&str; 5] = ["card", "check", "wire", "cash", "other"];
+
+/// A `status` or `method` filter: one of `allowed`, or `invalid_request` naming the field
+/// (a filter is structured: a value no donation can have is a mistake, not an empty answer).
+pub fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), AppError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(AppError::invalid_field(
+            field,
+            format!("{field} must be one of {}", allowed.join(", ")),
+        )),
+        _ => Ok(()),
     }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod donations;
 mod fund;
 mod input;
+pub(crate) mod openapi;
 mod outbox;
 mod payments;
 mod reports;
@@ -225,15 +226,37 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(payments::routes)
         .configure(outbox::routes)
         .configure(reports::routes)
+        .configure(openapi::routes)
         .configure(crate::web::routes)
         .default_service(web::to(not_found));
 }
 
-async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
-    Err(AppError::new(
-        ErrorCode::NotFound,
-        format!("no route for {} {}", req.method(), req.path()),
-    ))
+/// 404, or 405 with `Allow` when the path is in the OpenAPI document under other methods.
+async fn not_found(req: HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    match openapi::allowed_methods(req.path()) {
+        Some(methods) => {
+            let mut resp = AppError::new(
+                ErrorCode::MethodNotAllowed,
+                format!(
+                    "{} {} is not served; use {}",
+                    req.method(),
+                    req.path(),
+                    methods.join(", ")
+                ),
+            )
+            .error_response();
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&methods.join(", ")) {
+                resp.headers_mut().insert(actix_web::http::header::ALLOW, v);
+            }
+            resp
+        }
+        None => AppError::new(
+            ErrorCode::NotFound,
+            format!("no route for {} {}", req.method(), req.path()),
+        )
+        .error_response(),
+    }
 }
 
 fn json_error(e: &JsonPayloadError) -> AppError {

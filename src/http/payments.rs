@@ -22,11 +22,7 @@ pub const WEBHOOK_LIMIT: usize = 512 * 1024;
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/donations", web::post().to(create_donation))
         .route("/api/donations/{id}/status", web::get().to(donation_status))
-        .service(
-            web::resource("/webhooks/stripe")
-                .app_data(web::PayloadConfig::new(WEBHOOK_LIMIT))
-                .route(web::post().to(stripe_webhook)),
-        );
+        .route("/webhooks/stripe", web::post().to(stripe_webhook));
 }
 
 fn payments(state: &State) -> Result<&Payments, AppError> {
@@ -38,23 +34,87 @@ fn payments(state: &State) -> Result<&Payments, AppError> {
     })
 }
 
-#[derive(Deserialize)]
+/// A card gift from the donation page.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DonationRequest {
+pub(super) struct DonationRequest {
+    /// Between `DONATION_MIN` and `DONATION_MAX`.
+    #[schema(value_type = super::openapi::AmountInput)]
     amount: serde_json::Value,
+    /// The donor's name as it goes on the receipt (trimmed; no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     donor_name: String,
+    /// Where the receipt goes.
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    /// Not shown publicly by name.
     #[serde(default)]
     anonymous: Option<bool>,
+    /// Receipt language.
     #[serde(default)]
+    #[schema(schema_with = locale_schema)]
     locale: Option<String>,
 }
 
+/// Receipt languages (`zh` and `zh-cn` are taken as `zh-CN`; blank as `en`).
+pub(super) fn locale_schema() -> utoipa::openapi::schema::Schema {
+    super::openapi::one_of_or_null(&["en", "zh-CN", "zh-cn", "zh", ""])
+}
+
+/// The `Idempotency-Key` header: the same key with the same body replays the first answer;
+/// with another body it is 409 `idempotency_conflict`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(
+    dead_code,
+    reason = "a parameter schema only: read by donations::idempotency_key"
+)]
+pub(super) struct IdempotencyKey {
+    /// 1 to 255 visible ASCII characters.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]{1,255}$"
+    )]
+    key: Option<String>,
+}
+
+/// What the page needs to take the card.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct DonationCreated {
+    /// The pending donation.
+    donation_id: i64,
+    /// The PaymentIntent's client secret, for Stripe.js.
+    client_secret: String,
+    /// Stripe's publishable key.
+    publishable_key: String,
+    /// The amount, as recorded.
+    amount: Money,
+    /// Lets the page ask `GET /api/donations/{id}/status`.
+    status_token: Option<String>,
+}
+
+/// Creates a pending donation and its PaymentIntent; the page confirms it with Stripe.js.
+#[utoipa::path(
+    post,
+    path = "/api/donations",
+    tag = "public",
+    params(IdempotencyKey),
+    request_body = DonationRequest,
+    responses(
+        (status = 201, description = "Pending donation and its PaymentIntent (or the same request replayed)", body = DonationCreated),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(donation_id = tracing::field::Empty))]
-async fn create_donation(
+pub(super) async fn create_donation(
     state: State,
     req: HttpRequest,
-    body: web::Json<DonationRequest>,
+    body: input::JsonObject<DonationRequest>,
 ) -> Result<HttpResponse, AppError> {
     let stripe = payments(&state)?;
     let body = body.into_inner();
@@ -118,16 +178,16 @@ async fn create_donation(
             ));
         }
     };
-    let body = serde_json::json!({
-        "donation_id": donation_id,
-        "client_secret": intent.client_secret,
-        "publishable_key": stripe.publishable_key,
-        "amount": Money::new(amount.minor(), currency),
-        "status_token": status_token(&state, donation_id),
-    });
+    let body = DonationCreated {
+        donation_id,
+        client_secret: intent.client_secret,
+        publishable_key: stripe.publishable_key.clone(),
+        amount: Money::new(amount.minor(), currency),
+        status_token: status_token(&state, donation_id),
+    };
     let resp = StoredResponse {
         status: 201,
-        body: body.to_string(),
+        body: serde_json::to_string(&body).map_err(AppError::internal)?,
     };
     state
         .writer
@@ -148,15 +208,52 @@ fn stored(r: StoredResponse) -> HttpResponse {
         .body(r.body)
 }
 
+/// A Stripe event, as far as crowdledger reads it (anything else in it is ignored).
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a schema only: events are verified on raw bytes, then read leniently"
+)]
+pub(super) struct StripeEvent {
+    /// `evt_...`: each is applied once.
+    id: String,
+    /// e.g. `payment_intent.succeeded`; types crowdledger does not act on are acknowledged.
+    #[schema(rename = "type")]
+    kind: String,
+    /// Unix seconds.
+    created: i64,
+    /// `{ "object": { ... } }`
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+}
+
+/// `POST /webhooks/stripe`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct WebhookAck {
+    /// Always true.
+    received: bool,
+    /// What became of the event.
+    outcome: crate::ledger::card::EventOutcome,
+}
+
 /// Verifies the signature on the raw bytes before reading anything, then records the event
 /// through the writer; 2xx only after the commit, so a failure makes Stripe retry.
+#[utoipa::path(
+    post,
+    path = "/webhooks/stripe",
+    tag = "stripe",
+    params(("Stripe-Signature" = String, Header, description = "`t=...,v1=...`: HMAC-SHA256 of `t.body` under the webhook secret; 300 s tolerance")),
+    request_body = StripeEvent,
+    responses((status = 200, description = "Committed (or already seen, or ignored)", body = WebhookAck)),
+)]
 #[tracing::instrument(skip_all, fields(event_id = tracing::field::Empty))]
-async fn stripe_webhook(
+pub(super) async fn stripe_webhook(
     state: State,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     let stripe = payments(&state)?;
+    let body = read_limited(payload, WEBHOOK_LIMIT).await?;
     let header = req
         .headers()
         .get("Stripe-Signature")
@@ -186,7 +283,33 @@ async fn stripe_webhook(
             keep_unknown: true,
         })
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "received": true, "outcome": outcome })))
+    Ok(HttpResponse::Ok().json(WebhookAck {
+        received: true,
+        outcome,
+    }))
+}
+
+/// The raw body, refused with 413 `payload_too_large` (problem+json, as every error) past
+/// `limit` bytes. (`web::Bytes` with a `PayloadConfig` answers that in plain text.)
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, AppError> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            AppError::new(
+                ErrorCode::MalformedJson,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(AppError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// A token that lets the donor's page ask for its donation's status and nothing else:
@@ -199,13 +322,30 @@ fn status_token(state: &State, donation_id: i64) -> Option<String> {
     Some(hex::encode(mac.finalize().into_bytes()))
 }
 
-#[derive(Deserialize)]
-struct StatusQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct StatusQuery {
+    /// The `status_token` of the creation answer.
     token: String,
 }
 
+/// `GET /api/donations/{id}/status`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct DonationStatus {
+    /// `pending` until the payment's webhook arrives.
+    #[schema(schema_with = super::openapi::donation_status)]
+    status: String,
+}
+
 /// `{status}` of one donation, for the page waiting on its webhook; reveals nothing else.
-async fn donation_status(
+#[utoipa::path(
+    get,
+    path = "/api/donations/{id}/status",
+    tag = "public",
+    params(("id" = i64, Path, description = "The donation"), StatusQuery),
+    responses((status = 200, description = "The donation's status", body = DonationStatus)),
+)]
+pub(super) async fn donation_status(
     state: State,
     id: web::Path<i64>,
     q: web::Query<StatusQuery>,
@@ -236,5 +376,5 @@ async fn donation_status(
     .await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(serde_json::json!({ "status": status })))
+        .json(DonationStatus { status }))
 }

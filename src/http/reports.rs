@@ -4,7 +4,7 @@
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 
-use super::{Staff, State, with_conn};
+use super::{Staff, State, input, with_conn};
 use crate::auth::Role;
 use crate::error::AppError;
 use crate::ledger::ops::RecordAudit;
@@ -24,7 +24,17 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/reports/payouts", web::get().to(payouts));
 }
 
-async fn donations(
+/// One row per donation, streamed as it is read.
+#[utoipa::path(
+    get,
+    path = "/api/reports/donations.csv",
+    operation_id = "donations_csv",
+    tag = "treasurer",
+    security(("bearer" = [])),
+    params(Filters),
+    responses((status = 200, description = "RFC 4180 CSV, UTF-8", content_type = "text/csv", body = String)),
+)]
+pub(super) async fn donations(
     staff: Staff,
     state: State,
     q: web::Query<Filters>,
@@ -32,7 +42,17 @@ async fn donations(
     export(staff, state, Export::Donations, q.into_inner()).await
 }
 
-async fn periods(
+/// One row per legal-fee period (and unallocated).
+#[utoipa::path(
+    get,
+    path = "/api/reports/periods.csv",
+    operation_id = "periods_csv",
+    tag = "treasurer",
+    security(("bearer" = [])),
+    params(Filters),
+    responses((status = 200, description = "RFC 4180 CSV, UTF-8", content_type = "text/csv", body = String)),
+)]
+pub(super) async fn periods(
     staff: Staff,
     state: State,
     q: web::Query<Filters>,
@@ -40,7 +60,17 @@ async fn periods(
     export(staff, state, Export::Periods, q.into_inner()).await
 }
 
-async fn ledger(
+/// Every ledger entry with its hash; refunds and disputes as negative rows.
+#[utoipa::path(
+    get,
+    path = "/api/reports/ledger.csv",
+    operation_id = "ledger_csv",
+    tag = "treasurer",
+    security(("bearer" = [])),
+    params(Filters),
+    responses((status = 200, description = "RFC 4180 CSV, UTF-8", content_type = "text/csv", body = String)),
+)]
+pub(super) async fn ledger(
     staff: Staff,
     state: State,
     q: web::Query<Filters>,
@@ -73,6 +103,7 @@ async fn export(
     filters: Filters,
 ) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Treasurer)?;
+    check_filters(&filters)?;
     audit(&state, staff.email, kind.name(), &filters).await?;
     // Take the connection before answering, so an outage is a 503 and not a cut-off file.
     let pool = state.pool.clone();
@@ -109,19 +140,73 @@ async fn export(
         .streaming(body))
 }
 
-async fn summary(
+/// `status` and `method` name values a donation can have.
+fn check_filters(filters: &Filters) -> Result<(), AppError> {
+    input::one_of("status", filters.status.as_deref(), &input::STATUSES)?;
+    input::one_of("method", filters.method.as_deref(), &input::METHODS)
+}
+
+/// Raised against the target, per period and per day.
+#[utoipa::path(
+    get,
+    path = "/api/reports/summary",
+    operation_id = "summary",
+    tag = "treasurer",
+    security(("bearer" = [])),
+    params(Filters),
+    responses((status = 200, description = "Totals", body = reports::summary::Summary)),
+)]
+pub(super) async fn summary(
     staff: Staff,
     state: State,
     q: web::Query<Filters>,
 ) -> Result<HttpResponse, AppError> {
     staff.require(Role::Treasurer)?;
     let filters = q.into_inner();
+    check_filters(&filters)?;
     let s = with_conn(&state, move |c| reports::summary::summary(c, &filters)).await?;
     Ok(HttpResponse::Ok().json(s))
 }
 
+/// A Stripe payout and its reconciliation with the ledger.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct PayoutView {
+    /// `po_...`.
+    id: String,
+    amount: crate::money::Money,
+    currency: String,
+    /// Stripe's status (`pending`, `in_transit`, `paid`, `failed`, `canceled`).
+    status: String,
+    arrival_date: Option<chrono::NaiveDate>,
+    /// When it was last reconciled (UTC, ISO 8601).
+    reconciled_at: Option<String>,
+    matched: i32,
+    missing_in_ledger: i32,
+    missing_in_stripe: i32,
+    differences: i32,
+    /// Reconciled and nothing missing or different.
+    balanced: bool,
+    /// The reconciliation's details, line by line.
+    #[schema(value_type = Object)]
+    report: serde_json::Value,
+}
+
+/// `GET /api/reports/payouts`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Payouts {
+    /// Newest first, at most 500.
+    payouts: Vec<PayoutView>,
+}
+
 /// Each payout Stripe told us of, with its status and the result of its reconciliation.
-async fn payouts(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
+#[utoipa::path(
+    get,
+    path = "/api/reports/payouts",
+    tag = "treasurer",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Payouts", body = Payouts)),
+)]
+pub(super) async fn payouts(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
     use crate::db::models::PayoutRow;
     use crate::db::schema::payouts;
     use diesel::prelude::*;
@@ -135,25 +220,32 @@ async fn payouts(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
             .load(c)?)
     })
     .await?;
-    let items: Vec<serde_json::Value> = rows
+    let payouts: Vec<PayoutView> = rows
         .into_iter()
         .map(|p| {
-            let c = crate::money::Currency::from_code(&p.currency).unwrap_or(state.config.fund.currency);
-            serde_json::json!({
-                "id": p.id,
-                "amount": crate::money::Money::new(p.amount_minor, c),
-                "currency": p.currency,
-                "status": p.status,
-                "arrival_date": p.arrival_date.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| t.date_naive()),
-                "reconciled_at": p.reconciled_at.map(crate::reports::donations::iso),
-                "matched": p.matched,
-                "missing_in_ledger": p.missing_in_ledger,
-                "missing_in_stripe": p.missing_in_stripe,
-                "differences": p.differences,
-                "balanced": p.reconciled_at.is_some() && p.missing_in_ledger == 0 && p.missing_in_stripe == 0 && p.differences == 0,
-                "report": serde_json::from_str::<serde_json::Value>(&p.report).unwrap_or(serde_json::Value::Null),
-            })
+            let c = crate::money::Currency::from_code(&p.currency)
+                .unwrap_or(state.config.fund.currency);
+            PayoutView {
+                amount: crate::money::Money::new(p.amount_minor, c),
+                arrival_date: p
+                    .arrival_date
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .map(|t| t.date_naive()),
+                reconciled_at: p.reconciled_at.map(crate::reports::donations::iso),
+                balanced: p.reconciled_at.is_some()
+                    && p.missing_in_ledger == 0
+                    && p.missing_in_stripe == 0
+                    && p.differences == 0,
+                report: serde_json::from_str(&p.report).unwrap_or(serde_json::Value::Null),
+                id: p.id,
+                currency: p.currency,
+                status: p.status,
+                matched: p.matched,
+                missing_in_ledger: p.missing_in_ledger,
+                missing_in_stripe: p.missing_in_stripe,
+                differences: p.differences,
+            }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "payouts": items })))
+    Ok(HttpResponse::Ok().json(Payouts { payouts }))
 }

@@ -115,13 +115,15 @@ fn remember(cx: &mut Ctx<'_>, idem: &Idempotency, resp: &StoredResponse) -> Resu
 }
 
 /// The JSON answer describing a recorded donation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DonationReceipt {
     /// Donation id.
     pub donation_id: i64,
     /// Status (`succeeded` for offline gifts).
+    #[schema(schema_with = crate::http::openapi::donation_status)]
     pub status: &'static str,
     /// Method.
+    #[schema(schema_with = crate::http::openapi::donation_method)]
     pub method: &'static str,
     /// Amount.
     pub amount: Money,

@@ -24,7 +24,7 @@ pub struct RecordRefund {
 }
 
 /// What a refund left.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RefundOutcome {
     /// Donation refunded.
     pub donation_id: i64,

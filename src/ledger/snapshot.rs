@@ -12,11 +12,12 @@ use crate::domain::IntakeState;
 use crate::money::Money;
 
 /// `GET /api/fund`'s document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FundView {
     /// Fund name.
     pub name: String,
     /// ISO currency code.
+    #[schema(examples("USD"))]
     pub currency: &'static str,
     /// Target.
     pub target: Money,
@@ -35,7 +36,7 @@ pub struct FundView {
 }
 
 /// Intake part of [`FundView`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IntakeView {
     /// `open`, `paused` or `closed`.
     pub state: IntakeState,
@@ -48,7 +49,7 @@ pub struct IntakeView {
 }
 
 /// A period with its coverage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PeriodView {
     /// Period id.
     pub id: i64,

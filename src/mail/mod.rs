@@ -162,7 +162,8 @@ impl Mailer {
             match result {
                 Ok(()) => self.db(move |c| outbox::mark_sent(c, id, now)).await?,
                 Err(error) => {
-                    tracing::warn!(outbox = id, %error, "email not sent; will retry");
+                    // Mail servers name the recipient in their refusals; the log must not.
+                    tracing::warn!(outbox = id, error = %without_addresses(&error), "email not sent; will retry");
                     let retry_at = now + outbox::backoff(self.cfg.retry_base, attempts);
                     self.db(move |c| outbox::mark_failed(c, id, &error, retry_at))
                         .await?;
@@ -283,6 +284,32 @@ pub fn common_context(cfg: &MailConfig, fund: &str, public_url: &str, locale: &s
     })
 }
 
+/// `text` with every email address replaced by `[address]`: what an SMTP error says, fit
+/// for the log (donor addresses appear in logs only at debug level).
+pub fn without_addresses(text: &str) -> String {
+    let separator = |c: char| c.is_whitespace() || "<>\"'(),;[]".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        if token.contains('@') {
+            out.push_str("[address]");
+        } else {
+            out.push_str(token);
+        }
+        token.clear();
+    };
+    for c in text.chars() {
+        if separator(c) {
+            flush(&mut token, &mut out);
+            out.push(c);
+        } else {
+            token.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
 /// The receipt number printed for a donation.
 pub fn receipt_number(donation_id: i64) -> String {
     format!("CL-{donation_id:06}")
@@ -294,5 +321,28 @@ pub fn merge(ctx: &mut Value, extra: &Value) {
         for (k, v) in e {
             c.entry(k.clone()).or_insert_with(|| v.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_addresses;
+
+    #[test]
+    fn smtp_errors_lose_their_addresses() {
+        assert_eq!(
+            without_addresses(
+                "permanent error (550): 5.1.1 <Ann.Lee+x@mail.example>: Recipient address rejected"
+            ),
+            "permanent error (550): 5.1.1 <[address]>: Recipient address rejected"
+        );
+        assert_eq!(
+            without_addresses("to ann@example.org, bo@example.org; done"),
+            "to [address], [address]; done"
+        );
+        assert_eq!(
+            without_addresses("connection refused"),
+            "connection refused"
+        );
     }
 }

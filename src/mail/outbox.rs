@@ -93,7 +93,7 @@ pub fn backoff(base: std::time::Duration, attempts: i32) -> chrono::Duration {
 }
 
 /// Outbox totals for the admin page.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct OutboxCounts {
     /// Waiting to be sent (including those being retried).
     pub queued: i64,

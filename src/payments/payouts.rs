@@ -166,6 +166,8 @@ pub async fn reconcile_payout(
     let (mut matched, mut missing_in_ledger, mut differences, mut other) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut matched_donations = Vec::new();
+    // Every donation whose charge this payout contains, agreeing or not.
+    let mut contained = Vec::new();
     let mut cutoff = 0_i64;
     for t in &txns {
         let kind = t
@@ -212,6 +214,9 @@ pub async fn reconcile_payout(
         }
         let mut line = line;
         line["donation_id"] = json!(d.id);
+        if kind == "charge" || kind == "payment" {
+            contained.push(d.id);
+        }
         let agrees = if kind == "charge" || kind == "payment" {
             line["ledger_amount"] = json!(d.amount_minor);
             line["ledger_fee"] = json!(d.fee_minor);
@@ -236,7 +241,7 @@ pub async fn reconcile_payout(
     // Card donations the ledger says succeeded before the last transaction of this payout,
     // that no payout has taken and this one does not contain.
     let cutoff_time = chrono::DateTime::from_timestamp(cutoff, 0).map(|t| t.naive_utc());
-    let taken = matched_donations.clone();
+    let taken = contained;
     let pending: Vec<(i64, Option<String>, i64)> = match cutoff_time {
         Some(t) if cutoff > 0 => {
             db(pool, move |c| {

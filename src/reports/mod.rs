@@ -47,21 +47,28 @@ impl Export {
 }
 
 /// Filters of an export (all optional; dates inclusive, UTC).
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::IntoParams,
+)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Filters {
     /// First day.
     pub from: Option<NaiveDate>,
     /// Last day.
     pub to: Option<NaiveDate>,
     /// Donation status.
+    #[param(schema_with = crate::http::openapi::donation_status)]
     pub status: Option<String>,
     /// Donation method.
+    #[param(schema_with = crate::http::openapi::donation_method)]
     pub method: Option<String>,
     /// Only donations allocated (in part) to this period.
     pub period: Option<i64>,
-    /// Start with a UTF-8 byte-order mark so Excel reads UTF-8 (Chinese names).
+    /// `1`, `true` or `yes`: start with a UTF-8 byte-order mark so Excel reads UTF-8
+    /// (Chinese names). Anything else: no mark.
     #[serde(default, deserialize_with = "flag")]
+    #[param(value_type = Option<String>)]
     pub excel: bool,
 }
 

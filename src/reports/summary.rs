@@ -15,7 +15,7 @@ use crate::ledger::FundState;
 use crate::money::{Currency, Money};
 
 /// A period's line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PeriodTotal {
     /// Period id.
     pub id: i64,
@@ -36,7 +36,7 @@ pub struct PeriodTotal {
 }
 
 /// A day's line (by the day the money arrived).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DayTotal {
     /// The day.
     pub date: NaiveDate,
@@ -55,7 +55,7 @@ pub struct DayTotal {
 }
 
 /// `GET /api/reports/summary`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Currency.
     pub currency: &'static str,

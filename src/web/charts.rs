@@ -37,7 +37,16 @@ fn minor(m: &crate::money::Money, c: crate::money::Currency) -> i64 {
     c.to_minor(m.decimal()).unwrap_or(0)
 }
 
-async fn daily(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
+/// Daily donations (the last 60 days with gifts), as SVG.
+#[utoipa::path(
+    get,
+    path = "/api/admin/charts/daily.svg",
+    operation_id = "chart_daily_svg",
+    tag = "treasurer",
+    security(("bearer" = [])),
+    responses((status = 200, description = "An SVG image with no script", content_type = "image/svg+xml", body = String)),
+)]
+pub(crate) async fn daily(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
     staff.require(Role::Treasurer)?;
     let s = with_conn(&state, |c| summary(c, &Filters::default())).await?;
     let c = state.config.fund.currency;
@@ -81,7 +90,16 @@ async fn daily(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().content_type("image/svg+xml").body(out))
 }
 
-async fn periods(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
+/// Each period's coverage, as SVG.
+#[utoipa::path(
+    get,
+    path = "/api/admin/charts/periods.svg",
+    operation_id = "chart_periods_svg",
+    tag = "treasurer",
+    security(("bearer" = [])),
+    responses((status = 200, description = "An SVG image with no script", content_type = "image/svg+xml", body = String)),
+)]
+pub(crate) async fn periods(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
     staff.require(Role::Treasurer)?;
     let s = with_conn(&state, |c| summary(c, &Filters::default())).await?;
     let c = state.config.fund.currency;

@@ -1,7 +1,7 @@
 //! The HTML pages (the donation form and the admin page), their static assets, and the
 //! security headers every response carries. Templates, strings and assets are compiled in.
 
-mod charts;
+pub(crate) mod charts;
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;

@@ -71,7 +71,8 @@ pub fn fresh_database() -> (DatabaseUrl, Option<tempfile::TempDir>) {
     }
 }
 
-fn url_text(url: &DatabaseUrl) -> String {
+/// A database URL as `DATABASE_URL` takes it.
+pub fn url_text(url: &DatabaseUrl) -> String {
     match url {
         DatabaseUrl::Sqlite(p) => format!("sqlite://{p}"),
         DatabaseUrl::Postgres(u) => u.clone(),

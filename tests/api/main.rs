@@ -3,9 +3,11 @@
 
 mod auth;
 mod browser;
+mod contract;
 mod errors;
 mod faults;
 mod helpers;
+mod hostile;
 mod intake;
 mod ledger;
 mod localstripe;

@@ -436,6 +436,158 @@ await step('accessibility: no serious or critical axe violations on the admin da
   assert(bad.length === 0, bad.map((v) => `${v.id} (${v.impact})`).join(', '));
 });
 
+// 7. Hostile text: markup stored through the API in every field that reaches a page is shown
+//    as text and never runs. The contexts bypass the CSP, so a failure of escaping would
+//    execute here instead of being hidden by the policy; the DOM is checked too.
+const HOSTILE = {
+  script: '<script>window.__pwned=1</script>',
+  img: '"><img src=x onerror=window.__pwned=1>',
+  alert: '<img src=x onerror=alert(1)>',
+  svg: '</title><svg onload=window.__pwned=1>',
+  jsUrl: 'javascript:window.__pwned=1',
+  attr: "' onmouseover='window.__pwned=1",
+};
+
+/** Opens `url` with CSP bypassed and records dialogs; `prepare` runs before the checks. */
+async function hostilePage(url, viewport, prepare) {
+  const page = await newPage({ bypassCSP: true, viewport });
+  page.dialogs = [];
+  page.on('dialog', async (d) => {
+    page.dialogs.push(d.message());
+    await d.dismiss().catch(() => {});
+  });
+  await page.goto(url);
+  if (prepare) await prepare(page);
+  await page.waitForTimeout(300);
+  return page;
+}
+
+/** Nothing injected ran or exists: no dialog, no __pwned, no element made from the text. */
+async function assertInert(page, where) {
+  assert(page.dialogs.length === 0, `${where}: a dialog opened: ${page.dialogs.join(' | ')}`);
+  const found = await page.evaluate(() => {
+    const all = Array.from(document.querySelectorAll('*'));
+    return {
+      pwned: typeof window.__pwned !== 'undefined',
+      imgX: document.querySelectorAll('img[src="x"]').length,
+      svgOnload: document.querySelectorAll('svg[onload]').length,
+      inlineScripts: document.querySelectorAll('script:not([src])').length,
+      handlers: all.filter((el) => Array.from(el.attributes).some((a) => a.name.toLowerCase().startsWith('on'))).map((el) => el.tagName),
+      jsLinks: document.querySelectorAll('a[href^="javascript" i], [src^="javascript" i]').length,
+    };
+  });
+  assert(!found.pwned, `${where}: window.__pwned is set`);
+  assert(found.imgX === 0, `${where}: ${found.imgX} injected <img src=x>`);
+  assert(found.svgOnload === 0, `${where}: injected <svg onload>`);
+  assert(found.inlineScripts === 0, `${where}: ${found.inlineScripts} inline <script>`);
+  assert(found.handlers.length === 0, `${where}: inline event handlers on ${found.handlers.join(', ')}`);
+  assert(found.jsLinks === 0, `${where}: a javascript: link`);
+}
+
+async function adminApi(token, method, p, body) {
+  const r = await httpJson(`${APP}${p}`, {
+    method,
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (r.status >= 300) throw new Error(`${method} ${p} -> ${r.status} ${oneLine(r.text)}`);
+  return r.json;
+}
+
+await step('hostile text in every field is shown as text and never runs', async () => {
+  assert(ADMIN_EMAIL && ADMIN_PASSWORD, 'ADMIN_EMAIL and ADMIN_PASSWORD must be set');
+  const token = await adminToken();
+  const before = await fundDoc();
+  const fundName = `${HOSTILE.svg} ${HOSTILE.script}`;
+  const donor = `${HOSTILE.script}${HOSTILE.img}${HOSTILE.alert}`;
+  const message = `${HOSTILE.script} ${HOSTILE.jsUrl} ${HOSTILE.attr}`;
+  const label = HOSTILE.img;
+  const email = 'x"onmouseover=window.__pwned=1@example.org';
+  try {
+    await adminApi(token, 'PUT', '/api/admin/fund', { name: fundName });
+    await adminApi(token, 'POST', '/api/admin/periods', {
+      label, starts_on: '2020-10-01', ends_on: '2020-10-31', budget: '1.00',
+    });
+    const gift = await adminApi(token, 'POST', '/api/donations/offline', {
+      amount: '3.00', donor_name: donor, email, method: 'other', reference: HOSTILE.jsUrl,
+    });
+    await adminApi(token, 'POST', `/api/admin/donations/${gift.donation_id}/refund`, {
+      amount: '1.00', reason: HOSTILE.svg,
+    });
+    await adminApi(token, 'PUT', '/api/admin/intake', { accepting: false, message });
+
+    // The donor page while paused: the message, the fund name, the period label.
+    for (const lang of ['en', 'zh-CN']) {
+      const page = await hostilePage(`${APP}/?lang=${lang}`);
+      try {
+        await assertInert(page, `donor page (${lang}, paused)`);
+        const notice = await page.locator('#intake-message').innerText();
+        assert(notice.includes(HOSTILE.script) && notice.includes(HOSTILE.attr), `#intake-message shows "${oneLine(notice)}"`);
+        const h1 = await page.locator('h1').innerText();
+        assert(h1.includes(fundName), `h1 shows "${oneLine(h1)}"`);
+        assert((await page.title()).includes(HOSTILE.svg), `title is "${await page.title()}"`);
+        const periods = await page.locator('#periods').innerText();
+        assert(periods.includes(label), `#periods lacks the label as text: "${oneLine(periods)}"`);
+      } finally {
+        await page.context().close();
+      }
+    }
+
+    // The admin page, signed in: fund, intake message, periods, donations, a refund form,
+    // the charts.
+    const admin = await hostilePage(`${APP}/admin?lang=en`, { width: 1024, height: 900 }, async (page) => {
+      await page.fill('#login-email', ADMIN_EMAIL);
+      await page.fill('#login-password', ADMIN_PASSWORD);
+      await page.click('#login-submit');
+      await page.locator('#dashboard').waitFor({ state: 'visible', timeout: 10000 });
+      await page.locator(`#donations-body tr[data-id="${gift.donation_id}"]`).waitFor({ timeout: 10000 });
+      await page.locator('#periods-body td.wrap-cell').first().waitFor({ timeout: 10000 });
+      await page.locator('#chart-periods svg').waitFor({ timeout: 10000 }).catch(() => {});
+      const refund = page.locator('#donations-body button[aria-expanded]').first();
+      if (await refund.count()) await refund.click();
+    });
+    try {
+      await assertInert(admin, 'admin page');
+      assert((await admin.inputValue('#fund-name')) === fundName, 'the fund name field holds the text');
+      const current = await admin.locator('#intake-current-message').innerText();
+      assert(current.includes(HOSTILE.script), `#intake-current-message shows "${oneLine(current)}"`);
+      const periodRows = await admin.locator('#periods-body').innerText();
+      assert(periodRows.includes(label), `the periods table lacks the label as text: "${oneLine(periodRows)}"`);
+      const rows = await admin.locator('#donations-body').innerText();
+      for (const part of [HOSTILE.script, HOSTILE.img, HOSTILE.alert, HOSTILE.jsUrl, email]) {
+        assert(rows.includes(part), `the donations table lacks ${JSON.stringify(part)} as text`);
+      }
+      const chart = await admin.locator('#chart-periods').evaluate((n) => ({
+        text: n.textContent || '',
+        imgs: n.querySelectorAll('img').length,
+      }));
+      assert(chart.imgs === 0, 'an <img> inside the periods chart');
+      await shot(admin, 'hostile-admin.png');
+    } finally {
+      await admin.context().close();
+    }
+
+    // Reopened: the form carries the fund name in a data attribute.
+    await adminApi(token, 'PUT', '/api/admin/intake', { accepting: true, message: '' });
+    const open = await hostilePage(`${APP}/?lang=en`);
+    try {
+      await assertInert(open, 'donor page (open)');
+      const data = await open.getAttribute('#donate-form', 'data-fund-name');
+      assert(data === fundName, `data-fund-name is ${JSON.stringify(data)}`);
+      await shot(open, 'hostile-donor.png');
+    } finally {
+      await open.context().close();
+    }
+  } finally {
+    try {
+      await adminApi(token, 'PUT', '/api/admin/fund', { name: before.name });
+      await adminApi(token, 'PUT', '/api/admin/intake', { accepting: true, message: '' });
+    } catch (e) {
+      console.log(`# cleanup: ${oneLine(e.message)}`);
+    }
+  }
+});
+
 await browser.close();
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

@@ -11,7 +11,7 @@ use crate::ledger::{Ctx, Op};
 use crate::payments::events::Fact;
 
 /// What became of a Stripe event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventOutcome {
     /// Applied to the ledger now.

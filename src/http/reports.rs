@@ -120,21 +120,57 @@ async fn summary(
     Ok(HttpResponse::Ok().json(s))
 }
 
-/// Each payout Stripe told us of, with its status and the result of its reconciliation.
-async fn payouts(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
+/// Most payouts one page of `GET /api/reports/payouts` returns.
+pub const MAX_PAYOUTS_PAGE: i64 = 500;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayoutsQuery {
+    /// Page size, 1 to `MAX_PAYOUTS_PAGE` (default 100).
+    limit: Option<i64>,
+    /// Payouts older than this one (the `next_before` of the previous page).
+    before: Option<String>,
+}
+
+/// Each payout Stripe told us of, newest first, with its status and the result of its
+/// reconciliation; paged by `limit` and `before`.
+async fn payouts(
+    staff: Staff,
+    state: State,
+    q: web::Query<PayoutsQuery>,
+) -> Result<HttpResponse, AppError> {
     use crate::db::models::PayoutRow;
     use crate::db::schema::payouts;
     use diesel::prelude::*;
 
     staff.require(Role::Treasurer)?;
-    let rows: Vec<PayoutRow> = with_conn(&state, |c| {
-        Ok(payouts::table
-            .order(payouts::created.desc())
-            .limit(500)
+    let q = q.into_inner();
+    let limit = super::input::page_limit(q.limit, 100, MAX_PAYOUTS_PAGE)?;
+    let rows: Vec<PayoutRow> = with_conn(&state, move |c| {
+        let mut query = payouts::table
+            .order((payouts::created.desc(), payouts::id.desc()))
+            .limit(limit)
             .select(PayoutRow::as_select())
-            .load(c)?)
+            .into_boxed();
+        if let Some(before) = q.before {
+            let created: i64 = payouts::table
+                .find(&before)
+                .select(payouts::created)
+                .first(c)
+                .optional()?
+                .ok_or_else(|| AppError::invalid_field("before", "before names no payout"))?;
+            query = query.filter(
+                payouts::created
+                    .lt(created)
+                    .or(payouts::created.eq(created).and(payouts::id.lt(before))),
+            );
+        }
+        Ok(query.load(c)?)
     })
     .await?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|p| p.id.clone()))
+        .flatten();
     let items: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|p| {
@@ -155,5 +191,8 @@ async fn payouts(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "payouts": items })))
+    Ok(
+        HttpResponse::Ok()
+            .json(serde_json::json!({ "payouts": items, "next_before": next_before })),
+    )
 }

@@ -4,7 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{State, input};
+use super::limits::{DonationAttempt, read_body};
+use super::{PUBLIC_JSON_LIMIT, State, input, with_body_limit};
 use crate::auth::Email;
 use crate::error::{AppError, ErrorCode};
 use crate::ledger::card::{
@@ -20,13 +21,13 @@ use crate::payments::signature;
 pub const WEBHOOK_LIMIT: usize = 512 * 1024;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/donations", web::post().to(create_donation))
-        .route("/api/donations/{id}/status", web::get().to(donation_status))
-        .service(
-            web::resource("/webhooks/stripe")
-                .app_data(web::PayloadConfig::new(WEBHOOK_LIMIT))
-                .route(web::post().to(stripe_webhook)),
-        );
+    use actix_web::http::Method;
+    cfg.service(
+        with_body_limit("/api/donations", Method::POST, PUBLIC_JSON_LIMIT).to(create_donation),
+    )
+    .route("/api/donations/{id}/status", web::get().to(donation_status))
+    // The raw body is read by `read_body` with `WEBHOOK_LIMIT`.
+    .route("/webhooks/stripe", web::post().to(stripe_webhook));
 }
 
 fn payments(state: &State) -> Result<&Payments, AppError> {
@@ -52,6 +53,7 @@ struct DonationRequest {
 
 #[tracing::instrument(skip_all, fields(donation_id = tracing::field::Empty))]
 async fn create_donation(
+    _attempt: DonationAttempt,
     state: State,
     req: HttpRequest,
     body: web::Json<DonationRequest>,
@@ -154,8 +156,9 @@ fn stored(r: StoredResponse) -> HttpResponse {
 async fn stripe_webhook(
     state: State,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
+    let body = read_body(&req, payload, WEBHOOK_LIMIT).await?;
     let stripe = payments(&state)?;
     let header = req
         .headers()

@@ -7,6 +7,7 @@ mod errors;
 mod helpers;
 mod intake;
 mod ledger;
+mod limits;
 mod localstripe;
 mod mail;
 mod offline;

@@ -8,6 +8,10 @@ use std::str::FromStr;
 use crate::domain::CapMode;
 use crate::money::{AmountBounds, Currency};
 
+mod limits;
+
+pub use limits::{LimitsConfig, Rate};
+
 /// Shortest `JWT_SECRET` accepted, in bytes.
 pub const MIN_JWT_SECRET_LEN: usize = 32;
 
@@ -210,6 +214,8 @@ pub struct Config {
     pub reservation_ttl: std::time::Duration,
     /// Outgoing email.
     pub mail: MailConfig,
+    /// Rate limits, the trusted proxy, timeouts.
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -336,8 +342,10 @@ impl Config {
                 mail.from
             )));
         }
+        let limits = LimitsConfig::from_lookup(&var)?;
         Ok(Config {
             mail,
+            limits,
             stripe,
             reservation_ttl,
             database_url,

@@ -48,6 +48,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The database is unreachable or the writer is overloaded; try again.
     Unavailable,
+    /// Too many requests from this client (or for this account); `Retry-After` says when.
+    RateLimited,
+    /// The request took longer than `REQUEST_TIMEOUT` and was stopped.
+    Timeout,
     /// A bug or an unexpected failure; logged.
     Internal,
 }
@@ -72,7 +76,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable | ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +103,8 @@ impl ErrorCode {
             ErrorCode::NotFound => "Not found",
             ErrorCode::MethodNotAllowed => "Method not allowed",
             ErrorCode::Unavailable => "Service unavailable",
+            ErrorCode::RateLimited => "Too many requests",
+            ErrorCode::Timeout => "Request timed out",
             ErrorCode::Internal => "Internal error",
         }
     }
@@ -149,6 +156,36 @@ impl AppError {
         AppError::new(
             ErrorCode::Internal,
             "something went wrong; it has been logged",
+        )
+    }
+
+    /// Too many requests; the caller may try again after `wait` (sent as `Retry-After` in whole
+    /// seconds, rounded up, at least one, and as `retry_after` in the body).
+    pub fn rate_limited(wait: std::time::Duration) -> AppError {
+        let secs = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0))
+            .max(1);
+        AppError {
+            code: ErrorCode::RateLimited,
+            detail: format!("too many attempts; please wait {secs} s and try again"),
+            extra: Some(serde_json::json!({ "retry_after": secs })),
+        }
+    }
+
+    /// The request ran past its deadline and was stopped.
+    pub fn timeout(limit: std::time::Duration) -> AppError {
+        let took = if limit.subsec_millis() == 0 {
+            format!("{} s", limit.as_secs())
+        } else {
+            format!("{} ms", limit.as_millis())
+        };
+        AppError::new(
+            ErrorCode::Timeout,
+            format!(
+                "the request took longer than {took} and was stopped; if it was a payment or a \
+                 gift, retry with the same Idempotency-Key so it is not recorded twice"
+            ),
         )
     }
 
@@ -239,8 +276,19 @@ impl ResponseError for AppError {
         if self.code == ErrorCode::Unauthorized {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        if self.code == ErrorCode::Unavailable {
-            resp.insert_header(("Retry-After", "1"));
+        match self.code {
+            ErrorCode::Unavailable => {
+                resp.insert_header(("Retry-After", "1"));
+            }
+            ErrorCode::RateLimited => {
+                let secs = self
+                    .extra
+                    .as_ref()
+                    .and_then(|e| e["retry_after"].as_u64())
+                    .unwrap_or(1);
+                resp.insert_header(("Retry-After", secs.to_string()));
+            }
+            _ => {}
         }
         resp.body(body.to_string())
     }

@@ -138,15 +138,36 @@ impl TokenKeys {
         jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(AppError::internal)
     }
 
-    /// Checks signature, algorithm, `exp`, `iss`, `aud` and returns the claims.
+    /// Checks the token the way RFC 8725 asks: the one algorithm we issue (HS256) pinned, never
+    /// taken from the token; explicit `typ: JWT`; no key, key URL or critical extension named
+    /// by the token; the signature; `exp`, `iat`, `sub`, `iss` and `aud` present; `iss` and
+    /// `aud` ours; not expired, not issued in the future, no longer-lived than we issue.
     pub fn check(&self, token: &str) -> Result<Claims, AppError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized())?;
-        if header.alg != Algorithm::HS256 || header.typ.as_deref().is_some_and(|t| t != "JWT") {
+        let typed = header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("JWT"));
+        let names_keys_or_extensions = header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.crit.is_some();
+        if header.alg != Algorithm::HS256 || !typed || names_keys_or_extensions {
             return Err(unauthorized());
         }
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        // `iat` is not among the library's required claims; `Claims` requires it to parse.
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
-            .map_err(|_| unauthorized())
+            .map_err(|_| unauthorized())?;
+        let now = chrono::Utc::now().timestamp();
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        if claims.iat > now.saturating_add(leeway)
+            || claims.exp.saturating_sub(claims.iat) > TOKEN_TTL_SECS.saturating_add(leeway)
+        {
+            return Err(unauthorized());
+        }
+        Ok(claims)
     }
 }
 
@@ -164,6 +185,8 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
+    #[cfg(test)]
+    tests::VERIFICATIONS.with(|n| n.set(n.get() + 1));
     PasswordHash::new(hash).is_ok_and(|h| {
         Argon2::default()
             .verify_password(password.as_bytes(), &h)
@@ -171,10 +194,15 @@ fn verify_password(password: &str, hash: &str) -> bool {
     })
 }
 
-/// A hash of no one's password, checked when the email is unknown so that a wrong email
-/// takes as long as a wrong password.
-static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| hash_password("not a password of anyone").unwrap_or_default());
+/// A hash of no one's password, with the same algorithm and cost as every real one; checked
+/// when the email is unknown so that a wrong email takes as long as a wrong password.
+static DUMMY_HASH: std::sync::LazyLock<Result<String, AppError>> =
+    std::sync::LazyLock::new(|| hash_password("not a password of anyone"));
+
+/// Makes the dummy hash now (at start-up), so no login pays for making it.
+pub fn prepare_dummy_hash() -> Result<(), AppError> {
+    DUMMY_HASH.as_ref().map(|_| ()).map_err(Clone::clone)
+}
 
 /// Creates a staff account (or replaces its password and role).
 pub fn add_user(
@@ -243,7 +271,8 @@ pub fn authenticate(
         }
         Some(_) => Err(bad()),
         None => {
-            let _ = verify_password(password, &DUMMY_HASH);
+            let dummy = DUMMY_HASH.as_ref().map_err(Clone::clone)?;
+            let _ = verify_password(password, dummy);
             Err(bad())
         }
     }
@@ -252,6 +281,56 @@ pub fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// argon2 verifications run on this thread.
+        pub(super) static VERIFICATIONS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    fn verifications_during(f: impl FnOnce()) -> u32 {
+        let before = VERIFICATIONS.with(Cell::get);
+        f();
+        VERIFICATIONS.with(Cell::get) - before
+    }
+
+    #[test]
+    fn unknown_emails_cost_one_argon2_verification_like_wrong_passwords() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = crate::config::DatabaseUrl::Sqlite(dir.path().join("t.db").display().to_string());
+        let mut conn = crate::db::establish(&url).expect("sqlite");
+        crate::db::migrate(&mut conn).expect("migrations");
+        let email = Email::parse("ann@example.org").expect("email");
+        add_user(&mut conn, &email, Role::Admin, "a long enough password").expect("user");
+        for (who, password) in [
+            ("nobody@example.org", "a long enough password"),
+            ("ann@example.org", "the wrong password!!"),
+            ("not an email", "whatever"),
+            ("", ""),
+        ] {
+            let mut result = None;
+            let n = verifications_during(|| result = Some(authenticate(&mut conn, who, password)));
+            assert_eq!(n, 1, "{who:?}: one argon2 verification");
+            let err = result.and_then(Result::err).expect("refused");
+            assert_eq!(err.detail, "wrong email or password", "{who:?}");
+        }
+        assert!(authenticate(&mut conn, "Ann@Example.org", "a long enough password").is_ok());
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        prepare_dummy_hash().expect("dummy hash");
+        let dummy = DUMMY_HASH.as_ref().expect("dummy hash");
+        let real = hash_password("some password of someone").expect("hash");
+        let (dummy, real) = (
+            PasswordHash::new(dummy).expect("parses"),
+            PasswordHash::new(&real).expect("parses"),
+        );
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
+    }
 
     #[test]
     fn admin_can_act_as_treasurer_not_the_reverse() {

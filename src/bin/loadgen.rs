@@ -17,6 +17,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use crowdledger::money::Currency;
 
+mod loadgen_burst;
+
 #[derive(Parser, Debug)]
 #[command(about = "Drives a running crowdledger with concurrent clients and checks the total")]
 struct Args {
@@ -71,6 +73,8 @@ enum Mode {
         #[arg(long, default_value = "5.00")]
         amount: String,
     },
+    /// A fixed-rate burst of `POST /api/donations` from one client beside a human donor.
+    Burst(loadgen_burst::Burst),
 }
 
 async fn raised_minor(client: &reqwest::Client, url: &str) -> anyhow::Result<i64> {
@@ -366,6 +370,9 @@ async fn webhooks(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Mode::Burst(b) = &args.mode {
+        return loadgen_burst::run(&args.url, &args.label, b);
+    }
     let seeded = match &args.mode {
         Mode::Webhooks {
             count,
@@ -383,7 +390,7 @@ fn main() -> anyhow::Result<()> {
             );
             Some(s)
         }
-        Mode::Offline { .. } => None,
+        Mode::Offline { .. } | Mode::Burst(_) => None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -421,6 +428,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
+            Mode::Burst(_) => Ok(true),
         }
     })?;
     if !ok {

@@ -18,11 +18,18 @@ use crate::money::Money;
 use crate::payments::events::Fact;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/admin/intake", web::put().to(set_intake))
-        .route("/api/admin/fund", web::put().to(update_fund))
-        .route("/api/admin/periods", web::post().to(add_period))
-        .route("/api/admin/periods/{id}", web::put().to(update_period))
-        .route("/api/admin/donations/{id}/refund", web::post().to(refund));
+    use super::{JSON_LIMIT, with_body_limit};
+    use actix_web::http::Method;
+    cfg.service(with_body_limit("/api/admin/intake", Method::PUT, JSON_LIMIT).to(set_intake))
+        .service(with_body_limit("/api/admin/fund", Method::PUT, JSON_LIMIT).to(update_fund))
+        .service(with_body_limit("/api/admin/periods", Method::POST, JSON_LIMIT).to(add_period))
+        .service(
+            with_body_limit("/api/admin/periods/{id}", Method::PUT, JSON_LIMIT).to(update_period),
+        )
+        .service(
+            with_body_limit("/api/admin/donations/{id}/refund", Method::POST, JSON_LIMIT)
+                .to(refund),
+        );
 }
 
 fn fund_response(state: &State) -> Result<HttpResponse, AppError> {

@@ -3,15 +3,17 @@
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
+use actix_web::http::Method;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{State, input, with_conn};
+use super::limits::LoginAttempt;
+use super::{PUBLIC_JSON_LIMIT, State, input, with_body_limit, with_conn};
 use crate::auth::{Role, TOKEN_TTL_SECS, authenticate};
 use crate::error::{AppError, ErrorCode};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/auth/login", web::post().to(login));
+    cfg.service(with_body_limit("/api/auth/login", Method::POST, PUBLIC_JSON_LIMIT).to(login));
 }
 
 /// A staff member's credentials.
@@ -45,12 +47,16 @@ pub(super) struct LoginResponse {
     request_body = LoginRequest,
     responses((status = 200, description = "Signed in", body = LoginResponse)),
 )]
+/// Limited per client address (before the body is read) and per account (whatever the
+/// address), so neither one machine nor many can guess a password quickly.
 #[tracing::instrument(skip_all)]
 pub(super) async fn login(
+    _attempt: LoginAttempt,
     state: State,
     body: input::JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
     let LoginRequest { email, password } = body.into_inner();
+    state.limits.login_account(&email)?;
     if password.len() > 1024 {
         return Err(AppError::new(
             ErrorCode::Unauthorized,

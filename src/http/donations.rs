@@ -19,8 +19,12 @@ use crate::money::{AmountBounds, Currency, Money};
 pub const MAX_PAGE: i64 = 200;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/donations/offline", web::post().to(record_offline))
-        .route("/api/donations", web::get().to(list));
+    use actix_web::http::Method;
+    cfg.service(
+        super::with_body_limit("/api/donations/offline", Method::POST, super::JSON_LIMIT)
+            .to(record_offline),
+    )
+    .route("/api/donations", web::get().to(list));
 }
 
 /// An offline gift (check, wire, cash): money that has already arrived.
@@ -267,13 +271,7 @@ pub(super) async fn list(
     input::one_of("status", q.status.as_deref(), &input::STATUSES)?;
     input::one_of("method", q.method.as_deref(), &input::METHODS)?;
     let descending = q.order.as_deref() == Some("desc");
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(AppError::invalid_field(
-            "limit",
-            format!("limit must be 1 to {MAX_PAGE}"),
-        ));
-    }
+    let limit = input::page_limit(q.limit, 50, MAX_PAGE)?;
     let rows: Vec<DonationRow> = with_conn(&state, move |c| {
         let mut query = donations::table
             .select(DonationRow::as_select())

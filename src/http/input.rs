@@ -140,3 +140,17 @@ pub fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), 
         _ => Ok(()),
     }
 }
+
+/// A page size from `?limit=`: `default` when absent, else 1 to `max` (a non-number never gets
+/// here: the query extractor refuses it as `invalid_request`).
+pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, AppError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(AppError::invalid_field(
+            "limit",
+            format!("limit must be 1 to {max}"),
+        ))
+    }
+}

@@ -3,9 +3,11 @@
 
 mod admin;
 mod auth;
+pub mod client_ip;
 mod donations;
 mod fund;
 mod input;
+pub mod limits;
 pub(crate) mod openapi;
 mod outbox;
 mod payments;
@@ -14,9 +16,9 @@ mod reports;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::{App, HttpRequest, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpServer, guard, web};
 
 pub use auth::Staff;
 
@@ -26,8 +28,11 @@ use crate::db::{self, Pool};
 use crate::error::{AppError, ErrorCode};
 use crate::ledger::{Effect, LedgerWriter, watch};
 
-/// Largest JSON body accepted.
+/// Largest JSON body accepted from staff (offline gifts, admin changes), and the default of
+/// any JSON route that does not set its own.
 pub const JSON_LIMIT: usize = 16 * 1024;
+/// Largest JSON body of the public routes (a donation, a login): a few short fields.
+pub const PUBLIC_JSON_LIMIT: usize = 8 * 1024;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -45,6 +50,8 @@ pub struct AppState {
     pub instance_key: String,
     /// Card refunds are made one at a time (check, call Stripe, record).
     pub refund_lock: tokio::sync::Mutex<()>,
+    /// Per-client rate limits.
+    pub limits: Arc<limits::Limits>,
 }
 
 /// A started service.
@@ -144,6 +151,11 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     let listener = TcpListener::bind(config.bind_addr)?;
     let port = listener.local_addr()?.port();
     let workers = config.http_workers;
+    let limits = Arc::new(limits::Limits::new(&config.limits));
+    limits::Limits::spawn_sweeper(&limits);
+    let timeouts = config.limits.clone();
+    // Made now, so the first login with an unknown email costs no more than any other.
+    crate::auth::prepare_dummy_hash()?;
     let state = web::Data::new(AppState {
         config,
         writer,
@@ -152,15 +164,25 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         payments,
         instance_key,
         refund_lock: tokio::sync::Mutex::new(()),
+        limits,
     });
     crate::web::check()?;
     let csp = crate::web::content_security_policy(&state.config);
     let app_state = state.clone();
+    let deadline = timeouts.request_timeout;
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap_fn(move |req, srv| {
+                let path = req.path().to_owned();
+                limits::within_deadline(deadline, path, srv.call(req))
+            })
             .wrap(crate::web::security_headers(&csp))
             .configure(|cfg| routes(cfg, app_state.clone()))
     })
+    // Slow clients: the request head must arrive in time, idle connections close.
+    .client_request_timeout(timeouts.header_timeout)
+    .client_disconnect_timeout(std::time::Duration::from_secs(2))
+    .keep_alive(timeouts.keep_alive)
     .listen(listener)?
     .shutdown_timeout(5);
     if workers > 0 {
@@ -212,11 +234,7 @@ const PAYMENT_FOLLOW_UPS: usize = 4_096;
 /// Registers every route, with the shared state and error handlers.
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
-        .app_data(
-            web::JsonConfig::default()
-                .limit(JSON_LIMIT)
-                .error_handler(|e, _req| json_error(&e).into()),
-        )
+        .app_data(json_body(JSON_LIMIT))
         .app_data(web::QueryConfig::default().error_handler(|e, _req| query_error(&e).into()))
         .app_data(web::PathConfig::default().error_handler(|e, _req| path_error(&e).into()))
         .configure(fund::routes)
@@ -229,6 +247,25 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(openapi::routes)
         .configure(crate::web::routes)
         .default_service(web::to(not_found));
+}
+
+/// JSON bodies of at most `limit` bytes, with errors as problem+json.
+fn json_body(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|e, _req| json_error(&e).into())
+}
+
+/// A resource answering `method` at `path` whose JSON body may be at most `limit` bytes: every
+/// route that takes a body says how large it may be.
+pub(crate) fn with_body_limit(
+    path: &str,
+    method: actix_web::http::Method,
+    limit: usize,
+) -> actix_web::Resource {
+    web::resource(path)
+        .guard(guard::Method(method))
+        .app_data(json_body(limit))
 }
 
 /// 404, or 405 with `Allow` when the path is in the OpenAPI document under other methods.

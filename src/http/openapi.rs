@@ -259,7 +259,7 @@ const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
     (
         "post",
         "/api/auth/login",
-        &[BODY, &[E::Unauthorized, E::Unavailable]],
+        &[BODY, &[E::Unauthorized, E::RateLimited, E::Unavailable]],
     ),
     (
         "post",
@@ -273,6 +273,7 @@ const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
                 E::IdempotencyConflict,
                 E::PaymentsUnavailable,
                 E::PaymentProviderError,
+                E::RateLimited,
                 E::Unavailable,
             ],
         ],
@@ -374,7 +375,11 @@ const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
         "/api/reports/summary",
         &[STAFF, &[E::InvalidRequest, E::Unavailable]],
     ),
-    ("get", "/api/reports/payouts", &[STAFF, &[E::Unavailable]]),
+    (
+        "get",
+        "/api/reports/payouts",
+        &[STAFF, &[E::InvalidRequest, E::NotFound, E::Unavailable]],
+    ),
     (
         "get",
         "/api/admin/charts/daily.svg",
@@ -398,6 +403,10 @@ pub fn problem_codes(method: &str, path: &str) -> Vec<ErrorCode> {
                 }
             }
         }
+    }
+    // The request deadline wraps every route (`http::limits`).
+    if !out.is_empty() {
+        out.push(E::Timeout);
     }
     out
 }
@@ -731,9 +740,17 @@ mod tests {
         ];
         let doc = document(Currency::USD);
         let mut seen = 0;
+        // `route("/path", web::get()...` and `with_body_limit("/path", Method::POST, ...`.
+        let registrations = [
+            ("route(\"", "\", web::", "()"),
+            ("with_body_limit(\"", "\", Method::", ","),
+        ];
         for src in sources {
-            for (i, _) in src.match_indices("route(\"") {
-                let rest = &src[i + 7..];
+            for (opening, before, after_method) in registrations.iter().flat_map(|(o, b, a)| {
+                src.match_indices(o)
+                    .map(move |(i, _)| (&src[i + o.len()..], *b, *a))
+            }) {
+                let rest = opening;
                 let path = &rest[..rest.find('"').unwrap_or(0)];
                 if !(path.starts_with("/api/") || path == "/healthz") {
                     continue;
@@ -741,7 +758,11 @@ mod tests {
                 let after = &rest[path.len()..];
                 let method = ["get", "post", "put", "delete", "patch"]
                     .into_iter()
-                    .find(|m| after.starts_with(&format!("\", web::{m}()")))
+                    .find(|m| {
+                        after.starts_with(&format!("{before}{m}{after_method}"))
+                            || after
+                                .starts_with(&format!("{before}{}{after_method}", m.to_uppercase()))
+                    })
                     .unwrap_or("?");
                 seen += 1;
                 assert!(

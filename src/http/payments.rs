@@ -4,7 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{State, input};
+use super::limits::{DonationAttempt, read_body};
+use super::{PUBLIC_JSON_LIMIT, State, input, with_body_limit};
 use crate::auth::Email;
 use crate::error::{AppError, ErrorCode};
 use crate::ledger::card::{
@@ -20,9 +21,13 @@ use crate::payments::signature;
 pub const WEBHOOK_LIMIT: usize = 512 * 1024;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/donations", web::post().to(create_donation))
-        .route("/api/donations/{id}/status", web::get().to(donation_status))
-        .route("/webhooks/stripe", web::post().to(stripe_webhook));
+    use actix_web::http::Method;
+    cfg.service(
+        with_body_limit("/api/donations", Method::POST, PUBLIC_JSON_LIMIT).to(create_donation),
+    )
+    .route("/api/donations/{id}/status", web::get().to(donation_status))
+    // The raw body is read by `read_body` with `WEBHOOK_LIMIT`.
+    .route("/webhooks/stripe", web::post().to(stripe_webhook));
 }
 
 fn payments(state: &State) -> Result<&Payments, AppError> {
@@ -112,6 +117,7 @@ pub(super) struct DonationCreated {
 )]
 #[tracing::instrument(skip_all, fields(donation_id = tracing::field::Empty))]
 pub(super) async fn create_donation(
+    _attempt: DonationAttempt,
     state: State,
     req: HttpRequest,
     body: input::JsonObject<DonationRequest>,
@@ -252,8 +258,8 @@ pub(super) async fn stripe_webhook(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
+    let body = read_body(&req, payload, WEBHOOK_LIMIT).await?;
     let stripe = payments(&state)?;
-    let body = read_limited(payload, WEBHOOK_LIMIT).await?;
     let header = req
         .headers()
         .get("Stripe-Signature")
@@ -287,29 +293,6 @@ pub(super) async fn stripe_webhook(
         received: true,
         outcome,
     }))
-}
-
-/// The raw body, refused with 413 `payload_too_large` (problem+json, as every error) past
-/// `limit` bytes. (`web::Bytes` with a `PayloadConfig` answers that in plain text.)
-async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, AppError> {
-    use futures_util::StreamExt;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            AppError::new(
-                ErrorCode::MalformedJson,
-                format!("the body could not be read: {e}"),
-            )
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(AppError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("the body is larger than {limit} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 /// A token that lets the donor's page ask for its donation's status and nothing else:

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 
 use super::{Staff, State, input, with_conn};
 use crate::auth::Role;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::ledger::ops::RecordAudit;
 use crate::reports::csv_out::ChunkedCsv;
 use crate::reports::{self, Export, Filters};
@@ -194,32 +194,73 @@ pub(super) struct PayoutView {
 /// `GET /api/reports/payouts`'s answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub(super) struct Payouts {
-    /// Newest first, at most 500.
+    /// Newest first, at most `limit`.
     payouts: Vec<PayoutView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    next_before: Option<String>,
 }
 
-/// Each payout Stripe told us of, with its status and the result of its reconciliation.
+/// Most payouts one page of `GET /api/reports/payouts` returns.
+pub const MAX_PAYOUTS_PAGE: i64 = 500;
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PayoutsQuery {
+    /// Payouts per page (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// Payouts older than this one (the `next_before` of the previous page).
+    before: Option<String>,
+}
+
+/// Each payout Stripe told us of, newest first, with its status and the result of its
+/// reconciliation; paged by `limit` and `before`.
 #[utoipa::path(
     get,
     path = "/api/reports/payouts",
     tag = "treasurer",
     security(("bearer" = [])),
+    params(PayoutsQuery),
     responses((status = 200, description = "Payouts", body = Payouts)),
 )]
-pub(super) async fn payouts(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
+pub(super) async fn payouts(
+    staff: Staff,
+    state: State,
+    q: web::Query<PayoutsQuery>,
+) -> Result<HttpResponse, AppError> {
     use crate::db::models::PayoutRow;
     use crate::db::schema::payouts;
     use diesel::prelude::*;
 
     staff.require(Role::Treasurer)?;
-    let rows: Vec<PayoutRow> = with_conn(&state, |c| {
-        Ok(payouts::table
-            .order(payouts::created.desc())
-            .limit(500)
+    let q = q.into_inner();
+    let limit = super::input::page_limit(q.limit, 100, MAX_PAYOUTS_PAGE)?;
+    let rows: Vec<PayoutRow> = with_conn(&state, move |c| {
+        let mut query = payouts::table
+            .order((payouts::created.desc(), payouts::id.desc()))
+            .limit(limit)
             .select(PayoutRow::as_select())
-            .load(c)?)
+            .into_boxed();
+        if let Some(before) = q.before {
+            let created: i64 = payouts::table
+                .find(&before)
+                .select(payouts::created)
+                .first(c)
+                .optional()?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "before names no payout"))?;
+            query = query.filter(
+                payouts::created
+                    .lt(created)
+                    .or(payouts::created.eq(created).and(payouts::id.lt(before))),
+            );
+        }
+        Ok(query.load(c)?)
     })
     .await?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|p| p.id.clone()))
+        .flatten();
     let payouts: Vec<PayoutView> = rows
         .into_iter()
         .map(|p| {
@@ -247,5 +288,8 @@ pub(super) async fn payouts(staff: Staff, state: State) -> Result<HttpResponse, 
             }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(Payouts { payouts }))
+    Ok(HttpResponse::Ok().json(Payouts {
+        payouts,
+        next_before,
+    }))
 }

@@ -10,6 +10,7 @@ mod helpers;
 mod hostile;
 mod intake;
 mod ledger;
+mod limits;
 mod localstripe;
 mod mail;
 mod offline;

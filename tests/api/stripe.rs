@@ -275,7 +275,10 @@ async fn race_to_the_target(app: Arc<crate::helpers::TestApp>) -> (Vec<(i64, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_cap_closes_at_the_target_and_cancels_outstanding_intents() {
-    let app = Arc::new(spawn_app_with_stripe(&[("FUND_TARGET", "100.00")]).await);
+    // Forty donors, all from 127.0.0.1 here: without this the per-address limit sees one.
+    let app = Arc::new(
+        spawn_app_with_stripe(&[("FUND_TARGET", "100.00"), ("RATE_LIMIT_DONATIONS", "off")]).await,
+    );
     // Create all 40 first (all accepted while open), then confirm them concurrently.
     let mut made = Vec::new();
     for _ in 0..40 {
@@ -321,7 +324,10 @@ async fn soft_cap_closes_at_the_target_and_cancels_outstanding_intents() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_cap_records_payments_under_way_flagged_after_close() {
-    let app = Arc::new(spawn_app_with_stripe(&[("FUND_TARGET", "100.00")]).await);
+    // Forty donors, all from 127.0.0.1 here: without this the per-address limit sees one.
+    let app = Arc::new(
+        spawn_app_with_stripe(&[("FUND_TARGET", "100.00"), ("RATE_LIMIT_DONATIONS", "off")]).await,
+    );
     let (created, refused) = race_to_the_target(Arc::clone(&app)).await;
     assert!(
         refused.iter().all(|b| b["code"] == "intake_closed"),
@@ -339,8 +345,14 @@ async fn soft_cap_records_payments_under_way_flagged_after_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_cap_never_exceeds_the_target() {
+    // Forty donors, all from 127.0.0.1 here: without this the per-address limit sees one.
     let app = Arc::new(
-        spawn_app_with_stripe(&[("FUND_TARGET", "100.00"), ("FUND_CAP_MODE", "strict")]).await,
+        spawn_app_with_stripe(&[
+            ("FUND_TARGET", "100.00"),
+            ("FUND_CAP_MODE", "strict"),
+            ("RATE_LIMIT_DONATIONS", "off"),
+        ])
+        .await,
     );
     let (created, refused) = race_to_the_target(Arc::clone(&app)).await;
     assert_eq!(created.len(), 20, "exactly the target's worth was reserved");

@@ -1,0 +1,359 @@
+//! Limits against abuse and overload: per-client rate limits (GCRA, the `governor` crate,
+//! keyed by client address or by account), bounded request bodies read as problem+json, and
+//! the deadline every request must meet.
+
+use std::future::{Ready, ready};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use actix_web::dev::{Payload, ServiceResponse};
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::State;
+use super::client_ip::{TrustedProxy, client_ip, rate_key};
+use crate::config::{LimitsConfig, Rate};
+use crate::error::{AppError, ErrorCode};
+
+/// Longest account key kept (an email is at most 254 bytes; anything longer is cut).
+const ACCOUNT_KEY_MAX: usize = 254;
+/// How often keys whose buckets are full again are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// The rate limiters of one service.
+pub struct Limits {
+    donations: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    login: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    login_account: Option<DefaultKeyedRateLimiter<String>>,
+    proxy: Option<TrustedProxy>,
+    clock: DefaultClock,
+}
+
+fn limiter<K: Clone + std::hash::Hash + Eq>(
+    rate: Option<Rate>,
+) -> Option<DefaultKeyedRateLimiter<K>> {
+    let rate = rate?;
+    let burst = NonZeroU32::new(rate.burst)?;
+    // One request's worth of the period; at least a nanosecond so the quota is valid.
+    let every = (rate.period / rate.burst).max(Duration::from_nanos(1));
+    let quota = Quota::with_period(every)?.allow_burst(burst);
+    Some(RateLimiter::keyed(quota))
+}
+
+fn take<K: Clone + std::hash::Hash + Eq>(
+    limiter: Option<&DefaultKeyedRateLimiter<K>>,
+    key: &K,
+    clock: &DefaultClock,
+) -> Result<(), AppError> {
+    match limiter.map(|l| l.check_key(key)) {
+        None | Some(Ok(())) => Ok(()),
+        Some(Err(not_until)) => Err(AppError::rate_limited(
+            not_until.wait_time_from(clock.now()),
+        )),
+    }
+}
+
+impl Limits {
+    /// Limiters as configured (`off` rates have none).
+    pub fn new(config: &LimitsConfig) -> Limits {
+        Limits {
+            donations: limiter(config.donations),
+            login: limiter(config.login),
+            login_account: limiter(config.login_account),
+            proxy: config.proxy.clone(),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// The caller's rate-limit key: its address (see `client_ip`), IPv6 by /64.
+    pub fn client_key(&self, req: &HttpRequest) -> IpAddr {
+        let peer = req.peer_addr().map(|a| a.ip());
+        client_ip(peer, req.headers(), self.proxy.as_ref())
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), rate_key)
+    }
+
+    fn donation(&self, req: &HttpRequest) -> Result<(), AppError> {
+        let key = self.client_key(req);
+        take(self.donations.as_ref(), &key, &self.clock).inspect_err(|_| {
+            tracing::debug!(client = %key, "donation attempt refused: rate limit");
+        })
+    }
+
+    fn login(&self, req: &HttpRequest) -> Result<(), AppError> {
+        let key = self.client_key(req);
+        take(self.login.as_ref(), &key, &self.clock).inspect_err(|_| {
+            tracing::info!(client = %key, "login refused: rate limit per address");
+        })
+    }
+
+    /// Spends one login attempt on the account `email` (as typed: trimmed, lower-cased), so
+    /// guessing one account's password from many addresses is as slow as from one.
+    pub fn login_account(&self, email: &str) -> Result<(), AppError> {
+        let mut key = email.trim().to_lowercase();
+        if key.len() > ACCOUNT_KEY_MAX {
+            let mut cut = ACCOUNT_KEY_MAX;
+            while !key.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            key.truncate(cut);
+        }
+        take(self.login_account.as_ref(), &key, &self.clock).inspect_err(|_| {
+            tracing::info!("login refused: rate limit per account");
+        })
+    }
+
+    /// Forgets keys whose buckets are full again, so the key maps stay as small as the set of
+    /// clients seen within one refill period.
+    pub fn sweep(&self) {
+        for l in [&self.donations, &self.login].into_iter().flatten() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        if let Some(l) = &self.login_account {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+
+    /// Keys currently tracked, over every limiter.
+    pub fn tracked(&self) -> usize {
+        [&self.donations, &self.login]
+            .into_iter()
+            .flatten()
+            .map(RateLimiter::len)
+            .sum::<usize>()
+            + self.login_account.as_ref().map_or(0, RateLimiter::len)
+    }
+
+    /// Sweeps every `SWEEP_EVERY` until the service (the last strong reference) is gone.
+    pub fn spawn_sweeper(limits: &Arc<Limits>) {
+        let weak: Weak<Limits> = Arc::downgrade(limits);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(limits) = weak.upgrade() else { break };
+                limits.sweep();
+                tracing::trace!(keys = limits.tracked(), "rate-limit keys after sweep");
+            }
+        });
+    }
+}
+
+fn limits_of(req: &HttpRequest) -> Result<&Limits, AppError> {
+    req.app_data::<State>()
+        .map(|s| &*s.limits)
+        .ok_or_else(|| AppError::internal("application state missing"))
+}
+
+/// Extractor that spends one of the caller's donation attempts (429 when none is left).
+/// Listed first among a handler's arguments, it runs before the body is read.
+pub struct DonationAttempt;
+
+impl FromRequest for DonationAttempt {
+    type Error = AppError;
+    type Future = Ready<Result<DonationAttempt, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            limits_of(req)
+                .and_then(|l| l.donation(req))
+                .map(|()| DonationAttempt),
+        )
+    }
+}
+
+/// Extractor that spends one of the caller's login attempts (429 when none is left); the
+/// account's own limit is checked once the body names it.
+pub struct LoginAttempt;
+
+impl FromRequest for LoginAttempt {
+    type Error = AppError;
+    type Future = Ready<Result<LoginAttempt, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            limits_of(req)
+                .and_then(|l| l.login(req))
+                .map(|()| LoginAttempt),
+        )
+    }
+}
+
+/// Reads a raw body of at most `limit` bytes: a larger `Content-Length` is refused before
+/// reading, a chunked body as soon as it passes the limit; both are 413 `payload_too_large`.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, AppError> {
+    let too_large = || {
+        AppError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            AppError::new(
+                ErrorCode::MalformedJson,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Runs `call` (extractors, which read the body, and the handler) within `limit`; past it the
+/// request is dropped and answered 503 `timeout`. Only the response head is awaited, so a
+/// streamed body (CSV exports) keeps flowing for as long as it makes progress.
+///
+/// The answer is an error rather than a response: the request cannot be cloned before
+/// routing, and the server renders the error as problem+json all the same.
+pub async fn within_deadline<B, F>(
+    limit: Duration,
+    path: String,
+    call: F,
+) -> Result<ServiceResponse<B>, actix_web::Error>
+where
+    F: std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+{
+    match tokio::time::timeout(limit, call).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(%path, "request stopped at its deadline");
+            Err(AppError::timeout(limit).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::dev::Service;
+    use actix_web::{App, HttpResponse, test as actix_test};
+
+    #[test]
+    fn a_burst_is_allowed_then_refused_with_a_wait() {
+        let l = limiter::<IpAddr>(Some(Rate {
+            burst: 3,
+            period: Duration::from_secs(60),
+        }))
+        .expect("limiter");
+        let clock = DefaultClock::default();
+        let a: IpAddr = "203.0.113.1".parse().expect("ip");
+        let b: IpAddr = "203.0.113.2".parse().expect("ip");
+        for _ in 0..3 {
+            assert!(take(Some(&l), &a, &clock).is_ok());
+        }
+        let err = take(Some(&l), &a, &clock).expect_err("fourth is refused");
+        assert_eq!(err.code, ErrorCode::RateLimited);
+        // One request's worth of the period is 20 s; the wait is whole seconds, rounded up.
+        let wait = err.extra.as_ref().and_then(|e| e["retry_after"].as_u64());
+        assert!(wait.is_some_and(|w| (19..=20).contains(&w)), "{wait:?}");
+        // Another client is untouched.
+        assert!(take(Some(&l), &b, &clock).is_ok());
+        // No limiter, no limit.
+        assert!(take::<IpAddr>(None, &a, &clock).is_ok());
+    }
+
+    #[test]
+    fn account_keys_are_normalised_and_bounded() {
+        let config = LimitsConfig {
+            donations: None,
+            login: None,
+            login_account: Some(Rate {
+                burst: 2,
+                period: Duration::from_secs(60),
+            }),
+            proxy: None,
+            request_timeout: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(1),
+            keep_alive: Duration::from_secs(1),
+        };
+        let limits = Limits::new(&config);
+        assert!(limits.login_account("Ann@Example.org").is_ok());
+        assert!(limits.login_account(" ann@example.org ").is_ok());
+        assert!(limits.login_account("ann@example.org").is_err());
+        let long = "長".repeat(200);
+        assert!(limits.login_account(&long).is_ok());
+        assert_eq!(limits.tracked(), 2);
+        // A sweep keeps keys whose buckets are still draining.
+        limits.sweep();
+        assert_eq!(limits.tracked(), 2);
+    }
+
+    async fn slow() -> HttpResponse {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        HttpResponse::Ok().finish()
+    }
+
+    async fn trickle() -> HttpResponse {
+        // Ten chunks 100 ms apart: the whole body takes twice the deadline.
+        let chunks = futures_util::stream::iter(0..10).then(|i| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, actix_web::Error>(Bytes::from(format!("chunk {i}\n")))
+        });
+        HttpResponse::Ok().streaming(chunks)
+    }
+
+    #[actix_web::test]
+    async fn the_deadline_stops_slow_handlers_but_not_streamed_bodies() {
+        let limit = Duration::from_millis(500);
+        let app = actix_test::init_service(
+            App::new()
+                .wrap_fn(move |req, srv| {
+                    let path = req.path().to_owned();
+                    within_deadline(limit, path, srv.call(req))
+                })
+                .route("/slow", web::get().to(slow))
+                .route("/stream", web::get().to(trickle)),
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let err = app
+            .call(actix_test::TestRequest::get().uri("/slow").to_request())
+            .await
+            .expect_err("stopped at the deadline");
+        assert!(started.elapsed() < Duration::from_secs(4));
+        let resp = err.error_response();
+        assert_eq!(resp.status(), 503);
+        let body = actix_web::body::to_bytes(resp.into_body())
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["code"], "timeout");
+
+        let resp = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get().uri("/stream").to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        let body = actix_test::read_body(resp).await;
+        assert_eq!(
+            body.iter().filter(|b| **b == b'\n').count(),
+            10,
+            "every chunk arrived"
+        );
+    }
+}

@@ -50,7 +50,8 @@ impl LocalStripe {
             child,
             client: reqwest::Client::new(),
         };
-        for _ in 0..100 {
+        // Up to 30 s: Python's start-up is slow on a loaded 2-core machine.
+        for _ in 0..300 {
             if ls.get("/v1/payment_intents").await.is_ok() {
                 return ls;
             }

@@ -10,8 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    JWT_SECRET, PASSWORD, TestApp, assert_problem, fresh_database, spawn_app, spawn_app_with,
-    url_text,
+    JWT_SECRET, PASSWORD, TestApp, assert_problem, fresh_database, spawn_app_with, url_text,
 };
 use crate::localstripe::LocalStripe;
 use crate::smtp::SmtpSink;

@@ -9,6 +9,7 @@ mod intake;
 mod ledger;
 mod localstripe;
 mod mail;
+mod model;
 mod offline;
 mod pages;
 mod payouts;

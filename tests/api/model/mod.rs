@@ -18,7 +18,9 @@
 
 mod actions;
 mod checks;
+mod commands;
 mod harness;
+mod outside;
 mod plan;
 mod store;
 mod world;

@@ -114,7 +114,9 @@ pub fn plan(
                     request_hash: hash,
                 }),
             };
-            Some((planned(submit(w, op, Got::Stored), expect, true), None))
+            // Money that has arrived is recorded whatever the cap: no reservation covers it.
+            let arrives = matches!(expect, Expect::Offline(..));
+            Some((planned(submit(w, op, Got::Stored), expect, arrives), None))
         }
         Action::CreateCard {
             amount: minor,
@@ -274,6 +276,8 @@ pub fn plan(
         }
         Action::SetTarget(delta) => {
             let target = (model.raised() + delta).max(1);
+            // A lower target may leave reservations made under the old one beyond it.
+            let lowered = target < model.target;
             model.target = target;
             model.settle(model.raised());
             let op = UpdateFund {
@@ -282,7 +286,7 @@ pub fn plan(
                 actor: "admin@example.org".into(),
             };
             Some((
-                planned(submit(w, op, |()| Got::Unit), Expect::Unit, true),
+                planned(submit(w, op, |()| Got::Unit), Expect::Unit, lowered),
                 None,
             ))
         }

@@ -40,7 +40,8 @@ pub struct Prefetched {
     pub by_intent: HashMap<String, DonationRow>,
     /// PaymentIntents looked up and not found.
     pub unknown_intents: HashSet<String>,
-    /// Whether any event is kept (waiting for its payment) in the database.
+    /// Whether any event is kept (waiting for its payment): in the database at the batch's
+    /// start, or recorded as kept by a command of this batch.
     pub kept_exist: bool,
 }
 

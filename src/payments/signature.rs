@@ -32,7 +32,8 @@ pub struct SignatureHeader {
 
 impl SignatureHeader {
     /// Parses `t=...,v1=...[,v1=...][,v0=...]`; unknown schemes are ignored, undecodable
-    /// `v1` values are dropped.
+    /// `v1` values are dropped. Exactly one `t`, and a number: a header that names its time
+    /// twice is ambiguous and refused (a bad first `t` must not let a second one count).
     pub fn parse(header: &str) -> Result<SignatureHeader, SignatureError> {
         let mut timestamp = None;
         let mut v1 = Vec::new();
@@ -41,7 +42,9 @@ impl SignatureHeader {
                 continue;
             };
             match k {
-                "t" if timestamp.is_none() => timestamp = v.parse::<i64>().ok(),
+                "t" if timestamp.is_none() => {
+                    timestamp = Some(v.parse::<i64>().map_err(|_| SignatureError::Malformed)?);
+                }
                 "t" => return Err(SignatureError::Malformed),
                 "v1" => {
                     if let Ok(bytes) = hex::decode(v) {
@@ -74,7 +77,8 @@ pub fn verify<S: AsRef<[u8]>>(
     now: i64,
 ) -> Result<(), SignatureError> {
     let h = SignatureHeader::parse(header.ok_or(SignatureError::Malformed)?)?;
-    if (now - h.timestamp).abs() > TOLERANCE_SECS {
+    // abs_diff: a timestamp near i64::MIN must not overflow the subtraction.
+    if now.abs_diff(h.timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let matched = secrets.iter().any(|secret| {
@@ -142,6 +146,37 @@ mod tests {
             verify(Some("t=1,v0=abc"), body, &[SECRET], 1),
             Err(SignatureError::Malformed)
         );
+    }
+
+    /// Found by fuzzing: a first `t` that is not a number let a second `t` count, and a
+    /// timestamp near `i64::MIN` overflowed the staleness check.
+    #[test]
+    fn ambiguous_or_extreme_timestamps_are_refused() {
+        let body = br#"{"id":"evt_1"}"#;
+        let good = sign(SECRET, NOW, body);
+        let v1 = good.split_once(',').map(|(_, v)| v).unwrap_or_default();
+        for header in [
+            format!("t=abc,t={NOW},{v1}"),
+            format!("t={NOW},t={NOW},{v1}"),
+            format!("t=,{v1}"),
+        ] {
+            assert_eq!(
+                SignatureHeader::parse(&header),
+                Err(SignatureError::Malformed),
+                "{header}"
+            );
+        }
+        let oldest = sign(SECRET, i64::MIN, body);
+        assert_eq!(
+            verify(Some(&oldest), body, &[SECRET], NOW),
+            Err(SignatureError::Stale)
+        );
+        let newest = sign(SECRET, i64::MAX, body);
+        assert_eq!(
+            verify(Some(&newest), body, &[SECRET], i64::MIN),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(verify(Some(&oldest), body, &[SECRET], i64::MIN), Ok(()));
     }
 
     proptest! {

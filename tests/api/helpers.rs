@@ -41,7 +41,8 @@ pub fn engine_is_postgres() -> bool {
     std::env::var("TEST_DATABASE").is_ok_and(|v| v == "postgres")
 }
 
-fn postgres_base() -> String {
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_base() -> String {
     std::env::var("TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }

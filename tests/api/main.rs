@@ -13,6 +13,7 @@ mod ledger;
 mod limits;
 mod localstripe;
 mod mail;
+mod model;
 mod offline;
 mod pages;
 mod payouts;

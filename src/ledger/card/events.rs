@@ -124,9 +124,12 @@ fn record_event(cx: &mut Ctx<'_>, e: &ApplyStripeEvent, applied: bool) -> Result
         applied_at: applied.then_some(cx.now),
         fact,
     };
-    // In the batch's fast pass the row joins the batch's multi-row insert; the cache knows it.
+    // In the batch's fast pass the row joins the batch's multi-row insert; the cache knows it,
+    // and knows a kept event now exists (even after the buffer is written out by another
+    // command's look-up, its payment's success must look for it).
     if let Some(cache) = cx.cache.as_deref_mut() {
         cache.seen.insert(row.event_id.clone());
+        cache.kept_exist |= !applied;
         cx.appended.events.push(row);
         return Ok(());
     }
@@ -142,11 +145,8 @@ pub(super) fn apply_kept(
     pi: Option<&str>,
     charge: Option<&str>,
 ) -> Result<(), AppError> {
-    if let Some(cache) = cx.cache.as_deref() {
-        let buffered_kept = cx.appended.events.iter().any(|e| e.applied_at.is_none());
-        if !cache.kept_exist && !buffered_kept {
-            return Ok(());
-        }
+    if cx.cache.as_deref().is_some_and(|cache| !cache.kept_exist) {
+        return Ok(());
     }
     // Kept events may be among this batch's buffered rows: write them before reading.
     cx.appended.flush_events(cx.conn)?;

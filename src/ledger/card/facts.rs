@@ -198,6 +198,9 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
                             donations::dispute_status.eq("won"),
                         ))
                         .execute(cx.conn)?;
+                    // Reinstated money counts again: if it takes raised to the target, intake
+                    // closes in this transaction, as for any other money that arrives.
+                    cx.settle_intake()?;
                 }
                 (Some("open"), false) => {
                     diesel::update(donations::table.find(d.id))

@@ -36,28 +36,35 @@ fn free_port() -> u16 {
 }
 
 impl LocalStripe {
-    /// Starts localstripe on a free port with empty state and waits until it answers.
+    /// Starts localstripe on a free port with empty state and waits until it answers. The
+    /// port is free when chosen but another test may bind it before localstripe does; a
+    /// localstripe that exits early is started again on another port.
     pub async fn start() -> LocalStripe {
-        let port = free_port();
-        let child = Command::new(binary())
-            .args(["--port", &port.to_string(), "--from-scratch"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start localstripe");
-        let ls = LocalStripe {
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-            client: reqwest::Client::new(),
-        };
-        // Up to 30 s: Python's start-up is slow on a loaded 2-core machine.
-        for _ in 0..300 {
-            if ls.get("/v1/payment_intents").await.is_ok() {
-                return ls;
+        for _attempt in 0..5 {
+            let port = free_port();
+            let child = Command::new(binary())
+                .args(["--port", &port.to_string(), "--from-scratch"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start localstripe");
+            let mut ls = LocalStripe {
+                base: format!("http://127.0.0.1:{port}"),
+                child,
+                client: reqwest::Client::new(),
+            };
+            // Up to 30 s: Python's start-up is slow on a loaded 2-core machine.
+            for _ in 0..300 {
+                if ls.get("/v1/payment_intents").await.is_ok() {
+                    return ls;
+                }
+                if ls.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("localstripe did not start on port {port}");
+        panic!("localstripe did not start (5 attempts)");
     }
 
     async fn get(&self, path: &str) -> Result<Value, reqwest::Error> {

@@ -58,9 +58,12 @@ pub fn establish(url: &DatabaseUrl) -> Result<DbConn, ConnectionError> {
         }
         DatabaseUrl::Sqlite(path) => {
             let mut c = SqliteConnection::establish(path)?;
+            // temp_store = MEMORY keeps statement journals (every multi-row statement inside a
+            // batch's transaction has one) in memory: in a profile of the webhook load they
+            // spilled to a temporary file and took 12% of the writer's time.
             c.batch_execute(&format!(
                 "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
-                 PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+                 PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
             ))
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok(DbConn::Sqlite(c))

@@ -191,24 +191,14 @@ impl Appended {
                     next_attempt_at: r.at,
                 })
                 .collect();
-            // A second email for the same dedupe key (a repeated event) is dropped. SQLite has
-            // no multi-row INSERT ... ON CONFLICT in diesel; in-process, row by row costs little.
+            // A second email for the same dedupe key (a repeated event) is dropped.
+            let q = diesel::insert_into(outbox::table)
+                .values(&rows)
+                .on_conflict_do_nothing();
             match conn {
-                DbConn::Pg(c) => {
-                    diesel::insert_into(outbox::table)
-                        .values(&rows)
-                        .on_conflict_do_nothing()
-                        .execute(c)?;
-                }
-                DbConn::Sqlite(c) => {
-                    for row in &rows {
-                        diesel::insert_into(outbox::table)
-                            .values(row)
-                            .on_conflict_do_nothing()
-                            .execute(c)?;
-                    }
-                }
-            }
+                DbConn::Pg(c) => q.execute(c)?,
+                DbConn::Sqlite(c) => q.execute(c)?,
+            };
         }
         Ok(())
     }

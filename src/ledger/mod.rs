@@ -9,6 +9,7 @@ mod admin;
 mod appended;
 mod bootstrap;
 pub mod card;
+mod checkpoint;
 mod context;
 pub mod ops;
 pub mod payouts;

@@ -46,8 +46,13 @@ pub struct Prefetched {
 }
 
 impl Prefetched {
-    /// Reads everything `keys` names with a few queries.
-    pub fn load(conn: &mut DbConn, keys: &BatchKeys) -> Result<Prefetched, AppError> {
+    /// Reads everything `keys` names with a few queries. `kept` is what the writer already
+    /// knows about kept events (`Some(false)`: none, so no query), see `Writer::kept`.
+    pub fn load(
+        conn: &mut DbConn,
+        keys: &BatchKeys,
+        kept: Option<bool>,
+    ) -> Result<Prefetched, AppError> {
         let mut p = Prefetched::default();
         for chunk in keys.event_ids.chunks(CHUNK) {
             let found: Vec<String> = stripe_events::table
@@ -72,7 +77,9 @@ impl Prefetched {
                 }
             }
         }
-        if !keys.event_ids.is_empty() {
+        if let Some(known) = kept {
+            p.kept_exist = known;
+        } else if !keys.event_ids.is_empty() {
             p.kept_exist = stripe_events::table
                 .filter(stripe_events::applied_at.is_null())
                 .select(stripe_events::event_id)

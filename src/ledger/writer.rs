@@ -8,6 +8,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use tokio::sync::oneshot;
 
+use super::checkpoint::Checkpointer;
 use super::context::{Appended, Ctx};
 use super::prefetch::{BatchKeys, Prefetched};
 use super::state::{lock_and_load, persist};
@@ -148,6 +149,7 @@ impl LedgerWriter {
         let mut conn = db::establish(url)?;
         super::bootstrap::bootstrap(&mut conn, defaults)?;
         let st = FundState::load(&mut conn)?;
+        let checkpoint = Checkpointer::start(url, &mut conn);
         let snapshot = Arc::new(SnapshotCell::default());
         snapshot.publish(&st);
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
@@ -165,6 +167,8 @@ impl LedgerWriter {
                     tuning,
                     concurrency: 0,
                     cached: Some(st),
+                    kept: None,
+                    checkpoint,
                     effects,
                 };
                 writer.run(&rx);
@@ -231,6 +235,13 @@ struct Writer {
     /// Estimate of the callers in flight, to size the next batch.
     concurrency: usize,
     cached: Option<FundState>,
+    /// Whether kept Stripe events (waiting for their payment) exist, as the last committed
+    /// batch left them, with the fund version that commit wrote. Every batch of every instance
+    /// bumps the version under the fund row's lock, so while the version is unchanged this is
+    /// still true and the batch needs no query to learn it.
+    kept: Option<(i64, bool)>,
+    /// SQLite's WAL checkpoints, on their own thread.
+    checkpoint: Option<Checkpointer>,
     effects: Option<tokio::sync::mpsc::UnboundedSender<Effect>>,
 }
 
@@ -286,7 +297,12 @@ impl Writer {
     fn batch(&mut self, mut jobs: Vec<Box<dyn Job>>) {
         if self.conn.is_none() {
             match db::establish(&self.url) {
-                Ok(c) => self.conn = Some(c),
+                Ok(mut c) => {
+                    if self.checkpoint.is_some() {
+                        super::checkpoint::writer_pragmas(&mut c);
+                    }
+                    self.conn = Some(c);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "ledger writer cannot reach the database");
                     // Dropping the jobs answers their callers with 503.
@@ -298,6 +314,8 @@ impl Writer {
         }
         let Some(c) = self.conn.as_mut() else { return };
         let cached = self.cached.as_ref();
+        let kept = self.kept.take();
+        let mut kept_after = None;
         let mut isolated = false;
         let mut effects = Vec::new();
         let outcome = loop {
@@ -311,10 +329,15 @@ impl Writer {
                         job.keys(&mut keys);
                     }
                 }
+                // Only "none" is reused: "some" is asked again, since applying kept events
+                // (which can leave none) is not tracked.
+                let known = kept
+                    .filter(|&(version, exist)| version == st.row.version && !exist)
+                    .map(|_| false);
                 let mut cache = if keys.is_empty() {
                     None
                 } else {
-                    Some(Prefetched::load(conn, &keys)?)
+                    Some(Prefetched::load(conn, &keys, known)?)
                 };
                 let now = db::now();
                 let alone = jobs.len() == 1;
@@ -335,6 +358,7 @@ impl Writer {
                 st.row.version += 1;
                 st.row.updated_at = now;
                 persist(conn, &st)?;
+                kept_after = cache.as_ref().map(|c| (st.row.version, c.kept_exist));
                 Ok(st)
             });
             match attempt {
@@ -350,6 +374,10 @@ impl Writer {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.snapshot.publish(&st);
                 self.cached = Some(st);
+                self.kept = kept_after;
+                if let Some(checkpoint) = &self.checkpoint {
+                    checkpoint.committed();
+                }
                 for job in jobs {
                     job.finish(Ok(()));
                 }

@@ -6,6 +6,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::Effect;
+use super::pg_write::BatchWrite;
+use super::state::{FundState, persist};
 use crate::db::DbConn;
 use crate::db::models::{LedgerEntryRow, NewAudit, NewDonation, NewOutbox, StripeEventRow};
 use crate::db::schema::{audit_log, donations, ledger_entries, outbox, stripe_events};
@@ -149,6 +151,19 @@ impl Appended {
         }
         self.events.clear();
         Ok(())
+    }
+
+    /// Writes the buffered rows and then the fund row, at the end of the batch transaction:
+    /// on PostgreSQL with one statement (see `pg_write`), on SQLite one per table.
+    pub fn write(&mut self, conn: &mut DbConn, st: &FundState) -> Result<(), AppError> {
+        if let DbConn::Pg(c) = conn
+            && let Some(w) = BatchWrite::take(self, &st.row)
+        {
+            w.execute(c)?;
+            return Ok(());
+        }
+        self.flush(conn)?;
+        persist(conn, st)
     }
 
     /// Writes the buffered rows (inside the batch transaction).

@@ -13,6 +13,7 @@ mod checkpoint;
 mod context;
 pub mod ops;
 pub mod payouts;
+mod pg_write;
 pub mod prefetch;
 pub mod refund;
 mod snapshot;

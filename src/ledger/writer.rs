@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use super::checkpoint::Checkpointer;
 use super::context::{Appended, Ctx};
 use super::prefetch::{BatchKeys, Prefetched};
-use super::state::{lock_and_load, persist};
+use super::state::lock_and_load;
 use super::{Effect, FundState, SnapshotCell};
 use crate::config::{DatabaseUrl, FundDefaults};
 use crate::db::{self, DbConn};
@@ -353,11 +353,10 @@ impl Writer {
                         return Err(if alone { Abort::Alone } else { Abort::Retry });
                     }
                 }
-                appended.flush(conn)?;
                 effects = std::mem::take(&mut appended.effects);
                 st.row.version += 1;
                 st.row.updated_at = now;
-                persist(conn, &st)?;
+                appended.write(conn, &st)?;
                 kept_after = cache.as_ref().map(|c| (st.row.version, c.kept_exist));
                 Ok(st)
             });

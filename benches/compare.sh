@@ -65,6 +65,23 @@ tps=$(echo "$pgb" | awk -F'= ' '/^tps/ {split($2, a, " "); print a[1]}')
 lat=$(echo "$pgb" | awk -F'= ' '/^latency average/ {split($2, a, " "); print a[1]}')
 psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS cl_pgbench WITH (FORCE)"
 
+echo "== SQLite" >&2
+export DATABASE_URL=sqlite://$WORK/compare.db
+start
+webhooks sqlite 8
+webhooks sqlite 32
+echo "== wrk GET /api/fund and hello-world, ${WRK_SECONDS}s, 2 threads, 64 connections" >&2
+fund_rps=$(wrk -t2 -c64 -d"${WRK_SECONDS}s" "http://127.0.0.1:$PORT/api/fund" | awk '/Requests\/sec/ {print $2}')
+stop
+target/release/examples/hello "127.0.0.1:$HELLO_PORT" >/dev/null 2>&1 &
+HELLO=$!
+sleep 0.5
+hello_rps=$(wrk -t2 -c64 -d"${WRK_SECONDS}s" "http://127.0.0.1:$HELLO_PORT/" | awk '/Requests\/sec/ {print $2}')
+kill $HELLO; wait $HELLO 2>/dev/null || true
+
+# Last: seeding 1M rows leaves PostgreSQL checkpointing and vacuuming for a while, which
+# would slow whatever ran next.
+export DATABASE_URL=$PG_PREFIX/cl_compare
 echo "== growth: $GROWTH_ROWS donations already in the ledger" >&2
 psql "$DATABASE_URL" -q <<SQL
 BEGIN;
@@ -101,19 +118,6 @@ SQL
 )
 psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS cl_compare WITH (FORCE)"
 
-echo "== SQLite" >&2
-export DATABASE_URL=sqlite://$WORK/compare.db
-start
-webhooks sqlite 8
-webhooks sqlite 32
-echo "== wrk GET /api/fund and hello-world, ${WRK_SECONDS}s, 2 threads, 64 connections" >&2
-fund_rps=$(wrk -t2 -c64 -d"${WRK_SECONDS}s" "http://127.0.0.1:$PORT/api/fund" | awk '/Requests\/sec/ {print $2}')
-stop
-target/release/examples/hello "127.0.0.1:$HELLO_PORT" >/dev/null 2>&1 &
-HELLO=$!
-sleep 0.5
-hello_rps=$(wrk -t2 -c64 -d"${WRK_SECONDS}s" "http://127.0.0.1:$HELLO_PORT/" | awk '/Requests\/sec/ {print $2}')
-kill $HELLO; wait $HELLO 2>/dev/null || true
 
 echo
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r), PostgreSQL $(psql "$PG_BASE" -qAtc 'SHOW server_version')"

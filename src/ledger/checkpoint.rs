@@ -6,10 +6,16 @@
 //! only as a backstop (at `BACKSTOP_PAGES`) and a second connection runs passive checkpoints
 //! after commits, on the other core, without blocking the writer.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::Integer;
+
+use super::writer::WriterStats;
 
 use crate::config::DatabaseUrl;
 use crate::db::{self, DbConn};
@@ -29,7 +35,11 @@ pub(super) struct Checkpointer {
 impl Checkpointer {
     /// For an SQLite database, moves the writer's checkpoints to a new thread; `None` for
     /// PostgreSQL (or if the thread cannot start, leaving SQLite's default in place).
-    pub(super) fn start(url: &DatabaseUrl, writer: &mut DbConn) -> Option<Checkpointer> {
+    pub(super) fn start(
+        url: &DatabaseUrl,
+        writer: &mut DbConn,
+        stats: Arc<WriterStats>,
+    ) -> Option<Checkpointer> {
         if url.is_postgres() {
             return None;
         }
@@ -37,7 +47,7 @@ impl Checkpointer {
         let url = url.clone();
         let spawned = std::thread::Builder::new()
             .name("ledger-checkpoint".into())
-            .spawn(move || run(&url, &rx));
+            .spawn(move || run(&url, &rx, &stats));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "no checkpoint thread; the writer checkpoints itself");
             return None;
@@ -67,7 +77,15 @@ pub(super) fn writer_pragmas(writer: &mut DbConn) {
     }
 }
 
-fn run(url: &DatabaseUrl, wake: &Receiver<()>) {
+/// `PRAGMA wal_checkpoint`'s answer.
+#[derive(QueryableByName)]
+struct Checkpointed {
+    /// WAL frames copied into the database file so far (since the WAL last restarted).
+    #[diesel(sql_type = Integer)]
+    checkpointed: i32,
+}
+
+fn run(url: &DatabaseUrl, wake: &Receiver<()>, stats: &WriterStats) {
     let mut conn = None;
     while wake.recv().is_ok() {
         if conn.is_none() {
@@ -75,11 +93,21 @@ fn run(url: &DatabaseUrl, wake: &Receiver<()>) {
                 .map_err(|e| tracing::warn!(error = %e, "checkpoint connection failed"))
                 .ok();
         }
-        if let Some(c) = conn.as_mut()
-            && let Err(e) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
-        {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
-            conn = None;
+        if let Some(DbConn::Sqlite(c)) = conn.as_mut() {
+            match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<Checkpointed>(c)
+            {
+                Ok(done) => {
+                    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    stats.checkpointed_frames.fetch_max(
+                        u64::try_from(done.checkpointed).unwrap_or(0),
+                        Ordering::Relaxed,
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                    conn = None;
+                }
+            }
         }
         std::thread::sleep(PAUSE);
     }

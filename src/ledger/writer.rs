@@ -127,6 +127,10 @@ pub struct WriterStats {
     pub commands: AtomicU64,
     /// Batches re-run with a savepoint per command because one command failed.
     pub isolated_reruns: AtomicU64,
+    /// SQLite: WAL checkpoints run by the checkpoint thread.
+    pub checkpoints: AtomicU64,
+    /// SQLite: the most WAL frames one of those checkpoints reported copied.
+    pub checkpointed_frames: AtomicU64,
 }
 
 /// Handle to the writer thread; cheap to clone.
@@ -149,11 +153,11 @@ impl LedgerWriter {
         let mut conn = db::establish(url)?;
         super::bootstrap::bootstrap(&mut conn, defaults)?;
         let st = FundState::load(&mut conn)?;
-        let checkpoint = Checkpointer::start(url, &mut conn);
         let snapshot = Arc::new(SnapshotCell::default());
         snapshot.publish(&st);
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let stats = Arc::new(WriterStats::default());
+        let checkpoint = Checkpointer::start(url, &mut conn, Arc::clone(&stats));
         let shared = (Arc::clone(&snapshot), Arc::clone(&stats));
         let url = url.clone();
         std::thread::Builder::new()

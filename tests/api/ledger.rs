@@ -271,3 +271,75 @@ async fn a_failing_command_does_not_fail_its_batch_neighbours() {
     .expect("verify");
     assert!(report.is_ok(), "{:?}", report.problems);
 }
+
+/// SQLite: the writer's commits are copied back into the database file by the checkpoint
+/// thread (the writer itself checkpoints only past a backstop of 10,000 pages, which these few
+/// commits never reach). PostgreSQL has no such thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_run_beside_the_writer() {
+    use crowdledger::config::FundDefaults;
+    use crowdledger::domain::CapMode;
+    use crowdledger::ledger::LedgerWriter;
+    use crowdledger::ledger::ops::{OfflineGift, OfflineMethod, RecordOffline};
+    use crowdledger::money::{AmountBounds, Currency, DonationAmount};
+    use std::sync::atomic::Ordering;
+
+    let (url, _dir) = crate::helpers::fresh_database();
+    crowdledger::db::migrate(&mut crowdledger::db::establish(&url).expect("connect"))
+        .expect("migrate");
+    let defaults = FundDefaults {
+        name: "Test".into(),
+        currency: Currency::USD,
+        target_minor: 1_000_000,
+        cap_mode: CapMode::Soft,
+    };
+    let writer = LedgerWriter::start(
+        &url,
+        &defaults,
+        crowdledger::ledger::BatchTuning::default(),
+        None,
+    )
+    .expect("writer");
+    let bounds = AmountBounds {
+        min_minor: 1,
+        max_minor: 1_000_000,
+    };
+    let amount = DonationAmount::parse("1.00", Currency::USD, bounds).expect("amount");
+    for i in 0..20 {
+        writer
+            .submit(RecordOffline {
+                gift: OfflineGift {
+                    amount,
+                    amount_minor: amount.minor(),
+                    donor_name: format!("Donor {i}"),
+                    email: None,
+                    method: OfflineMethod::Check,
+                    reference: None,
+                    received_on: chrono::NaiveDate::from_ymd_opt(2020, 8, 1).expect("date"),
+                    anonymous: false,
+                    locale: "en".into(),
+                },
+                actor: "t".into(),
+                idempotency: None,
+            })
+            .await
+            .expect("gift");
+    }
+    let stats = writer.stats();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stats.checkpointed_frames.load(Ordering::Relaxed) == 0
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (runs, frames) = (
+        stats.checkpoints.load(Ordering::Relaxed),
+        stats.checkpointed_frames.load(Ordering::Relaxed),
+    );
+    if engine_is_postgres() {
+        assert_eq!((runs, frames), (0, 0), "no checkpoint thread on PostgreSQL");
+    } else {
+        assert!(runs > 0, "the checkpoint thread never ran");
+        assert!(frames > 0, "the checkpoint thread copied no WAL frame");
+    }
+}

@@ -170,46 +170,11 @@ async fn a_cli_period_added_while_serving_shows_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_command_does_not_fail_its_batch_neighbours() {
-    use crowdledger::config::FundDefaults;
-    use crowdledger::domain::CapMode;
-    use crowdledger::ledger::LedgerWriter;
-    use crowdledger::ledger::ops::{OfflineGift, OfflineMethod, RecordOffline};
+    use crowdledger::ledger::ops::RecordOffline;
     use crowdledger::ledger::refund::RecordRefund;
-    use crowdledger::money::{AmountBounds, Currency, DonationAmount};
     use std::sync::atomic::Ordering;
 
-    let (url, _dir) = crate::helpers::fresh_database();
-    crowdledger::db::migrate(&mut crowdledger::db::establish(&url).expect("connect"))
-        .expect("migrate");
-    let defaults = FundDefaults {
-        name: "Test".into(),
-        currency: Currency::USD,
-        target_minor: 1_000_000,
-        cap_mode: CapMode::Soft,
-    };
-    let writer = LedgerWriter::start(
-        &url,
-        &defaults,
-        crowdledger::ledger::BatchTuning::default(),
-        None,
-    )
-    .expect("writer");
-    let bounds = AmountBounds {
-        min_minor: 1,
-        max_minor: 1_000_000,
-    };
-    let amount = DonationAmount::parse("1.00", Currency::USD, bounds).expect("amount");
-    let gift = OfflineGift {
-        amount,
-        amount_minor: amount.minor(),
-        donor_name: "Ann".into(),
-        email: None,
-        method: OfflineMethod::Cash,
-        reference: None,
-        received_on: chrono::NaiveDate::from_ymd_opt(2020, 8, 1).expect("date"),
-        anonymous: false,
-        locale: "en".into(),
-    };
+    let (writer, gift, url, _dir) = writer_and_gift();
     // Rounds of 60 concurrent commands, a third of them bound to fail, until at least one
     // batch mixed both kinds (and so had to be re-run with savepoints).
     let (mut ok, mut refused) = (0, 0);
@@ -277,48 +242,14 @@ async fn a_failing_command_does_not_fail_its_batch_neighbours() {
 /// commits never reach). PostgreSQL has no such thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_checkpoints_run_beside_the_writer() {
-    use crowdledger::config::FundDefaults;
-    use crowdledger::domain::CapMode;
-    use crowdledger::ledger::LedgerWriter;
-    use crowdledger::ledger::ops::{OfflineGift, OfflineMethod, RecordOffline};
-    use crowdledger::money::{AmountBounds, Currency, DonationAmount};
+    use crowdledger::ledger::ops::RecordOffline;
     use std::sync::atomic::Ordering;
 
-    let (url, _dir) = crate::helpers::fresh_database();
-    crowdledger::db::migrate(&mut crowdledger::db::establish(&url).expect("connect"))
-        .expect("migrate");
-    let defaults = FundDefaults {
-        name: "Test".into(),
-        currency: Currency::USD,
-        target_minor: 1_000_000,
-        cap_mode: CapMode::Soft,
-    };
-    let writer = LedgerWriter::start(
-        &url,
-        &defaults,
-        crowdledger::ledger::BatchTuning::default(),
-        None,
-    )
-    .expect("writer");
-    let bounds = AmountBounds {
-        min_minor: 1,
-        max_minor: 1_000_000,
-    };
-    let amount = DonationAmount::parse("1.00", Currency::USD, bounds).expect("amount");
-    for i in 0..20 {
+    let (writer, gift, _url, _dir) = writer_and_gift();
+    for _ in 0..20 {
         writer
             .submit(RecordOffline {
-                gift: OfflineGift {
-                    amount,
-                    amount_minor: amount.minor(),
-                    donor_name: format!("Donor {i}"),
-                    email: None,
-                    method: OfflineMethod::Check,
-                    reference: None,
-                    received_on: chrono::NaiveDate::from_ymd_opt(2020, 8, 1).expect("date"),
-                    anonymous: false,
-                    locale: "en".into(),
-                },
+                gift: gift.clone(),
                 actor: "t".into(),
                 idempotency: None,
             })
@@ -342,4 +273,54 @@ async fn sqlite_checkpoints_run_beside_the_writer() {
         assert!(runs > 0, "the checkpoint thread never ran");
         assert!(frames > 0, "the checkpoint thread copied no WAL frame");
     }
+}
+
+/// A ledger writer on a fresh, migrated database (target 10,000.00, soft cap) and a cash gift
+/// of 1.00 to give it, and the database's URL. Keep the returned directory (SQLite) as long as
+/// the writer.
+fn writer_and_gift() -> (
+    crowdledger::ledger::LedgerWriter,
+    crowdledger::ledger::ops::OfflineGift,
+    crowdledger::config::DatabaseUrl,
+    Option<tempfile::TempDir>,
+) {
+    use crowdledger::config::FundDefaults;
+    use crowdledger::domain::CapMode;
+    use crowdledger::ledger::LedgerWriter;
+    use crowdledger::ledger::ops::{OfflineGift, OfflineMethod};
+    use crowdledger::money::{AmountBounds, Currency, DonationAmount};
+
+    let (url, dir) = crate::helpers::fresh_database();
+    crowdledger::db::migrate(&mut crowdledger::db::establish(&url).expect("connect"))
+        .expect("migrate");
+    let defaults = FundDefaults {
+        name: "Test".into(),
+        currency: Currency::USD,
+        target_minor: 1_000_000,
+        cap_mode: CapMode::Soft,
+    };
+    let writer = LedgerWriter::start(
+        &url,
+        &defaults,
+        crowdledger::ledger::BatchTuning::default(),
+        None,
+    )
+    .expect("writer");
+    let bounds = AmountBounds {
+        min_minor: 1,
+        max_minor: 1_000_000,
+    };
+    let amount = DonationAmount::parse("1.00", Currency::USD, bounds).expect("amount");
+    let gift = OfflineGift {
+        amount,
+        amount_minor: amount.minor(),
+        donor_name: "Ann".into(),
+        email: None,
+        method: OfflineMethod::Cash,
+        reference: None,
+        received_on: chrono::NaiveDate::from_ymd_opt(2020, 8, 1).expect("date"),
+        anonymous: false,
+        locale: "en".into(),
+    };
+    (writer, gift, url, dir)
 }

@@ -167,7 +167,7 @@ impl Appended {
     }
 
     /// Writes the buffered rows (inside the batch transaction).
-    pub fn flush(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
+    fn flush(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
         self.flush_donations(conn)?;
         self.flush_events(conn)?;
         for chunk in self.entries.chunks(INSERT_CHUNK) {

@@ -56,6 +56,11 @@ impl Checkpointer {
         Some(Checkpointer { wake })
     }
 
+    /// The writer opened a new connection: it too checkpoints only past the backstop.
+    pub(super) fn reconnected(&self, writer: &mut DbConn) {
+        writer_pragmas(writer);
+    }
+
     /// Called after each commit; never blocks.
     pub(super) fn committed(&self) {
         match self.wake.try_send(()) {
@@ -67,9 +72,8 @@ impl Checkpointer {
     }
 }
 
-/// The writer connection's side: checkpoint only past the backstop. Applied again whenever
-/// the writer reconnects.
-pub(super) fn writer_pragmas(writer: &mut DbConn) {
+/// The writer connection's side: checkpoint only past the backstop.
+fn writer_pragmas(writer: &mut DbConn) {
     if let DbConn::Sqlite(c) = writer
         && let Err(e) = c.batch_execute(&format!("PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}"))
     {

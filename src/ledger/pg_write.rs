@@ -20,9 +20,15 @@ use diesel::sql_types::{Array, BigInt, Bool, Date, Nullable, Text, Timestamp};
 use super::appended::Appended;
 use crate::db::models::FundRow;
 
-/// The statement's columns, one array each, in the order the SQL names them.
-#[derive(Default)]
+/// A batch's rows, one array per column, and the fund row: the statement's binds.
 pub(super) struct BatchWrite {
+    rows: Columns,
+    fund: FundRow,
+}
+
+/// The columns, in the order the SQL names them.
+#[derive(Default)]
+struct Columns {
     // New donations.
     d_id: Vec<i64>,
     d_method: Vec<String>,
@@ -82,8 +88,6 @@ pub(super) struct BatchWrite {
     o_locale: Vec<String>,
     o_payload: Vec<String>,
     o_at: Vec<NaiveDateTime>,
-    // The fund row.
-    fund: Option<FundRow>,
 }
 
 impl BatchWrite {
@@ -96,10 +100,7 @@ impl BatchWrite {
         {
             return None;
         }
-        let mut w = BatchWrite {
-            fund: Some(fund.clone()),
-            ..BatchWrite::default()
-        };
+        let mut w = Columns::default();
         for d in a.donations.drain(..) {
             w.d_id.push(d.id);
             w.d_method.push(d.method);
@@ -165,7 +166,10 @@ impl BatchWrite {
             w.o_payload.push(o.payload);
             w.o_at.push(o.at);
         }
-        Some(w)
+        Some(BatchWrite {
+            rows: w,
+            fund: fund.clone(),
+        })
     }
 }
 
@@ -196,11 +200,7 @@ macro_rules! binds {
 
 impl QueryFragment<Pg> for BatchWrite {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let Some(f) = &self.fund else {
-            return Err(diesel::result::Error::QueryBuilderError(
-                "batch write without a fund row".into(),
-            ));
-        };
+        let (r, f) = (&self.rows, &self.fund);
         out.push_sql(
             "WITH new_donations AS (INSERT INTO donations (id, method, status, amount_minor, \
              currency, donor_name, email, anonymous, locale, reference, received_on, \
@@ -208,14 +208,14 @@ impl QueryFragment<Pg> for BatchWrite {
              reserved_until) SELECT * FROM unnest(",
         );
         binds!(out;
-            BigInt => &self.d_id, Text => &self.d_method, Text => &self.d_status,
-            BigInt => &self.d_amount, Text => &self.d_currency, Text => &self.d_donor,
-            Nullable<Text> => &self.d_email, Bool => &self.d_anonymous, Text => &self.d_locale,
-            Nullable<Text> => &self.d_reference, Nullable<Date> => &self.d_received_on,
-            Nullable<Text> => &self.d_pi, Bool => &self.d_after_close,
-            Nullable<Text> => &self.d_recorded_by, Timestamp => &self.d_created_at,
-            Nullable<Timestamp> => &self.d_succeeded_at,
-            Nullable<Timestamp> => &self.d_reserved_until,
+            BigInt => &r.d_id, Text => &r.d_method, Text => &r.d_status,
+            BigInt => &r.d_amount, Text => &r.d_currency, Text => &r.d_donor,
+            Nullable<Text> => &r.d_email, Bool => &r.d_anonymous, Text => &r.d_locale,
+            Nullable<Text> => &r.d_reference, Nullable<Date> => &r.d_received_on,
+            Nullable<Text> => &r.d_pi, Bool => &r.d_after_close,
+            Nullable<Text> => &r.d_recorded_by, Timestamp => &r.d_created_at,
+            Nullable<Timestamp> => &r.d_succeeded_at,
+            Nullable<Timestamp> => &r.d_reserved_until,
         );
         out.push_sql(
             ")), succeeded AS (UPDATE donations AS d SET status = 'succeeded', \
@@ -224,8 +224,8 @@ impl QueryFragment<Pg> for BatchWrite {
              FROM unnest(",
         );
         binds!(out;
-            BigInt => &self.s_id, BigInt => &self.s_amount, Text => &self.s_pi,
-            Nullable<Text> => &self.s_charge, Timestamp => &self.s_at, Bool => &self.s_after_close,
+            BigInt => &r.s_id, BigInt => &r.s_amount, Text => &r.s_pi,
+            Nullable<Text> => &r.s_charge, Timestamp => &r.s_at, Bool => &r.s_after_close,
         );
         out.push_sql(
             ") AS v(id, amount, pi, charge, at, after_close) WHERE d.id = v.id), \
@@ -233,10 +233,10 @@ impl QueryFragment<Pg> for BatchWrite {
              charge_id, created, received_at, applied_at, fact) SELECT * FROM unnest(",
         );
         binds!(out;
-            Text => &self.e_id, Text => &self.e_type, Nullable<Text> => &self.e_pi,
-            Nullable<Text> => &self.e_charge, BigInt => &self.e_created,
-            Timestamp => &self.e_received_at, Nullable<Timestamp> => &self.e_applied_at,
-            Text => &self.e_fact,
+            Text => &r.e_id, Text => &r.e_type, Nullable<Text> => &r.e_pi,
+            Nullable<Text> => &r.e_charge, BigInt => &r.e_created,
+            Timestamp => &r.e_received_at, Nullable<Timestamp> => &r.e_applied_at,
+            Text => &r.e_fact,
         );
         out.push_sql(
             ")), entries AS (INSERT INTO ledger_entries (seq, created_at, kind, donation_id, \
@@ -244,19 +244,19 @@ impl QueryFragment<Pg> for BatchWrite {
              memo, prev_hash, hash) SELECT * FROM unnest(",
         );
         binds!(out;
-            BigInt => &self.l_seq, Timestamp => &self.l_created_at, Text => &self.l_kind,
-            Nullable<BigInt> => &self.l_donation, BigInt => &self.l_amount,
-            BigInt => &self.l_count, BigInt => &self.l_raised_after,
-            BigInt => &self.l_target_after, Text => &self.l_intake_after, Text => &self.l_memo,
-            Text => &self.l_prev_hash, Text => &self.l_hash,
+            BigInt => &r.l_seq, Timestamp => &r.l_created_at, Text => &r.l_kind,
+            Nullable<BigInt> => &r.l_donation, BigInt => &r.l_amount,
+            BigInt => &r.l_count, BigInt => &r.l_raised_after,
+            BigInt => &r.l_target_after, Text => &r.l_intake_after, Text => &r.l_memo,
+            Text => &r.l_prev_hash, Text => &r.l_hash,
         );
         out.push_sql(
             ")), audits AS (INSERT INTO audit_log (at, actor, action, detail) \
              SELECT * FROM unnest(",
         );
         binds!(out;
-            Timestamp => &self.a_at, Text => &self.a_actor, Text => &self.a_action,
-            Text => &self.a_detail,
+            Timestamp => &r.a_at, Text => &r.a_actor, Text => &r.a_action,
+            Text => &r.a_detail,
         );
         // A second email for the same dedupe key (a repeated event) is dropped.
         out.push_sql(
@@ -264,8 +264,8 @@ impl QueryFragment<Pg> for BatchWrite {
              created_at, next_attempt_at) SELECT k, dk, di, l, p, t, t FROM unnest(",
         );
         binds!(out;
-            Text => &self.o_kind, Text => &self.o_dedupe, Nullable<BigInt> => &self.o_donation,
-            Text => &self.o_locale, Text => &self.o_payload, Timestamp => &self.o_at,
+            Text => &r.o_kind, Text => &r.o_dedupe, Nullable<BigInt> => &r.o_donation,
+            Text => &r.o_locale, Text => &r.o_payload, Timestamp => &r.o_at,
         );
         out.push_sql(") AS o(k, dk, di, l, p, t) ON CONFLICT DO NOTHING) UPDATE funds SET name = ");
         out.push_bind_param::<Text, _>(&f.name)?;

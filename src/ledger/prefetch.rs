@@ -46,12 +46,12 @@ pub struct Prefetched {
 }
 
 impl Prefetched {
-    /// Reads everything `keys` names with a few queries. `kept` is what the writer already
-    /// knows about kept events (`Some(false)`: none, so no query), see `Writer::kept`.
+    /// Reads everything `keys` names with a few queries. `none_kept`: the writer already knows
+    /// no event is kept, so that is not asked (see `Writer::none_kept_at`).
     pub fn load(
         conn: &mut DbConn,
         keys: &BatchKeys,
-        kept: Option<bool>,
+        none_kept: bool,
     ) -> Result<Prefetched, AppError> {
         let mut p = Prefetched::default();
         for chunk in keys.event_ids.chunks(CHUNK) {
@@ -77,9 +77,7 @@ impl Prefetched {
                 }
             }
         }
-        if let Some(known) = kept {
-            p.kept_exist = known;
-        } else if !keys.event_ids.is_empty() {
+        if !none_kept && !keys.event_ids.is_empty() {
             p.kept_exist = stripe_events::table
                 .filter(stripe_events::applied_at.is_null())
                 .select(stripe_events::event_id)

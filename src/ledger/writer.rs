@@ -171,7 +171,7 @@ impl LedgerWriter {
                     tuning,
                     concurrency: 0,
                     cached: Some(st),
-                    kept: None,
+                    none_kept_at: None,
                     checkpoint,
                     effects,
                 };
@@ -239,11 +239,12 @@ struct Writer {
     /// Estimate of the callers in flight, to size the next batch.
     concurrency: usize,
     cached: Option<FundState>,
-    /// Whether kept Stripe events (waiting for their payment) exist, as the last committed
-    /// batch left them, with the fund version that commit wrote. Every batch of every instance
-    /// bumps the version under the fund row's lock, so while the version is unchanged this is
-    /// still true and the batch needs no query to learn it.
-    kept: Option<(i64, bool)>,
+    /// The fund version written by the last commit, when that commit knew no Stripe event was
+    /// kept (waiting for its payment). Every batch of every instance bumps the version under
+    /// the fund row's lock, so while the version is unchanged none is kept still and the batch
+    /// needs no query to learn it. "Some are kept" is asked again each batch: applying kept
+    /// events (which can leave none) is not tracked.
+    none_kept_at: Option<i64>,
     /// SQLite's WAL checkpoints, on their own thread.
     checkpoint: Option<Checkpointer>,
     effects: Option<tokio::sync::mpsc::UnboundedSender<Effect>>,
@@ -302,8 +303,8 @@ impl Writer {
         if self.conn.is_none() {
             match db::establish(&self.url) {
                 Ok(mut c) => {
-                    if self.checkpoint.is_some() {
-                        super::checkpoint::writer_pragmas(&mut c);
+                    if let Some(checkpoint) = &self.checkpoint {
+                        checkpoint.reconnected(&mut c);
                     }
                     self.conn = Some(c);
                 }
@@ -318,8 +319,8 @@ impl Writer {
         }
         let Some(c) = self.conn.as_mut() else { return };
         let cached = self.cached.as_ref();
-        let kept = self.kept.take();
-        let mut kept_after = None;
+        let none_kept_at = self.none_kept_at.take();
+        let mut none_kept_after = None;
         let mut isolated = false;
         let mut effects = Vec::new();
         let outcome = loop {
@@ -333,15 +334,11 @@ impl Writer {
                         job.keys(&mut keys);
                     }
                 }
-                // Only "none" is reused: "some" is asked again, since applying kept events
-                // (which can leave none) is not tracked.
-                let known = kept
-                    .filter(|&(version, exist)| version == st.row.version && !exist)
-                    .map(|_| false);
+                let none_kept = none_kept_at == Some(st.row.version);
                 let mut cache = if keys.is_empty() {
                     None
                 } else {
-                    Some(Prefetched::load(conn, &keys, known)?)
+                    Some(Prefetched::load(conn, &keys, none_kept)?)
                 };
                 let now = db::now();
                 let alone = jobs.len() == 1;
@@ -361,7 +358,10 @@ impl Writer {
                 st.row.version += 1;
                 st.row.updated_at = now;
                 appended.write(conn, &st)?;
-                kept_after = cache.as_ref().map(|c| (st.row.version, c.kept_exist));
+                none_kept_after = cache
+                    .as_ref()
+                    .is_some_and(|c| !c.kept_exist)
+                    .then_some(st.row.version);
                 Ok(st)
             });
             match attempt {
@@ -377,7 +377,7 @@ impl Writer {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.snapshot.publish(&st);
                 self.cached = Some(st);
-                self.kept = kept_after;
+                self.none_kept_at = none_kept_after;
                 if let Some(checkpoint) = &self.checkpoint {
                     checkpoint.committed();
                 }

@@ -106,21 +106,24 @@ impl Mailer {
             }
             if self.transport.is_none() {
                 logged_up_to = self.log_unsent(logged_up_to).await;
-                tokio::time::sleep(WAKE_GAP).await;
-                continue;
-            }
-            // A full pass means more may be due: go on until a pass comes back short.
-            loop {
-                match self.pass().await {
-                    Ok(n) if i64::try_from(n).is_ok_and(|n| n >= CLAIM) => {}
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e.detail, "mail pass failed; retrying");
-                        break;
-                    }
-                }
+            } else {
+                self.drain().await;
             }
             tokio::time::sleep(WAKE_GAP).await;
+        }
+    }
+
+    /// Passes until one comes back short (a full pass means more may be due), or fails.
+    async fn drain(&self) {
+        loop {
+            match self.pass().await {
+                Ok(n) if i64::try_from(n).is_ok_and(|n| n >= CLAIM) => {}
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e.detail, "mail pass failed; retrying");
+                    break;
+                }
+            }
         }
     }
 

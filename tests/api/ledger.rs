@@ -237,6 +237,70 @@ async fn a_failing_command_does_not_fail_its_batch_neighbours() {
     assert!(report.is_ok(), "{:?}", report.problems);
 }
 
+/// Ledger entries and outbox rows name donations that exist, and a named donation cannot be
+/// deleted or renumbered. SQLite checks this with foreign keys; PostgreSQL with triggers that
+/// check a whole statement at once (migration `donation_refs`), raising the same SQLSTATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_and_outbox_rows_name_donations_that_exist() {
+    use diesel::RunQueryDsl;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    let app = spawn_app_with(&[("FUND_TARGET", "100.00")]).await;
+    let treasurer = app.token(Role::Treasurer).await;
+    assert_eq!(
+        app.post_offline(&treasurer, &gift("10.00"), None)
+            .await
+            .status(),
+        201
+    );
+    let mut conn = app.conn();
+    let mut run = |sql: &str| diesel::sql_query(sql).execute(&mut conn);
+    let refused = |what: &str, r: Result<usize, Error>| match r {
+        Err(Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {}
+        other => panic!("{what}: expected a foreign key violation, got {other:?}"),
+    };
+    let outbox_row = |key: &str, donation: i64| {
+        format!(
+            "INSERT INTO outbox (kind, dedupe_key, donation_id, locale, payload, created_at, \
+             next_attempt_at) VALUES ('receipt', '{key}', {donation}, 'en', '{{}}', \
+             CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        )
+    };
+    // Donation 1 exists (the gift); 999 does not.
+    assert_eq!(
+        run(&outbox_row("ok", 1)).expect("a row naming donation 1"),
+        1
+    );
+    refused("outbox row naming 999", run(&outbox_row("bad", 999)));
+    refused(
+        "ledger entry naming 999",
+        run(
+            "INSERT INTO ledger_entries (seq, created_at, kind, donation_id, amount_minor, \
+             count_delta, raised_after_minor, target_after_minor, intake_after, memo, \
+             prev_hash, hash) VALUES (1000, CURRENT_TIMESTAMP, 'donation', 999, 1, 1, 1, 1, \
+             'open', '', 'x', 'y')",
+        ),
+    );
+    refused(
+        "outbox row moved to 999",
+        run("UPDATE outbox SET donation_id = 999 WHERE dedupe_key = 'ok'"),
+    );
+    refused(
+        "deleting donation 1",
+        run("DELETE FROM donations WHERE id = 1"),
+    );
+    refused(
+        "renumbering donation 1",
+        run("UPDATE donations SET id = 999 WHERE id = 1"),
+    );
+    // Nothing above was written; the mailer's own updates still pass.
+    assert_eq!(
+        run("UPDATE outbox SET attempts = attempts + 1 WHERE dedupe_key = 'ok'").expect("update"),
+        1
+    );
+    assert!(app.verify().is_ok());
+}
+
 /// SQLite: the writer's commits are copied back into the database file by the checkpoint
 /// thread (the writer itself checkpoints only past a backstop of 10,000 pages, which these few
 /// commits never reach). PostgreSQL has no such thread.

@@ -22,7 +22,7 @@ psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS cl_export WITH (FORCE)" -c "CREATE 
 echo "$PASSWORD" | $BIN user add --email bench@example.org --role treasurer >/dev/null
 $BIN period add --label "August 2020" --from 2020-08-01 --to 2020-08-31 --budget 600000 >/dev/null
 $BIN period add --label "September 2020" --from 2020-09-01 --to 2020-09-30 --budget 400000 >/dev/null
-echo "== inserting $ROWS donations" >&2
+echo "== inserting $ROWS donations and their receipts" >&2
 psql "$DB" -q <<SQL
 INSERT INTO donations (id, method, status, amount_minor, currency, donor_name, email, anonymous,
     locale, reference, received_on, after_close, recorded_by, created_at, succeeded_at)
@@ -30,8 +30,14 @@ SELECT g, 'check', 'succeeded', 500 + (g % 20000), 'USD', 'Donor ' || g, 'd' || 
     g % 7 = 0, CASE WHEN g % 3 = 0 THEN 'zh-CN' ELSE 'en' END, 'chk-' || g,
     DATE '2020-08-01' + (g % 60), false, 'bench', now(), now()
 FROM generate_series(1, $ROWS) g;
+-- Each donation's receipt, sent, as the mailer leaves it: the export looks them up.
+INSERT INTO outbox (kind, dedupe_key, donation_id, locale, payload, created_at,
+    next_attempt_at, sent_at)
+SELECT 'receipt', 'receipt:' || g, g, 'en', '{}', now(), now(), now()
+FROM generate_series(1, $ROWS) g;
 UPDATE funds SET last_donation_id = $ROWS;
 ANALYZE donations;
+ANALYZE outbox;
 SQL
 
 $BIN serve >/tmp/cl-export-server.log 2>&1 &

@@ -13,6 +13,12 @@ use crate::domain::IntakeState;
 use crate::error::{AppError, ErrorCode};
 use crate::money::{DonationAmount, Money};
 
+/// The outbox key of a donation's receipt: one receipt per donation, and the export finds
+/// receipts by it (the key is uniquely indexed; `outbox.donation_id` is not indexed).
+pub fn receipt_key(donation_id: i64) -> String {
+    format!("receipt:{donation_id}")
+}
+
 /// How an offline gift arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -200,13 +206,7 @@ impl Op for RecordOffline {
                 "received_on": g.received_on,
                 "ledger_hash": entry.hash,
             });
-            cx.queue_email(
-                "receipt",
-                &format!("receipt:{id}"),
-                Some(id),
-                &g.locale,
-                &payload,
-            )?;
+            cx.queue_email("receipt", &receipt_key(id), Some(id), &g.locale, &payload)?;
         }
         cx.audit(
             &self.actor,

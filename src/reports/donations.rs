@@ -11,6 +11,7 @@ use crate::db::models::DonationRow;
 use crate::db::schema::{donations, outbox};
 use crate::error::AppError;
 use crate::ledger::FundState;
+use crate::ledger::ops::receipt_key;
 use crate::money::Currency;
 
 /// One donation as reports see it.
@@ -55,10 +56,12 @@ pub fn walk(
             return Ok(());
         };
         after = last.id;
-        let ids: Vec<i64> = page.iter().map(|d| d.id).collect();
+        // By receipt key, which is uniquely indexed: by donation id this was a full scan of
+        // the outbox for every page (0.5 s a page with 200,000 receipts).
+        let keys: Vec<String> = page.iter().map(|d| receipt_key(d.id)).collect();
         let sent: std::collections::HashMap<i64, NaiveDateTime> = outbox::table
+            .filter(outbox::dedupe_key.eq_any(&keys))
             .filter(outbox::kind.eq("receipt"))
-            .filter(outbox::donation_id.eq_any(&ids))
             .filter(outbox::sent_at.is_not_null())
             .select((
                 outbox::donation_id.assume_not_null(),

@@ -97,7 +97,7 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
                 });
                 cx.queue_email(
                     "receipt",
-                    &format!("receipt:{}", d.id),
+                    &crate::ledger::ops::receipt_key(d.id),
                     Some(d.id),
                     &d.locale,
                     &payload,

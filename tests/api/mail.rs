@@ -108,6 +108,24 @@ async fn an_offline_gift_and_a_card_gift_each_get_one_receipt() {
         .await;
     assert_eq!(counts["sent"], 2);
     assert_eq!(counts["queued"], 0);
+
+    // The treasurer's export shows when each receipt went out.
+    let csv = crate::reports::get_csv(&app, "/api/reports/donations.csv", &treasurer).await;
+    let header = csv.lines().next().expect("header");
+    let at = header
+        .split(',')
+        .position(|c| c == "receipt_sent_at")
+        .expect("receipt_sent_at column");
+    let rows = crate::reports::rows(&csv);
+    assert_eq!(rows.len(), 2, "{csv}");
+    for row in &rows {
+        let sent = row.get(at).unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(sent).is_ok(),
+            "receipt_sent_at of donation {:?}: {sent:?}",
+            row.get(0)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

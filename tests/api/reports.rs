@@ -95,7 +95,7 @@ async fn fixture() -> (TestApp, String) {
     (app, admin)
 }
 
-async fn get_csv(app: &TestApp, path: &str, token: &str) -> String {
+pub(crate) async fn get_csv(app: &TestApp, path: &str, token: &str) -> String {
     let resp = app
         .send(reqwest::Method::GET, path, Some(token), None)
         .await;
@@ -104,7 +104,7 @@ async fn get_csv(app: &TestApp, path: &str, token: &str) -> String {
     resp.text().await.expect("body")
 }
 
-fn rows(csv_text: &str) -> Vec<csv::StringRecord> {
+pub(crate) fn rows(csv_text: &str) -> Vec<csv::StringRecord> {
     csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(csv_text.as_bytes())

@@ -7,13 +7,36 @@ use std::time::Duration;
 use diesel::prelude::*;
 use tokio::sync::mpsc::Receiver;
 
-use super::Payments;
 use super::events::{Fact, succeeded_fact};
+use super::{Payments, StripeCallError};
 use crate::db::Pool;
 use crate::db::schema::donations;
 use crate::error::AppError;
 use crate::ledger::card::{AbandonDonation, ApplyStripeEvent, SetFees};
 use crate::ledger::{Effect, LedgerWriter};
+
+/// Whether a follow-up reached Stripe (only a fee look-up that could not says no).
+#[derive(Debug, PartialEq, Eq)]
+enum Reached {
+    Yes,
+    No,
+}
+
+/// Why a fee look-up recorded nothing.
+enum FeesFailed {
+    /// Stripe could not be reached, or answered nothing readable.
+    Unreachable(AppError),
+    /// Stripe refused, or the ledger did.
+    Other(AppError),
+}
+
+impl From<FeesFailed> for AppError {
+    fn from(f: FeesFailed) -> AppError {
+        match f {
+            FeesFailed::Unreachable(e) | FeesFailed::Other(e) => e,
+        }
+    }
+}
 
 /// Most rows one sweep handles of each kind.
 const SWEEP_LIMIT: i64 = 100;
@@ -37,13 +60,29 @@ pub fn sweep_interval(ttl: Duration) -> Duration {
 
 impl Worker {
     /// Runs until the writer's effect channel closes.
+    ///
+    /// While Stripe cannot be reached, the fee look-ups of new successes are left to the sweep
+    /// (which fetches every missing fee) rather than each costing a failed connection: after
+    /// a look-up fails to reach Stripe, none is tried for one sweep interval. In a burst during
+    /// an outage those attempts took a tenth of the server's CPU (BENCHMARKS.md).
     pub async fn run(self, mut effects: Receiver<Effect>) {
-        let mut tick = tokio::time::interval(sweep_interval(self.reservation_ttl));
+        let interval = sweep_interval(self.reservation_ttl);
+        let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut fees_paused_until: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 effect = effects.recv() => match effect {
-                    Some(e) => self.handle(e).await,
+                    Some(Effect::FetchFees { .. })
+                        if fees_paused_until.is_some_and(|t| tokio::time::Instant::now() < t) =>
+                    {
+                        tracing::debug!("fee look-up left to the sweep: Stripe unreachable");
+                    }
+                    Some(e) => {
+                        if self.handle(e).await == Reached::No {
+                            fees_paused_until = Some(tokio::time::Instant::now() + interval);
+                        }
+                    }
                     None => break,
                 },
                 _ = tick.tick() => self.sweep().await,
@@ -51,23 +90,28 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, effect: Effect) {
-        let result = match effect {
-            Effect::CancelOutstanding => self.cancel_outstanding().await,
+    /// Does one follow-up; says whether a fee look-up failed to reach Stripe.
+    async fn handle(&self, effect: Effect) -> Reached {
+        let (result, reached) = match effect {
+            Effect::CancelOutstanding => (self.cancel_outstanding().await, Reached::Yes),
             Effect::FetchFees {
                 donation_id,
                 payment_intent,
                 charge,
-            } => {
-                self.fetch_fees(donation_id, &payment_intent, charge.as_deref())
-                    .await
-            }
-            Effect::ReconcilePayout(id) => self.reconcile_payout(&id).await,
-            Effect::MailQueued => Ok(()),
+            } => match self
+                .fetch_fees(donation_id, &payment_intent, charge.as_deref())
+                .await
+            {
+                Err(FeesFailed::Unreachable(e)) => (Err(e), Reached::No),
+                other => (other.map_err(AppError::from), Reached::Yes),
+            },
+            Effect::ReconcilePayout(id) => (self.reconcile_payout(&id).await, Reached::Yes),
+            Effect::MailQueued => (Ok(()), Reached::Yes),
         };
         if let Err(e) = result {
             tracing::warn!(error = %e.detail, "payment follow-up failed; the sweep will retry");
         }
+        reached
     }
 
     async fn rows<T, F>(&self, f: F) -> Result<T, AppError>
@@ -150,12 +194,11 @@ impl Worker {
         donation_id: i64,
         pi: &str,
         charge: Option<&str>,
-    ) -> Result<(), AppError> {
-        let fees = self
-            .payments
-            .fees(pi, charge)
-            .await
-            .map_err(AppError::unavailable)?;
+    ) -> Result<(), FeesFailed> {
+        let fees = self.payments.fees(pi, charge).await.map_err(|e| match e {
+            StripeCallError::Transport(_) => FeesFailed::Unreachable(AppError::unavailable(e)),
+            StripeCallError::Api { .. } => FeesFailed::Other(AppError::unavailable(e)),
+        })?;
         if let Some((fee_minor, net_minor, charge)) = fees {
             self.writer
                 .submit(SetFees {
@@ -164,7 +207,8 @@ impl Worker {
                     net_minor,
                     charge,
                 })
-                .await?;
+                .await
+                .map_err(FeesFailed::Other)?;
         }
         Ok(())
     }

@@ -122,7 +122,8 @@ async fn seed(url: &DatabaseUrl, n: usize) -> Vec<Event> {
 }
 
 /// The real binary serving `url` on a free port, with Stripe configured (its API address is
-/// closed, so fee look-ups fail fast and are left to the sweep).
+/// closed, so fee look-ups fail fast and are left to the sweep; `start_with_stripe` names
+/// another address).
 struct Server {
     child: Child,
     addr: String,
@@ -130,6 +131,10 @@ struct Server {
 
 impl Server {
     async fn start(url: &DatabaseUrl, log: &std::path::Path) -> Server {
+        Server::start_with_stripe(url, log, "http://127.0.0.1:9").await
+    }
+
+    async fn start_with_stripe(url: &DatabaseUrl, log: &std::path::Path, api: &str) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -145,7 +150,7 @@ impl Server {
             .env("STRIPE_SECRET_KEY", "sk_test_faults")
             .env("STRIPE_PUBLISHABLE_KEY", "pk_test_faults")
             .env("STRIPE_WEBHOOK_SECRET", SECRET)
-            .env("STRIPE_API_BASE", "http://127.0.0.1:9")
+            .env("STRIPE_API_BASE", api)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -324,6 +329,56 @@ async fn assert_converged(url: &DatabaseUrl, addr: &str, events: &[Event]) {
         out.status.success(),
         "crowdledger verify: {}",
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Stripe unreachable during a burst: every donation is recorded, and the fee look-ups do not
+/// cost a connection attempt each. After one fails to reach Stripe the rest are left to the
+/// sweep, which runs every 30 s here (the default reservation lifetime's quarter, capped), so
+/// not within the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_stripe_is_not_asked_for_every_fee() {
+    let n = 40;
+    let (url, _dir) = fresh_database();
+    let logs = tempfile::tempdir().expect("log dir");
+    let events = seed(&url, n).await;
+    let expected: i64 = events.iter().map(|e| e.amount_minor).sum();
+    // "Stripe": accepts each connection and closes it at once, counting them.
+    let stripe = std::net::TcpListener::bind("127.0.0.1:0").expect("stripe port");
+    let api = format!("http://{}", stripe.local_addr().expect("addr"));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&attempts);
+    std::thread::spawn(move || {
+        for conn in stripe.incoming() {
+            counted.fetch_add(1, Ordering::Relaxed);
+            drop(conn);
+        }
+    });
+    let server = Server::start_with_stripe(&url, &logs.path().join("server.log"), &api).await;
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    deliver_all(
+        server.addr.clone(),
+        Arc::new(events),
+        4,
+        Some(Duration::from_millis(50)),
+        Arc::clone(&tally),
+        stop,
+    )
+    .await;
+    assert_eq!(
+        tally.ok.load(Ordering::Relaxed),
+        n,
+        "every event acknowledged"
+    );
+    assert_eq!(raised_minor(&server.addr).await, expected);
+    // Let the follow-ups run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tried = attempts.load(Ordering::Relaxed);
+    assert!(tried >= 1, "no fee look-up was tried at all");
+    assert!(
+        tried < 10,
+        "{tried} connection attempts to an unreachable Stripe for {n} donations"
     );
 }
 

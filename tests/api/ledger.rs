@@ -132,6 +132,39 @@ async fn ledger_entries_are_append_only_and_an_edit_breaks_the_chain() {
     assert!(stdout.contains("first bad entry is seq 3"), "{stdout}");
 }
 
+/// Dropping the last handle of the ledger writer waits for its thread to stop and close its
+/// connection. Left running, the thread closed its PostgreSQL connection while a CLI command
+/// was already exiting, and the TLS teardown raced the exit's OpenSSL cleanup: the release
+/// binary of `crowdledger period add` aborted ("double free or corruption") in 3 of 200 runs,
+/// after the period was recorded (none in 300 runs with the join).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_writer_handle_waits_for_its_thread() {
+    use crowdledger::ledger::ops::RecordOffline;
+    use std::sync::atomic::Ordering;
+
+    let (writer, gift, _url, _dir) = writer_and_gift();
+    writer
+        .submit(RecordOffline {
+            gift,
+            actor: "t".into(),
+            idempotency: None,
+        })
+        .await
+        .expect("gift");
+    let stats = writer.stats();
+    let other = writer.clone();
+    drop(writer);
+    assert!(
+        !stats.stopped.load(Ordering::Acquire),
+        "the writer stopped while a handle was left"
+    );
+    drop(other);
+    assert!(
+        stats.stopped.load(Ordering::Acquire),
+        "dropping the last handle returned before the writer thread stopped"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cli_period_added_while_serving_shows_up() {
     let app = spawn_app_with(&[("FUND_TARGET", "100.00")]).await;

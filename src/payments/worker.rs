@@ -15,25 +15,18 @@ use crate::error::AppError;
 use crate::ledger::card::{AbandonDonation, ApplyStripeEvent, SetFees};
 use crate::ledger::{Effect, LedgerWriter};
 
-/// Whether a follow-up reached Stripe (only a fee look-up that could not says no).
-#[derive(Debug, PartialEq, Eq)]
-enum Reached {
-    Yes,
-    No,
-}
-
-/// Why a fee look-up recorded nothing.
-enum FeesFailed {
-    /// Stripe could not be reached, or answered nothing readable.
+/// Why a follow-up did not complete.
+enum Failed {
+    /// A fee look-up could not reach Stripe, or Stripe answered nothing readable.
     Unreachable(AppError),
-    /// Stripe refused, or the ledger did.
+    /// Anything else: Stripe refused, or the ledger did.
     Other(AppError),
 }
 
-impl From<FeesFailed> for AppError {
-    fn from(f: FeesFailed) -> AppError {
+impl From<Failed> for AppError {
+    fn from(f: Failed) -> AppError {
         match f {
-            FeesFailed::Unreachable(e) | FeesFailed::Other(e) => e,
+            Failed::Unreachable(e) | Failed::Other(e) => e,
         }
     }
 }
@@ -79,8 +72,15 @@ impl Worker {
                         tracing::debug!("fee look-up left to the sweep: Stripe unreachable");
                     }
                     Some(e) => {
-                        if self.handle(e).await == Reached::No {
-                            fees_paused_until = Some(tokio::time::Instant::now() + interval);
+                        if let Err(failed) = self.handle(e).await {
+                            if matches!(failed, Failed::Unreachable(_)) {
+                                fees_paused_until = Some(tokio::time::Instant::now() + interval);
+                            }
+                            let e = AppError::from(failed);
+                            tracing::warn!(
+                                error = %e.detail,
+                                "payment follow-up failed; the sweep will retry"
+                            );
                         }
                     }
                     None => break,
@@ -90,28 +90,21 @@ impl Worker {
         }
     }
 
-    /// Does one follow-up; says whether a fee look-up failed to reach Stripe.
-    async fn handle(&self, effect: Effect) -> Reached {
-        let (result, reached) = match effect {
-            Effect::CancelOutstanding => (self.cancel_outstanding().await, Reached::Yes),
+    /// Does one follow-up.
+    async fn handle(&self, effect: Effect) -> Result<(), Failed> {
+        match effect {
+            Effect::CancelOutstanding => self.cancel_outstanding().await.map_err(Failed::Other),
             Effect::FetchFees {
                 donation_id,
                 payment_intent,
                 charge,
-            } => match self
-                .fetch_fees(donation_id, &payment_intent, charge.as_deref())
-                .await
-            {
-                Err(FeesFailed::Unreachable(e)) => (Err(e), Reached::No),
-                other => (other.map_err(AppError::from), Reached::Yes),
-            },
-            Effect::ReconcilePayout(id) => (self.reconcile_payout(&id).await, Reached::Yes),
-            Effect::MailQueued => (Ok(()), Reached::Yes),
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e.detail, "payment follow-up failed; the sweep will retry");
+            } => {
+                self.fetch_fees(donation_id, &payment_intent, charge.as_deref())
+                    .await
+            }
+            Effect::ReconcilePayout(id) => self.reconcile_payout(&id).await.map_err(Failed::Other),
+            Effect::MailQueued => Ok(()),
         }
-        reached
     }
 
     async fn rows<T, F>(&self, f: F) -> Result<T, AppError>
@@ -194,10 +187,10 @@ impl Worker {
         donation_id: i64,
         pi: &str,
         charge: Option<&str>,
-    ) -> Result<(), FeesFailed> {
+    ) -> Result<(), Failed> {
         let fees = self.payments.fees(pi, charge).await.map_err(|e| match e {
-            StripeCallError::Transport(_) => FeesFailed::Unreachable(AppError::unavailable(e)),
-            StripeCallError::Api { .. } => FeesFailed::Other(AppError::unavailable(e)),
+            StripeCallError::Transport(_) => Failed::Unreachable(AppError::unavailable(e)),
+            StripeCallError::Api { .. } => Failed::Other(AppError::unavailable(e)),
         })?;
         if let Some((fee_minor, net_minor, charge)) = fees {
             self.writer
@@ -208,7 +201,7 @@ impl Worker {
                     charge,
                 })
                 .await
-                .map_err(FeesFailed::Other)?;
+                .map_err(Failed::Other)?;
         }
         Ok(())
     }

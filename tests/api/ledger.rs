@@ -139,18 +139,10 @@ async fn ledger_entries_are_append_only_and_an_edit_breaks_the_chain() {
 /// after the period was recorded (none in 300 runs with the join).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_last_writer_handle_waits_for_its_thread() {
-    use crowdledger::ledger::ops::RecordOffline;
     use std::sync::atomic::Ordering;
 
     let (writer, gift, _url, _dir) = writer_and_gift();
-    writer
-        .submit(RecordOffline {
-            gift,
-            actor: "t".into(),
-            idempotency: None,
-        })
-        .await
-        .expect("gift");
+    writer.submit(offline(gift)).await.expect("gift");
     let stats = writer.stats();
     let other = writer.clone();
     drop(writer);
@@ -203,7 +195,6 @@ async fn a_cli_period_added_while_serving_shows_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_command_does_not_fail_its_batch_neighbours() {
-    use crowdledger::ledger::ops::RecordOffline;
     use crowdledger::ledger::refund::RecordRefund;
     use std::sync::atomic::Ordering;
 
@@ -228,14 +219,7 @@ async fn a_failing_command_does_not_fail_its_batch_neighbours() {
                         .await
                         .map(|_| ())
                 } else {
-                    writer
-                        .submit(RecordOffline {
-                            gift,
-                            actor: "t".into(),
-                            idempotency: None,
-                        })
-                        .await
-                        .map(|_| ())
+                    writer.submit(offline(gift)).await.map(|_| ())
                 }
             });
         }
@@ -339,19 +323,11 @@ async fn entries_and_outbox_rows_name_donations_that_exist() {
 /// commits never reach). PostgreSQL has no such thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_checkpoints_run_beside_the_writer() {
-    use crowdledger::ledger::ops::RecordOffline;
     use std::sync::atomic::Ordering;
 
     let (writer, gift, _url, _dir) = writer_and_gift();
     for _ in 0..20 {
-        writer
-            .submit(RecordOffline {
-                gift: gift.clone(),
-                actor: "t".into(),
-                idempotency: None,
-            })
-            .await
-            .expect("gift");
+        writer.submit(offline(gift.clone())).await.expect("gift");
     }
     let stats = writer.stats();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -369,6 +345,15 @@ async fn sqlite_checkpoints_run_beside_the_writer() {
     } else {
         assert!(runs > 0, "the checkpoint thread never ran");
         assert!(frames > 0, "the checkpoint thread copied no WAL frame");
+    }
+}
+
+/// The writer's command recording `gift` for a treasurer named "t".
+fn offline(gift: crowdledger::ledger::ops::OfflineGift) -> crowdledger::ledger::ops::RecordOffline {
+    crowdledger::ledger::ops::RecordOffline {
+        gift,
+        actor: "t".into(),
+        idempotency: None,
     }
 }
 

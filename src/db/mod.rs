@@ -115,6 +115,17 @@ pub fn migrate(conn: &mut DbConn) -> Result<usize, anyhow::Error> {
     Ok(ran)
 }
 
+/// Reverts the newest applied migration of the connection's engine (its `down.sql`); the
+/// tests use it to run a migration again over existing rows.
+pub fn revert_last_migration(conn: &mut DbConn) -> Result<(), anyhow::Error> {
+    match conn {
+        DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+        DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+    }
+    .map_err(|e| anyhow::anyhow!("reverting the last migration failed: {e}"))?;
+    Ok(())
+}
+
 /// The current time as stored: naive UTC, truncated to microseconds (PostgreSQL's precision)
 /// so a value reads back exactly as it was hashed.
 pub fn now() -> chrono::NaiveDateTime {

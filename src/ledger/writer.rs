@@ -172,7 +172,7 @@ impl LedgerWriter {
         tuning: BatchTuning,
         effects: Option<tokio::sync::mpsc::UnboundedSender<Effect>>,
     ) -> Result<LedgerWriter, anyhow::Error> {
-        let mut conn = db::establish(url)?;
+        let mut conn = db::establish_writer(url)?;
         super::bootstrap::bootstrap(&mut conn, defaults)?;
         let st = FundState::load(&mut conn)?;
         let snapshot = Arc::new(SnapshotCell::default());
@@ -327,7 +327,7 @@ impl Writer {
     /// if a command fails, again with a savepoint per command so it fails alone.
     fn batch(&mut self, mut jobs: Vec<Box<dyn Job>>) {
         if self.conn.is_none() {
-            match db::establish(&self.url) {
+            match db::establish_writer(&self.url) {
                 Ok(mut c) => {
                     if let Some(checkpoint) = &self.checkpoint {
                         checkpoint.reconnected(&mut c);

@@ -197,39 +197,14 @@ async fn sweeps_and_charge_lookups_use_their_partial_indexes() {
     use crowdledger::payments::worker::OPEN_CARD;
     use diesel::RunQueryDsl;
 
-    #[derive(diesel::QueryableByName)]
-    struct SqlitePlan {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        detail: String,
-    }
-    #[derive(diesel::QueryableByName)]
-    struct PgPlan {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        #[diesel(column_name = "QUERY PLAN")]
-        line: String,
-    }
     let app = spawn_app_with(&[]).await;
     let mut conn = app.conn();
     let plan = |conn: &mut crowdledger::db::DbConn, query: &str| -> String {
         if engine_is_postgres() {
             // The test's tables are tiny: without this a sequential scan is cheapest.
             conn.batch_execute("SET enable_seqscan = off").expect("set");
-            diesel::sql_query(format!("EXPLAIN {query}"))
-                .load::<PgPlan>(conn)
-                .expect("explain")
-                .into_iter()
-                .map(|p| p.line)
-                .collect::<Vec<_>>()
-                .join("\n")
-        } else {
-            diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}"))
-                .load::<SqlitePlan>(conn)
-                .expect("explain")
-                .into_iter()
-                .map(|p| p.detail)
-                .collect::<Vec<_>>()
-                .join("\n")
         }
+        explain(conn, query)
     };
     let expired =
         format!("SELECT id FROM donations WHERE {OPEN_CARD} AND reserved_until < '2030-01-01'");
@@ -251,6 +226,97 @@ async fn sweeps_and_charge_lookups_use_their_partial_indexes() {
         "SELECT id FROM donations WHERE charge_id = 'ch_1'",
     );
     assert!(p.contains("donations_charge"), "{p}");
+}
+
+/// The ledger writer's PostgreSQL connection plans each statement once (a generic plan, kept
+/// as the tables grow). Made on empty tables, as in a new fund, those plans must still look
+/// rows up through indexes; these are the shapes of the writer's lookups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_plans_stay_on_indexes() {
+    if !engine_is_postgres() {
+        return;
+    }
+    let app = spawn_app_with(&[]).await;
+    let mut conn = app.conn();
+    conn.batch_execute(crowdledger::db::PG_WRITER_SETTINGS)
+        .expect("writer settings");
+    let statements = [
+        (
+            "SELECT event_id FROM stripe_events WHERE event_id = ANY($1::text[])",
+            "'{evt_1,evt_2}'",
+        ),
+        (
+            "SELECT id FROM donations WHERE payment_intent_id = ANY($1::text[])",
+            "'{pi_1,pi_2}'",
+        ),
+        (
+            "UPDATE donations AS d SET status = 'succeeded' FROM unnest($1::bigint[]) AS v(id) \
+             WHERE d.id = v.id",
+            "'{1,2}'",
+        ),
+        (
+            "SELECT EXISTS (SELECT 1 FROM unnest($1::bigint[]) AS n(donation_id) \
+             WHERE NOT EXISTS (SELECT 1 FROM donations d WHERE d.id = n.donation_id))",
+            "'{1,2}'",
+        ),
+        (
+            "SELECT event_id FROM stripe_events WHERE applied_at IS NULL \
+             AND payment_intent_id = $1::text ORDER BY created",
+            "'pi_1'",
+        ),
+        (
+            "SELECT id FROM donations WHERE charge_id = $1::text",
+            "'ch_1'",
+        ),
+        (
+            "SELECT version FROM funds WHERE id = $1::bigint FOR UPDATE",
+            "1",
+        ),
+    ];
+    for (i, (sql, args)) in statements.iter().enumerate() {
+        conn.batch_execute(&format!("PREPARE writer_{i} AS {sql}"))
+            .expect("prepare");
+        let p = explain(&mut conn, &format!("EXECUTE writer_{i}({args})"));
+        for bad in ["Seq Scan", "Hash Join", "Merge Join"] {
+            assert!(!p.contains(bad), "{sql}:\n{p}");
+        }
+        assert!(p.contains("Index"), "{sql}:\n{p}");
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct SqlitePlan {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    detail: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct PgPlan {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    #[diesel(column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// The engine's query plan of `query`, one line per step.
+fn explain(conn: &mut crowdledger::db::DbConn, query: &str) -> String {
+    use diesel::RunQueryDsl;
+    if engine_is_postgres() {
+        diesel::sql_query(format!("EXPLAIN {query}"))
+            .load::<PgPlan>(conn)
+            .expect("explain")
+            .into_iter()
+            .map(|p| p.line)
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}"))
+            .load::<SqlitePlan>(conn)
+            .expect("explain")
+            .into_iter()
+            .map(|p| p.detail)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// Dropping the last handle of the ledger writer waits for its thread to stop and close its

@@ -297,20 +297,17 @@ impl Writer {
             }
             // Group commit: callers answered by the last batch are likely on their way back;
             // waiting a little for them lets one commit serve all of them instead of
-            // splitting them into alternating half-size batches.
-            if !self.tuning.fill_wait.is_zero() && self.concurrency > jobs.len() {
-                let deadline = std::time::Instant::now() + self.tuning.fill_wait;
-                while jobs.len() < self.concurrency.min(max) {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    match rx.recv_timeout(left) {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
-            }
-            let len = jobs.len();
+            // splitting them into alternating half-size batches. The batch waits once its
+            // transaction has begun and locked the fund row, so those round trips overlap
+            // the wait.
+            let fill =
+                (!self.tuning.fill_wait.is_zero() && self.concurrency > jobs.len()).then(|| Fill {
+                    rx,
+                    want: self.concurrency.min(max),
+                    deadline: std::time::Instant::now() + self.tuning.fill_wait,
+                });
+            let len = self.batch(jobs, fill);
             self.stats.commands.fetch_add(len as u64, Ordering::Relaxed);
-            self.batch(jobs);
             while carried.len() < max {
                 match rx.try_recv() {
                     Ok(job) => carried.push(job),
@@ -324,8 +321,9 @@ impl Writer {
     }
 
     /// Applies one batch: first without savepoints (the common case, fewest round trips);
-    /// if a command fails, again with a savepoint per command so it fails alone.
-    fn batch(&mut self, mut jobs: Vec<Box<dyn Job>>) {
+    /// if a command fails, again with a savepoint per command so it fails alone. Returns how
+    /// many commands it answered (with those `fill` brought in).
+    fn batch(&mut self, mut jobs: Vec<Box<dyn Job>>, mut fill: Option<Fill<'_>>) -> usize {
         if self.conn.is_none() {
             match db::establish_writer(&self.url) {
                 Ok(mut c) => {
@@ -337,13 +335,16 @@ impl Writer {
                 Err(e) => {
                     tracing::warn!(error = %e, "ledger writer cannot reach the database");
                     // Dropping the jobs answers their callers with 503.
+                    let n = jobs.len();
                     drop(jobs);
                     std::thread::sleep(std::time::Duration::from_millis(200));
-                    return;
+                    return n;
                 }
             }
         }
-        let Some(c) = self.conn.as_mut() else { return };
+        let Some(c) = self.conn.as_mut() else {
+            return jobs.len();
+        };
         let cached = self.cached.as_ref();
         let none_kept_at = self.none_kept_at.take();
         let mut none_kept_after = None;
@@ -352,6 +353,9 @@ impl Writer {
         let outcome = loop {
             let attempt = c.transaction::<FundState, Abort, _>(|conn| {
                 let mut st = lock_and_load(conn, cached)?;
+                if let Some(fill) = fill.take() {
+                    fill.wait(&mut jobs);
+                }
                 let mut appended = Appended::default();
                 // The batch's reads, at once; only without savepoints (see Prefetched).
                 let mut keys = BatchKeys::default();
@@ -398,6 +402,7 @@ impl Writer {
                 other => break other,
             }
         };
+        let answered = jobs.len();
         match outcome {
             Ok(st) => {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -437,6 +442,29 @@ impl Writer {
                 for job in jobs {
                     job.finish(Err(e.clone()));
                 }
+            }
+        }
+        answered
+    }
+}
+
+/// The rest of a batch's group-commit wait: more commands, up to `want` in all, until
+/// `deadline`.
+struct Fill<'a> {
+    rx: &'a Receiver<Box<dyn Job>>,
+    want: usize,
+    deadline: std::time::Instant,
+}
+
+impl Fill<'_> {
+    fn wait(self, jobs: &mut Vec<Box<dyn Job>>) {
+        while jobs.len() < self.want {
+            let left = self
+                .deadline
+                .saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
             }
         }
     }

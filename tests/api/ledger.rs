@@ -195,7 +195,6 @@ async fn the_lean_indexes_migration_keeps_entries_and_their_guards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeps_and_charge_lookups_use_their_partial_indexes() {
     use crowdledger::payments::worker::OPEN_CARD;
-    use diesel::RunQueryDsl;
 
     let app = spawn_app_with(&[]).await;
     let mut conn = app.conn();

@@ -136,15 +136,34 @@ pub fn migrate(conn: &mut DbConn) -> Result<usize, anyhow::Error> {
     Ok(ran)
 }
 
-/// Reverts the newest applied migration of the connection's engine (its `down.sql`); the
-/// tests use it to run a migration again over existing rows.
-pub fn revert_last_migration(conn: &mut DbConn) -> Result<(), anyhow::Error> {
-    match conn {
-        DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
-        DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+/// Reverts, newest first, the applied migrations of the connection's engine that are newer
+/// than `version` (digits only, e.g. `20261129000004`); returns how many. The tests use it to
+/// run migrations again over existing rows.
+pub fn revert_migrations_after(conn: &mut DbConn, version: &str) -> Result<usize, anyhow::Error> {
+    fn newest<C: MigrationHarness<B>, B: diesel::backend::Backend>(
+        c: &mut C,
+    ) -> Result<Option<String>, anyhow::Error> {
+        let applied = c
+            .applied_migrations()
+            .map_err(|e| anyhow::anyhow!("reading applied migrations: {e}"))?;
+        Ok(applied.iter().map(ToString::to_string).max())
     }
-    .map_err(|e| anyhow::anyhow!("reverting the last migration failed: {e}"))?;
-    Ok(())
+    let mut reverted = 0;
+    loop {
+        let last = match conn {
+            DbConn::Pg(c) => newest(c)?,
+            DbConn::Sqlite(c) => newest(c)?,
+        };
+        if !last.is_some_and(|v| v.as_str() > version) {
+            return Ok(reverted);
+        }
+        match conn {
+            DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS).map(|_| ()),
+            DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS).map(|_| ()),
+        }
+        .map_err(|e| anyhow::anyhow!("reverting a migration failed: {e}"))?;
+        reverted += 1;
+    }
 }
 
 /// The current time as stored: naive UTC, truncated to microseconds (PostgreSQL's precision)

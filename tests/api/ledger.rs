@@ -163,8 +163,10 @@ async fn the_lean_indexes_migration_keeps_entries_and_their_guards() {
     };
     let before = count(&mut conn);
     assert!(before >= 2, "{before} entries");
-    crowdledger::db::revert_last_migration(&mut conn).expect("down");
-    assert_eq!(crowdledger::db::migrate(&mut conn).expect("up"), 1);
+    // Back to before `lean_indexes` (2026-11-29-000005), then up again.
+    let down = crowdledger::db::revert_migrations_after(&mut conn, "20261129000004").expect("down");
+    assert!(down >= 1, "{down} migrations reverted");
+    assert_eq!(crowdledger::db::migrate(&mut conn).expect("up"), down);
     assert_eq!(count(&mut conn), before);
     let report = app.verify();
     assert!(report.is_ok(), "{:?}", report.problems);
@@ -225,6 +227,10 @@ async fn sweeps_and_charge_lookups_use_their_partial_indexes() {
         "SELECT id FROM donations WHERE charge_id = 'ch_1'",
     );
     assert!(p.contains("donations_charge"), "{p}");
+    // Deleting a donation checks the outbox for rows naming it (SQLite's foreign key, the
+    // PostgreSQL trigger): by index, not by reading the whole outbox.
+    let p = plan(&mut conn, "SELECT 1 FROM outbox WHERE donation_id = 1");
+    assert!(p.contains("outbox_donation"), "{p}");
 }
 
 /// The ledger writer's PostgreSQL connection plans each statement once (a generic plan, kept
@@ -270,6 +276,12 @@ async fn writer_plans_stay_on_indexes() {
         (
             "SELECT version FROM funds WHERE id = $1::bigint FOR UPDATE",
             "1",
+        ),
+        (
+            "SELECT EXISTS (SELECT 1 FROM unnest($1::bigint[]) AS o(id) \
+             WHERE EXISTS (SELECT 1 FROM ledger_entries e WHERE e.donation_id = o.id) \
+             OR EXISTS (SELECT 1 FROM outbox m WHERE m.donation_id = o.id))",
+            "'{1}'",
         ),
     ];
     for (i, (sql, args)) in statements.iter().enumerate() {

@@ -154,7 +154,7 @@ pub fn revert_migrations_after(conn: &mut DbConn, version: &str) -> Result<usize
             DbConn::Pg(c) => newest(c)?,
             DbConn::Sqlite(c) => newest(c)?,
         };
-        if !last.is_some_and(|v| v.as_str() > version) {
+        if last.is_none_or(|v| v.as_str() <= version) {
             return Ok(reverted);
         }
         match conn {

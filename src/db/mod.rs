@@ -140,30 +140,27 @@ pub fn migrate(conn: &mut DbConn) -> Result<usize, anyhow::Error> {
 /// than `version` (digits only, e.g. `20261129000004`); returns how many. The tests use it to
 /// run migrations again over existing rows.
 pub fn revert_migrations_after(conn: &mut DbConn, version: &str) -> Result<usize, anyhow::Error> {
-    fn newest<C: MigrationHarness<B>, B: diesel::backend::Backend>(
+    fn revert<C: MigrationHarness<B>, B: diesel::backend::Backend>(
         c: &mut C,
-    ) -> Result<Option<String>, anyhow::Error> {
-        let applied = c
-            .applied_migrations()
-            .map_err(|e| anyhow::anyhow!("reading applied migrations: {e}"))?;
-        Ok(applied.iter().map(ToString::to_string).max())
-    }
-    let mut reverted = 0;
-    loop {
-        let last = match conn {
-            DbConn::Pg(c) => newest(c)?,
-            DbConn::Sqlite(c) => newest(c)?,
-        };
-        if last.is_none_or(|v| v.as_str() <= version) {
-            return Ok(reverted);
+        source: fn() -> EmbeddedMigrations,
+        version: &str,
+    ) -> diesel::migration::Result<usize> {
+        let mut reverted = 0;
+        while c
+            .applied_migrations()?
+            .iter()
+            .any(|v| v.to_string().as_str() > version)
+        {
+            c.revert_last_migration(source())?;
+            reverted += 1;
         }
-        match conn {
-            DbConn::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS).map(|_| ()),
-            DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS).map(|_| ()),
-        }
-        .map_err(|e| anyhow::anyhow!("reverting a migration failed: {e}"))?;
-        reverted += 1;
+        Ok(reverted)
     }
+    match conn {
+        DbConn::Pg(c) => revert(c, || POSTGRES_MIGRATIONS, version),
+        DbConn::Sqlite(c) => revert(c, || SQLITE_MIGRATIONS, version),
+    }
+    .map_err(|e| anyhow::anyhow!("reverting migrations failed: {e}"))
 }
 
 /// The current time as stored: naive UTC, truncated to microseconds (PostgreSQL's precision)

@@ -13,8 +13,8 @@ use crate::domain::IntakeState;
 use crate::error::{AppError, ErrorCode};
 use crate::money::{DonationAmount, Money};
 
-/// The outbox key of a donation's receipt: one receipt per donation, and the export finds
-/// receipts by it (the key is uniquely indexed; `outbox.donation_id` is not indexed).
+/// The outbox key of a donation's receipt: one receipt per donation (the key is unique, so a
+/// repeated event never queues a second one).
 pub fn receipt_key(donation_id: i64) -> String {
     format!("receipt:{donation_id}")
 }

@@ -211,6 +211,14 @@ impl TestApp {
     }
 
     /// `POST /api/donations/offline`.
+    /// Records one offline gift of each amount (no idempotency key); each must be accepted.
+    pub async fn record_gifts(&self, token: &str, amounts: &[&str]) {
+        for amount in amounts {
+            let status = self.post_offline(token, &gift(amount), None).await.status();
+            assert_eq!(status, 201, "offline gift of {amount}");
+        }
+    }
+
     pub async fn post_offline(
         &self,
         token: &str,

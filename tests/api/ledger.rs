@@ -94,14 +94,8 @@ async fn crossing_the_target_closes_intake_and_covers_periods_in_order() {
 async fn ledger_entries_are_append_only_and_an_edit_breaks_the_chain() {
     let app = spawn_app_with(&[("FUND_TARGET", "100.00")]).await;
     let treasurer = app.token(Role::Treasurer).await;
-    for amount in ["10.00", "20.00", "30.00"] {
-        assert_eq!(
-            app.post_offline(&treasurer, &gift(amount), None)
-                .await
-                .status(),
-            201
-        );
-    }
+    app.record_gifts(&treasurer, &["10.00", "20.00", "30.00"])
+        .await;
     let mut conn = app.conn();
     // The database refuses in-place edits.
     assert!(
@@ -141,14 +135,7 @@ async fn the_lean_indexes_migration_keeps_entries_and_their_guards() {
 
     let app = spawn_app_with(&[("FUND_TARGET", "100.00")]).await;
     let treasurer = app.token(Role::Treasurer).await;
-    for amount in ["10.00", "20.00"] {
-        assert_eq!(
-            app.post_offline(&treasurer, &gift(amount), None)
-                .await
-                .status(),
-            201
-        );
-    }
+    app.record_gifts(&treasurer, &["10.00", "20.00"]).await;
     let mut conn = app.conn();
     let count = |conn: &mut crowdledger::db::DbConn| {
         #[derive(diesel::QueryableByName)]
@@ -181,12 +168,7 @@ async fn the_lean_indexes_migration_keeps_entries_and_their_guards() {
         "entries can be deleted after the migration"
     );
     // The writer goes on appending to the rebuilt table.
-    assert_eq!(
-        app.post_offline(&treasurer, &gift("5.00"), None)
-            .await
-            .status(),
-        201
-    );
+    app.record_gifts(&treasurer, &["5.00"]).await;
     assert_eq!(count(&mut conn), before + 1);
     assert!(app.verify().is_ok());
 }

@@ -7,6 +7,9 @@
 //!   `payment_intent.succeeded` events signed with the webhook secret exactly as Stripe signs
 //!   them, optionally with duplicates and in shuffled order.
 //!
+//! Each client keeps one HTTP/1.1 connection and sends requests written out before the clock
+//! starts (`loadgen_wire`), so the tool takes little of the CPU it shares with the server.
+//!
 //! `cargo run --release --bin loadgen -- offline --email E --clients 8 --requests 20000`
 
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use clap::{Parser, Subcommand};
 use crowdledger::money::Currency;
 
 mod loadgen_burst;
+mod loadgen_wire;
 
 #[derive(Parser, Debug)]
 #[command(about = "Drives a running crowdledger with concurrent clients and checks the total")]
@@ -104,13 +108,14 @@ fn ms(d: Duration) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
 }
 
-/// A request to send: URL, headers, body.
-type Request = (String, Vec<(String, String)>, Vec<u8>);
+/// A request to send, as bytes on the wire (see `loadgen_wire`).
+type Request = Vec<u8>;
 
-/// Sends every request once with `clients` concurrent clients; returns latencies, failures
-/// and the elapsed time. A request succeeds on `expect` status.
+/// Sends every request once with `clients` concurrent clients, each on its own keep-alive
+/// connection to `address`; returns latencies, failures and the elapsed time. A request
+/// succeeds on `expect` status.
 async fn fire(
-    client: &reqwest::Client,
+    address: &str,
     clients: usize,
     requests: Arc<Vec<Request>>,
     expect: u16,
@@ -119,23 +124,20 @@ async fn fire(
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
-        let (client, next, requests) = (client.clone(), Arc::clone(&next), Arc::clone(&requests));
+        let (mut conn, next, requests) = (
+            loadgen_wire::Connection::new(address),
+            Arc::clone(&next),
+            Arc::clone(&requests),
+        );
         tasks.spawn(async move {
             let (mut latencies, mut failures) = (Vec::new(), 0_usize);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((url, headers, body)) = requests.get(i) else {
+                let Some(request) = requests.get(i) else {
                     break;
                 };
-                let mut req = client.post(url).body(body.clone());
-                for (k, v) in headers {
-                    req = req.header(k, v);
-                }
                 let t = Instant::now();
-                let ok = req
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().as_u16() == expect);
+                let ok = conn.send(request).await.is_ok_and(|s| s == expect);
                 latencies.push(t.elapsed());
                 failures += usize::from(!ok);
             }
@@ -205,16 +207,20 @@ async fn offline(
     })
     .to_string()
     .into_bytes();
-    let headers = vec![
-        ("authorization".to_owned(), format!("Bearer {token}")),
-        ("content-type".to_owned(), "application/json".to_owned()),
-    ];
-    let url = format!("{}/api/donations/offline", args.url);
-    let reqs: Vec<Request> = (0..requests)
-        .map(|_| (url.clone(), headers.clone(), body.clone()))
-        .collect();
+    let (address, path) = loadgen_wire::target(&format!("{}/api/donations/offline", args.url))?;
+    let bearer = format!("Bearer {token}");
+    let request = loadgen_wire::post(
+        &address,
+        &path,
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    );
+    let reqs: Vec<Request> = vec![request; requests];
     let before = raised_minor(client, &args.url).await?;
-    let (lat, failures, elapsed) = fire(client, args.clients, Arc::new(reqs), 201).await;
+    let (lat, failures, elapsed) = fire(&address, args.clients, Arc::new(reqs), 201).await;
     let after = raised_minor(client, &args.url).await?;
     let expected = i64::try_from(requests - failures)? * amount_minor;
     Ok(report(
@@ -323,7 +329,7 @@ async fn webhooks(
     amount_minor: i64,
 ) -> anyhow::Result<bool> {
     use rand::seq::SliceRandom;
-    let url = format!("{}/webhooks/stripe", args.url);
+    let (address, path) = loadgen_wire::target(&format!("{}/webhooks/stripe", args.url))?;
     let now = chrono::Utc::now().timestamp();
     let mut reqs: Vec<Request> = Vec::with_capacity(donations.len() * 2);
     for (i, (id, pi)) in donations.iter().enumerate() {
@@ -339,22 +345,27 @@ async fn webhooks(
         .to_string()
         .into_bytes();
         let sig = crowdledger::payments::signature::sign(secret.as_bytes(), now, &event);
-        let headers = vec![
-            ("stripe-signature".to_owned(), sig),
-            ("content-type".to_owned(), "application/json".to_owned()),
-        ];
+        let request = loadgen_wire::post(
+            &address,
+            &path,
+            &[
+                ("Stripe-Signature", &sig),
+                ("Content-Type", "application/json"),
+            ],
+            &event,
+        );
         // Every donation whose position falls in the first `duplicates` of each thousand is
         // delivered twice.
-        let copies = if i % 1000 < duplicates { 2 } else { 1 };
-        for _ in 0..copies {
-            reqs.push((url.clone(), headers.clone(), event.clone()));
+        if i % 1000 < duplicates {
+            reqs.push(request.clone());
         }
+        reqs.push(request);
     }
     if shuffle {
         reqs.shuffle(&mut rand::rng());
     }
     let before = raised_minor(client, &args.url).await?;
-    let (lat, failures, elapsed) = fire(client, args.clients, Arc::new(reqs), 200).await;
+    let (lat, failures, elapsed) = fire(&address, args.clients, Arc::new(reqs), 200).await;
     let after = raised_minor(client, &args.url).await?;
     let expected = i64::try_from(donations.len())? * amount_minor;
     Ok(report(

@@ -305,6 +305,7 @@ impl Writer {
                     rx,
                     want: self.concurrency.min(max),
                     deadline: std::time::Instant::now() + self.tuning.fill_wait,
+                    gap: self.tuning.fill_wait / FILL_GAP_DIVISOR,
                 });
             let len = self.batch(jobs, fill);
             self.stats.commands.fetch_add(len as u64, Ordering::Relaxed);
@@ -448,24 +449,84 @@ impl Writer {
     }
 }
 
+/// The group-commit wait also ends when no command has arrived for this fraction of it: the
+/// callers on their way back arrive close together, and once they stop, waiting longer for a
+/// straggler only idles the writer (BENCHMARKS.md, "Fifth session": 100 µs of a 1 ms wait).
+const FILL_GAP_DIVISOR: u32 = 10;
+
 /// The rest of a batch's group-commit wait: more commands, up to `want` in all, until
-/// `deadline`.
-struct Fill<'a> {
-    rx: &'a Receiver<Box<dyn Job>>,
+/// `deadline`, or until none has come for `gap`.
+struct Fill<'a, T = Box<dyn Job>> {
+    rx: &'a Receiver<T>,
     want: usize,
     deadline: std::time::Instant,
+    gap: std::time::Duration,
 }
 
-impl Fill<'_> {
-    fn wait(self, jobs: &mut Vec<Box<dyn Job>>) {
+impl<T> Fill<'_, T> {
+    fn wait(self, jobs: &mut Vec<T>) {
         while jobs.len() < self.want {
             let left = self
                 .deadline
-                .saturating_duration_since(std::time::Instant::now());
+                .saturating_duration_since(std::time::Instant::now())
+                .min(self.gap);
             match self.rx.recv_timeout(left) {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_fill_wait_ends_when_callers_stop_arriving() {
+        let (tx, rx) = sync_channel(16);
+        for i in 0..3 {
+            tx.send(i).expect("queued");
+        }
+        // A straggler, long after the others but well before the deadline.
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            let _ = tx.send(3);
+        });
+        let started = Instant::now();
+        let mut got = vec![];
+        Fill {
+            rx: &rx,
+            want: 10,
+            deadline: started + Duration::from_secs(3),
+            gap: Duration::from_millis(50),
+        }
+        .wait(&mut got);
+        assert_eq!(
+            got,
+            vec![0, 1, 2],
+            "the straggler is left to the next batch"
+        );
+        assert!(started.elapsed() < Duration::from_millis(400));
+        late.join().expect("sender");
+        // Without a gap in arrivals, the wait runs to `want`.
+        let (tx, rx) = sync_channel(16);
+        let steady = std::thread::spawn(move || {
+            for i in 0..5 {
+                let _ = tx.send(i);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let mut got = vec![];
+        Fill {
+            rx: &rx,
+            want: 5,
+            deadline: Instant::now() + Duration::from_secs(3),
+            gap: Duration::from_millis(500),
+        }
+        .wait(&mut got);
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        steady.join().expect("sender");
     }
 }

@@ -221,8 +221,9 @@ pub struct Config {
 /// `WRITER_BATCH_WAIT_US` when it is not set. A PostgreSQL batch has a fixed cost (six round
 /// trips and a commit) that a millisecond's wait lets more callers share. SQLite's writer works
 /// in-process with little fixed cost: waiting only idles the one thread that writes, while the
-/// callers' HTTP work could overlap its batch (BENCHMARKS.md, "Fifth session": 21% more
-/// webhooks per second at 32 clients without the wait, and no fewer at 8).
+/// callers' HTTP work could overlap its batch (BENCHMARKS.md, "Fifth session": 21% and 27%
+/// more webhooks per second at 32 clients without the wait in two sets of alternating runs,
+/// and no fewer at 8).
 fn default_fill_wait_us(url: &DatabaseUrl) -> usize {
     match url {
         DatabaseUrl::Sqlite(_) => 0,

@@ -105,7 +105,8 @@ pub struct BatchTuning {
     /// Most commands in one transaction.
     pub max: usize,
     /// Under load, how long to wait after the first command for as many commands as there
-    /// were callers in flight around the previous batch. Zero never waits.
+    /// were callers in flight around the previous batch (or until none has come for a tenth
+    /// of it). Zero never waits.
     pub fill_wait: std::time::Duration,
 }
 

@@ -6,6 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::Effect;
+use super::cached::MarkSucceeded;
 use super::pg_write::BatchWrite;
 use super::state::{FundState, persist};
 use crate::db::DbConn;
@@ -15,6 +16,26 @@ use crate::error::AppError;
 
 /// Most rows one multi-row INSERT carries (PostgreSQL allows 65,535 parameters).
 const INSERT_CHUNK: usize = 1_000;
+
+/// Inserts `rows` into `table`: on PostgreSQL with multi-row statements (one round trip per
+/// chunk), on SQLite with one single-row statement each, whose fixed text diesel prepares
+/// once per connection (see `cached`); `$conflict` is an optional `on_conflict_do_nothing`.
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr $(, $conflict:ident)?) => {
+        match $conn {
+            DbConn::Pg(c) => {
+                for chunk in $rows.chunks(INSERT_CHUNK) {
+                    diesel::insert_into($table).values(chunk)$(.$conflict())?.execute(c)?;
+                }
+            }
+            DbConn::Sqlite(c) => {
+                for row in $rows.iter() {
+                    diesel::insert_into($table).values(row)$(.$conflict())?.execute(c)?;
+                }
+            }
+        }
+    };
+}
 
 /// Append-only rows a batch writes: nothing in a batch reads them back, so they are kept in
 /// memory and written with one multi-row INSERT per table just before the commit.
@@ -68,73 +89,62 @@ impl Appended {
 
     /// Inserts the buffered donations now (before anything reads the donations table).
     pub(crate) fn flush_donations(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
-        for chunk in self.donations.chunks(INSERT_CHUNK) {
-            let q = diesel::insert_into(donations::table).values(chunk);
-            match conn {
-                DbConn::Pg(c) => q.execute(c)?,
-                DbConn::Sqlite(c) => q.execute(c)?,
-            };
-        }
+        insert_rows!(conn, donations::table, self.donations);
         self.donations.clear();
         self.flush_succeeded(conn)
     }
 
-    /// Applies the buffered card successes with one UPDATE ... FROM (VALUES ...) per chunk.
+    /// Applies the buffered card successes: on PostgreSQL with one UPDATE ... FROM (VALUES ...)
+    /// per chunk, on SQLite with one cached single-row UPDATE each.
     pub(crate) fn flush_succeeded(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
         use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamp};
+        let c = match conn {
+            DbConn::Sqlite(c) => {
+                for s in &self.succeeded {
+                    if s.tie {
+                        MarkSucceeded::<true>(s).execute(c)?;
+                    } else {
+                        MarkSucceeded::<false>(s).execute(c)?;
+                    }
+                }
+                self.succeeded.clear();
+                return Ok(());
+            }
+            DbConn::Pg(c) => c,
+        };
         for chunk in self.succeeded.chunks(INSERT_CHUNK) {
             let rows = (0..chunk.len())
                 .map(|i| {
                     let b = i * 6;
-                    match conn {
-                        DbConn::Pg(_) => format!(
-                            "(${}::BIGINT, ${}::BIGINT, ${}, ${}, ${}::TIMESTAMP, ${}::BOOLEAN)",
-                            b + 1,
-                            b + 2,
-                            b + 3,
-                            b + 4,
-                            b + 5,
-                            b + 6
-                        ),
-                        DbConn::Sqlite(_) => "(?, ?, ?, ?, ?, ?)".to_owned(),
-                    }
+                    format!(
+                        "(${}::BIGINT, ${}::BIGINT, ${}, ${}, ${}::TIMESTAMP, ${}::BOOLEAN)",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            let sql = match conn {
-                DbConn::Pg(_) => format!(
-                    "UPDATE donations AS d SET status = 'succeeded', amount_minor = v.amount, \
-                     payment_intent_id = v.pi, charge_id = v.charge, succeeded_at = v.at, \
-                     after_close = v.after_close, reserved_until = NULL \
-                     FROM (VALUES {rows}) AS v(id, amount, pi, charge, at, after_close) WHERE d.id = v.id"
-                ),
-                DbConn::Sqlite(_) => format!(
-                    "WITH v(id, amount, pi, charge, at, after_close) AS (VALUES {rows}) \
-                     UPDATE donations SET status = 'succeeded', amount_minor = v.amount, \
-                     payment_intent_id = v.pi, charge_id = v.charge, succeeded_at = v.at, \
-                     after_close = v.after_close, reserved_until = NULL FROM v WHERE donations.id = v.id"
-                ),
-            };
-            // The same binds on either engine's boxed query.
-            macro_rules! run {
-                ($c:expr) => {{
-                    let mut q = diesel::sql_query(sql.as_str()).into_boxed();
-                    for s in chunk {
-                        q = q
-                            .bind::<BigInt, _>(s.id)
-                            .bind::<BigInt, _>(s.amount_minor)
-                            .bind::<Text, _>(s.payment_intent.clone())
-                            .bind::<Nullable<Text>, _>(s.charge.clone())
-                            .bind::<Timestamp, _>(s.at)
-                            .bind::<Bool, _>(s.after_close);
-                    }
-                    q.execute($c)?
-                }};
+            let sql = format!(
+                "UPDATE donations AS d SET status = 'succeeded', amount_minor = v.amount, \
+                 payment_intent_id = v.pi, charge_id = v.charge, succeeded_at = v.at, \
+                 after_close = v.after_close, reserved_until = NULL \
+                 FROM (VALUES {rows}) AS v(id, amount, pi, charge, at, after_close) WHERE d.id = v.id"
+            );
+            let mut q = diesel::sql_query(sql.as_str()).into_boxed();
+            for s in chunk {
+                q = q
+                    .bind::<BigInt, _>(s.id)
+                    .bind::<BigInt, _>(s.amount_minor)
+                    .bind::<Text, _>(s.payment_intent.clone())
+                    .bind::<Nullable<Text>, _>(s.charge.clone())
+                    .bind::<Timestamp, _>(s.at)
+                    .bind::<Bool, _>(s.after_close);
             }
-            match conn {
-                DbConn::Pg(c) => run!(c),
-                DbConn::Sqlite(c) => run!(c),
-            };
+            q.execute(c)?;
         }
         self.succeeded.clear();
         Ok(())
@@ -142,13 +152,7 @@ impl Appended {
 
     /// Inserts the buffered Stripe events now (before anything reads `stripe_events`).
     pub(crate) fn flush_events(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
-        for chunk in self.events.chunks(INSERT_CHUNK) {
-            let q = diesel::insert_into(stripe_events::table).values(chunk);
-            match conn {
-                DbConn::Pg(c) => q.execute(c)?,
-                DbConn::Sqlite(c) => q.execute(c)?,
-            };
-        }
+        insert_rows!(conn, stripe_events::table, self.events);
         self.events.clear();
         Ok(())
     }
@@ -170,51 +174,33 @@ impl Appended {
     fn flush(&mut self, conn: &mut DbConn) -> Result<(), AppError> {
         self.flush_donations(conn)?;
         self.flush_events(conn)?;
-        for chunk in self.entries.chunks(INSERT_CHUNK) {
-            let q = diesel::insert_into(ledger_entries::table).values(chunk);
-            match conn {
-                DbConn::Pg(c) => q.execute(c)?,
-                DbConn::Sqlite(c) => q.execute(c)?,
-            };
-        }
-        for chunk in self.audits.chunks(INSERT_CHUNK) {
-            let rows: Vec<NewAudit<'_>> = chunk
-                .iter()
-                .map(|(at, actor, action, detail)| NewAudit {
-                    at: *at,
-                    actor,
-                    action,
-                    detail,
-                })
-                .collect();
-            let q = diesel::insert_into(audit_log::table).values(&rows);
-            match conn {
-                DbConn::Pg(c) => q.execute(c)?,
-                DbConn::Sqlite(c) => q.execute(c)?,
-            };
-        }
-        for chunk in self.outbox.chunks(INSERT_CHUNK) {
-            let rows: Vec<NewOutbox<'_>> = chunk
-                .iter()
-                .map(|r| NewOutbox {
-                    kind: &r.kind,
-                    dedupe_key: &r.dedupe_key,
-                    donation_id: r.donation_id,
-                    locale: &r.locale,
-                    payload: &r.payload,
-                    created_at: r.at,
-                    next_attempt_at: r.at,
-                })
-                .collect();
-            // A second email for the same dedupe key (a repeated event) is dropped.
-            let q = diesel::insert_into(outbox::table)
-                .values(&rows)
-                .on_conflict_do_nothing();
-            match conn {
-                DbConn::Pg(c) => q.execute(c)?,
-                DbConn::Sqlite(c) => q.execute(c)?,
-            };
-        }
+        insert_rows!(conn, ledger_entries::table, self.entries);
+        let audits: Vec<NewAudit<'_>> = self
+            .audits
+            .iter()
+            .map(|(at, actor, action, detail)| NewAudit {
+                at: *at,
+                actor,
+                action,
+                detail,
+            })
+            .collect();
+        insert_rows!(conn, audit_log::table, audits);
+        let outbox: Vec<NewOutbox<'_>> = self
+            .outbox
+            .iter()
+            .map(|r| NewOutbox {
+                kind: &r.kind,
+                dedupe_key: &r.dedupe_key,
+                donation_id: r.donation_id,
+                locale: &r.locale,
+                payload: &r.payload,
+                created_at: r.at,
+                next_attempt_at: r.at,
+            })
+            .collect();
+        // A second email for the same dedupe key (a repeated event) is dropped.
+        insert_rows!(conn, outbox::table, outbox, on_conflict_do_nothing);
         Ok(())
     }
 }
@@ -230,6 +216,8 @@ pub struct Succeeded {
     pub payment_intent: String,
     /// The charge, if known.
     pub charge: Option<String>,
+    /// The donation gets its PaymentIntent now (it was found by the id in the metadata).
+    pub tie: bool,
     /// Recorded while intake was not open.
     pub after_close: bool,
     /// When.

@@ -8,6 +8,7 @@
 mod admin;
 mod appended;
 mod bootstrap;
+mod cached;
 pub mod card;
 mod checkpoint;
 mod context;

@@ -267,40 +267,7 @@ impl QueryFragment<Pg> for BatchWrite {
             Text => &r.o_kind, Text => &r.o_dedupe, Nullable<BigInt> => &r.o_donation,
             Text => &r.o_locale, Text => &r.o_payload, Timestamp => &r.o_at,
         );
-        out.push_sql(") AS o(k, dk, di, l, p, t) ON CONFLICT DO NOTHING) UPDATE funds SET name = ");
-        out.push_bind_param::<Text, _>(&f.name)?;
-        out.push_sql(", currency = ");
-        out.push_bind_param::<Text, _>(&f.currency)?;
-        out.push_sql(", target_minor = ");
-        out.push_bind_param::<BigInt, _>(&f.target_minor)?;
-        out.push_sql(", raised_minor = ");
-        out.push_bind_param::<BigInt, _>(&f.raised_minor)?;
-        out.push_sql(", donation_count = ");
-        out.push_bind_param::<BigInt, _>(&f.donation_count)?;
-        out.push_sql(", reserved_minor = ");
-        out.push_bind_param::<BigInt, _>(&f.reserved_minor)?;
-        out.push_sql(", cap_mode = ");
-        out.push_bind_param::<Text, _>(&f.cap_mode)?;
-        out.push_sql(", intake_state = ");
-        out.push_bind_param::<Text, _>(&f.intake_state)?;
-        out.push_sql(", intake_message = ");
-        out.push_bind_param::<Text, _>(&f.intake_message)?;
-        out.push_sql(", intake_changed_at = ");
-        out.push_bind_param::<Timestamp, _>(&f.intake_changed_at)?;
-        out.push_sql(", ledger_seq = ");
-        out.push_bind_param::<BigInt, _>(&f.ledger_seq)?;
-        out.push_sql(", last_donation_id = ");
-        out.push_bind_param::<BigInt, _>(&f.last_donation_id)?;
-        out.push_sql(", ledger_head = ");
-        out.push_bind_param::<Text, _>(&f.ledger_head)?;
-        out.push_sql(", version = ");
-        out.push_bind_param::<BigInt, _>(&f.version)?;
-        out.push_sql(", created_at = ");
-        out.push_bind_param::<Timestamp, _>(&f.created_at)?;
-        out.push_sql(", updated_at = ");
-        out.push_bind_param::<Timestamp, _>(&f.updated_at)?;
-        out.push_sql(" WHERE id = ");
-        out.push_bind_param::<BigInt, _>(&f.id)?;
-        Ok(())
+        out.push_sql(") AS o(k, dk, di, l, p, t) ON CONFLICT DO NOTHING) ");
+        super::cached::push_fund_update(&mut out, f)
     }
 }

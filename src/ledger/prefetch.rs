@@ -54,36 +54,63 @@ impl Prefetched {
         none_kept: bool,
     ) -> Result<Prefetched, AppError> {
         let mut p = Prefetched::default();
-        for chunk in keys.event_ids.chunks(CHUNK) {
-            let found: Vec<String> = stripe_events::table
-                .filter(stripe_events::event_id.eq_any(chunk))
-                .select(stripe_events::event_id)
-                .load(conn)?;
-            p.seen.extend(found);
-        }
-        for chunk in keys.payment_intents.chunks(CHUNK) {
-            let found: Vec<DonationRow> = donations::table
-                .filter(donations::payment_intent_id.eq_any(chunk))
-                .select(DonationRow::as_select())
-                .load(conn)?;
-            for d in found {
-                if let Some(pi) = d.payment_intent_id.clone() {
-                    p.by_intent.insert(pi, d);
+        match conn {
+            // One statement per list: one round trip for the whole batch.
+            DbConn::Pg(c) => {
+                for chunk in keys.event_ids.chunks(CHUNK) {
+                    let found: Vec<String> = stripe_events::table
+                        .filter(stripe_events::event_id.eq_any(chunk))
+                        .select(stripe_events::event_id)
+                        .load(c)?;
+                    p.seen.extend(found);
+                }
+                for chunk in keys.payment_intents.chunks(CHUNK) {
+                    let found: Vec<DonationRow> = donations::table
+                        .filter(donations::payment_intent_id.eq_any(chunk))
+                        .select(DonationRow::as_select())
+                        .load(c)?;
+                    p.by_intent.extend(
+                        found
+                            .into_iter()
+                            .filter_map(|d| Some((d.payment_intent_id.clone()?, d))),
+                    );
                 }
             }
-            for pi in chunk {
-                if !p.by_intent.contains_key(pi) {
-                    p.unknown_intents.insert(pi.clone());
+            // No round trips to save: one look-up per key, a statement of fixed text that
+            // diesel prepares once (an `IN` list is prepared anew each time; see `cached`).
+            // By unique keys, so without `first`'s bound LIMIT, which SQLite prepares again
+            // at every run.
+            DbConn::Sqlite(c) => {
+                for id in &keys.event_ids {
+                    let found = stripe_events::table
+                        .find(id)
+                        .select(stripe_events::event_id)
+                        .get_result::<String>(c)
+                        .optional()?;
+                    p.seen.extend(found);
                 }
+                for pi in &keys.payment_intents {
+                    let found = donations::table
+                        .filter(donations::payment_intent_id.eq(pi))
+                        .select(DonationRow::as_select())
+                        .get_result(c)
+                        .optional()?;
+                    if let Some(d) = found {
+                        p.by_intent.insert(pi.clone(), d);
+                    }
+                }
+            }
+        }
+        for pi in &keys.payment_intents {
+            if !p.by_intent.contains_key(pi) {
+                p.unknown_intents.insert(pi.clone());
             }
         }
         if !none_kept && !keys.event_ids.is_empty() {
-            p.kept_exist = stripe_events::table
-                .filter(stripe_events::applied_at.is_null())
-                .select(stripe_events::event_id)
-                .first::<String>(conn)
-                .optional()?
-                .is_some();
+            p.kept_exist = diesel::select(diesel::dsl::exists(
+                stripe_events::table.filter(stripe_events::applied_at.is_null()),
+            ))
+            .get_result::<bool>(conn)?;
         }
         Ok(p)
     }

@@ -105,11 +105,12 @@ pub(super) fn lock_and_load(
             .for_update()
             .first(c)?,
         DbConn::Sqlite(c) => {
-            diesel::sql_query("UPDATE funds SET version = version WHERE id = 1").execute(c)?;
+            super::cached::LockFund.execute(c)?;
+            // Not `first`: SQLite prepares a statement with a bound LIMIT again at every run.
             funds::table
                 .find(FUND_ID)
                 .select(FundRow::as_select())
-                .first(c)?
+                .get_result(c)?
         }
     };
     let periods = match cached {
@@ -120,8 +121,10 @@ pub(super) fn lock_and_load(
 }
 
 pub(super) fn persist(conn: &mut DbConn, st: &FundState) -> Result<(), AppError> {
-    diesel::update(funds::table.find(FUND_ID))
-        .set(&st.row)
-        .execute(conn)?;
+    let q = super::cached::PersistFund(&st.row);
+    match conn {
+        DbConn::Pg(c) => q.execute(c)?,
+        DbConn::Sqlite(c) => q.execute(c)?,
+    };
     Ok(())
 }

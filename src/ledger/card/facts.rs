@@ -74,6 +74,7 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
                 amount_minor: *amount,
                 payment_intent: payment_intent.clone(),
                 charge: charge.clone(),
+                tie: d.payment_intent_id.as_deref() != Some(payment_intent.as_str()),
                 after_close,
                 at: cx.now,
             })?;

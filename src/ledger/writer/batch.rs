@@ -264,6 +264,9 @@ impl<T> Fill<'_, T> {
 }
 
 #[cfg(test)]
+mod prepared;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::mpsc::sync_channel;

@@ -112,7 +112,7 @@ stop
 plans=$(psql "$DATABASE_URL" -qAt <<'SQL'
 EXPLAIN SELECT event_id FROM stripe_events WHERE event_id IN ('evt_a', 'evt_b');
 EXPLAIN SELECT id FROM donations WHERE payment_intent_id IN ('pi_a', 'pi_b');
-EXPLAIN SELECT event_id FROM stripe_events WHERE applied_at IS NULL LIMIT 1;
+EXPLAIN SELECT EXISTS (SELECT 1 FROM stripe_events WHERE applied_at IS NULL);
 EXPLAIN SELECT * FROM funds WHERE id = 1 FOR UPDATE;
 SQL
 )

@@ -1,6 +1,7 @@
 //! On SQLite every statement of a webhook batch is a prepared statement diesel keeps, and none
-//! binds a LIMIT (SQLite prepares such a statement again each time it runs): in a profile of
-//! the webhook load, preparing took 11% of the writer thread and preparing again 12%.
+//! binds a LIMIT (SQLite prepares such a statement again each time it runs). In profiles of the
+//! webhook load, preparing took 11% of the writer thread's time, and with per-key look-ups
+//! through diesel's `first()` (which binds `LIMIT ?`) preparing again took 22%.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

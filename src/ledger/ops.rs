@@ -92,7 +92,7 @@ fn replay(cx: &mut Ctx<'_>, idem: &Idempotency) -> Result<Option<StoredResponse>
     let found = idempotency_keys::table
         .find(&idem.scope_key)
         .select(IdempotencyRow::as_select())
-        .first(cx.conn)
+        .get_result(cx.conn)
         .optional()?;
     match found {
         None => Ok(None),

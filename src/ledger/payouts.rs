@@ -26,7 +26,7 @@ pub fn record_payout(cx: &mut Ctx<'_>, fact: &Fact) -> Result<(), AppError> {
     let existing: Option<String> = payouts::table
         .find(payout)
         .select(payouts::status)
-        .first(cx.conn)
+        .get_result(cx.conn)
         .optional()?;
     match existing {
         None => {

@@ -46,7 +46,7 @@ impl Op for RecordRefund {
         let d: DonationRow = donations::table
             .find(self.donation_id)
             .select(DonationRow::as_select())
-            .first(cx.donations_table()?)
+            .get_result(cx.donations_table()?)
             .optional()?
             .ok_or_else(|| {
                 AppError::new(

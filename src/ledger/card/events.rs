@@ -196,11 +196,13 @@ fn find_donation(cx: &mut Ctx<'_>, fact: &Fact) -> Result<Option<DonationRow>, A
         return Ok(Some(d.clone()));
     }
     let conn = cx.donations_table()?;
+    // `get_result`, not `first`: on SQLite a bound LIMIT prepares the statement again at
+    // every run (see `ledger::cached`).
     if let Some(pi) = fact.payment_intent() {
         let found = donations::table
             .filter(donations::payment_intent_id.eq(pi))
             .select(DonationRow::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         if found.is_some() {
             return Ok(found);
@@ -210,7 +212,7 @@ fn find_donation(cx: &mut Ctx<'_>, fact: &Fact) -> Result<Option<DonationRow>, A
         let found = donations::table
             .filter(donations::charge_id.eq(ch))
             .select(DonationRow::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         if found.is_some() {
             return Ok(found);
@@ -228,7 +230,7 @@ fn find_donation(cx: &mut Ctx<'_>, fact: &Fact) -> Result<Option<DonationRow>, A
             .filter(donations::method.eq("card"))
             .filter(donations::payment_intent_id.is_null())
             .select(DonationRow::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()?),
         None => Ok(None),
     }

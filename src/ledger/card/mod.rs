@@ -67,7 +67,7 @@ impl Op for CreateCardDonation {
             let found = idempotency_keys::table
                 .find(&idem.scope_key)
                 .select(IdempotencyRow::as_select())
-                .first(cx.conn)
+                .get_result(cx.conn)
                 .optional()?;
             match found {
                 Some(row) if row.request_hash != idem.request_hash => {
@@ -215,7 +215,7 @@ impl Op for AbandonDonation {
         let d: Option<DonationRow> = donations::table
             .find(self.donation_id)
             .select(DonationRow::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         if let Some(d) = d.filter(|d| d.status == "pending" && d.payment_intent_id.is_none()) {
             diesel::delete(donations::table.find(d.id)).execute(cx.conn)?;

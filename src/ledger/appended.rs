@@ -1,6 +1,7 @@
 //! The rows a batch only appends (ledger entries, audit, outbox, Stripe events) and the
 //! writes it can group (new donations, card successes): kept in memory while the batch's
-//! commands run and written with one multi-row statement per table before the commit.
+//! commands run and written together before the commit: on PostgreSQL in one statement
+//! (`pg_write`), on SQLite one prepared single-row statement per row (`insert_rows!`).
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -38,7 +39,7 @@ macro_rules! insert_rows {
 }
 
 /// Append-only rows a batch writes: nothing in a batch reads them back, so they are kept in
-/// memory and written with one multi-row INSERT per table just before the commit.
+/// memory and written just before the commit (see the module's comment).
 #[derive(Debug, Default)]
 pub struct Appended {
     /// Work for after the commit (cancel intents, fetch fees).

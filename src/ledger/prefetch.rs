@@ -38,8 +38,6 @@ pub struct Prefetched {
     /// Donations by PaymentIntent, as of the batch start (entries are dropped once a command
     /// changes the donation, so a later lookup reads it again).
     pub by_intent: HashMap<String, DonationRow>,
-    /// PaymentIntents looked up and not found.
-    pub unknown_intents: HashSet<String>,
     /// Whether any event is kept (waiting for its payment): in the database at the batch's
     /// start, or recorded as kept by a command of this batch.
     pub kept_exist: bool,
@@ -99,11 +97,6 @@ impl Prefetched {
                         p.by_intent.insert(pi.clone(), d);
                     }
                 }
-            }
-        }
-        for pi in &keys.payment_intents {
-            if !p.by_intent.contains_key(pi) {
-                p.unknown_intents.insert(pi.clone());
             }
         }
         if !none_kept && !keys.event_ids.is_empty() {

@@ -124,7 +124,7 @@ fn record_event(cx: &mut Ctx<'_>, e: &ApplyStripeEvent, applied: bool) -> Result
         applied_at: applied.then_some(cx.now),
         fact,
     };
-    // In the batch's fast pass the row joins the batch's multi-row insert; the cache knows it,
+    // In the batch's fast pass the row joins the batch's buffered rows; the cache knows it,
     // and knows a kept event now exists (even after the buffer is written out by another
     // command's look-up, its payment's success must look for it).
     if let Some(cache) = cx.cache.as_deref_mut() {

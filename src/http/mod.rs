@@ -11,6 +11,7 @@ pub mod limits;
 pub(crate) mod openapi;
 mod outbox;
 mod payments;
+mod refunds;
 mod reports;
 
 use std::net::TcpListener;
@@ -241,6 +242,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(auth::routes)
         .configure(donations::routes)
         .configure(admin::routes)
+        .configure(refunds::routes)
         .configure(payments::routes)
         .configure(outbox::routes)
         .configure(reports::routes)

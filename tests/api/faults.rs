@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crowdledger::config::{Config, DatabaseUrl};
-use crowdledger::ledger::card::{AttachIntent, CardGift, CreateCardDonation, Created};
+use crowdledger::ledger::card::CardGift;
 use crowdledger::money::{AmountBounds, Currency, DonationAmount};
 use diesel::prelude::*;
 use rand::seq::SliceRandom;
@@ -75,26 +75,8 @@ async fn seed(url: &DatabaseUrl, n: usize) -> Vec<Event> {
                     anonymous: false,
                     locale: "en".into(),
                 };
-                let created = writer
-                    .submit(CreateCardDonation {
-                        gift,
-                        idempotency: None,
-                        reservation_ttl: chrono::Duration::hours(2),
-                    })
-                    .await
-                    .expect("donation created");
-                let Created::New { donation_id } = created else {
-                    panic!("a new donation")
-                };
                 let pi = format!("pi_fault_{i}");
-                writer
-                    .submit(AttachIntent {
-                        donation_id,
-                        payment_intent: pi.clone(),
-                        remember: None,
-                    })
-                    .await
-                    .expect("intent attached");
+                let donation_id = crate::helpers::pending_card_donation(&writer, gift, &pi).await;
                 let body = serde_json::json!({
                     "id": format!("evt_{pi}"), "object": "event",
                     "type": "payment_intent.succeeded", "api_version": "2026-09-30",

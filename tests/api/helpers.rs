@@ -396,6 +396,36 @@ impl TestApp {
     }
 }
 
+/// Creates a pending card donation through `writer`, as the card endpoint does, and attaches
+/// PaymentIntent `pi` to it; returns the donation's id.
+pub async fn pending_card_donation(
+    writer: &crowdledger::ledger::LedgerWriter,
+    gift: crowdledger::ledger::card::CardGift,
+    pi: &str,
+) -> i64 {
+    use crowdledger::ledger::card::{AttachIntent, CreateCardDonation, Created};
+    let created = writer
+        .submit(CreateCardDonation {
+            gift,
+            idempotency: None,
+            reservation_ttl: chrono::Duration::hours(2),
+        })
+        .await
+        .expect("donation created");
+    let Created::New { donation_id } = created else {
+        panic!("a new donation")
+    };
+    writer
+        .submit(AttachIntent {
+            donation_id,
+            payment_intent: pi.to_owned(),
+            remember: None,
+        })
+        .await
+        .expect("intent attached");
+    donation_id
+}
+
 /// A typical offline gift.
 pub fn gift(amount: &str) -> Value {
     serde_json::json!({ "amount": amount, "donor_name": "Ann Lee", "method": "check", "reference": "1001" })

@@ -58,6 +58,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             isolated_reruns = stats
                 .isolated_reruns
                 .load(std::sync::atomic::Ordering::Relaxed),
+            locked_reruns = stats
+                .locked_reruns
+                .load(std::sync::atomic::Ordering::Relaxed),
             "ledger writer totals"
         );
         Ok(())

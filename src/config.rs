@@ -218,8 +218,9 @@ pub struct Config {
     pub limits: LimitsConfig,
 }
 
-/// `WRITER_BATCH_WAIT_US` when it is not set. A PostgreSQL batch has a fixed cost (six round
-/// trips and a commit) that a millisecond's wait lets more callers share. SQLite's writer works
+/// `WRITER_BATCH_WAIT_US` when it is not set. A PostgreSQL batch has a fixed cost (three round
+/// trips at once, six in a transaction, and a commit) that a millisecond's wait lets more
+/// callers share. SQLite's writer works
 /// in-process with little fixed cost: waiting only idles the one thread that writes, while the
 /// callers' HTTP work could overlap its batch (BENCHMARKS.md, "Fifth session": 21% and 27%
 /// more webhooks per second at 32 clients without the wait in two sets of alternating runs,

@@ -134,7 +134,7 @@ impl Op for SavePeriod {
             None => diesel::insert_into(periods::table)
                 .values(&values)
                 .returning(periods::all_columns)
-                .get_result(cx.conn)?,
+                .get_result(cx.conn()?)?,
             Some(id) => diesel::update(periods::table.find(id))
                 .set((
                     periods::label.eq(&p.label),
@@ -144,7 +144,7 @@ impl Op for SavePeriod {
                     periods::updated_at.eq(cx.now),
                 ))
                 .returning(periods::all_columns)
-                .get_result(cx.conn)
+                .get_result(cx.conn()?)
                 .optional()?
                 .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no period {id}")))?,
         };

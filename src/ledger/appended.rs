@@ -50,6 +50,18 @@ pub struct Appended {
     pub(crate) entries: Vec<LedgerEntryRow>,
     pub(crate) audits: Vec<(NaiveDateTime, String, String, String)>,
     pub(crate) outbox: Vec<OutboxRow>,
+    /// A command asked for the connection in a batch run without a transaction.
+    pub(crate) needs_transaction: bool,
+}
+
+/// What a batch's write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Every row, and the fund row.
+    Whole,
+    /// Nothing: the fund row's version was not the one the batch started from (another
+    /// instance wrote in between). PostgreSQL only.
+    Stale,
 }
 
 #[derive(Debug)]
@@ -160,15 +172,39 @@ impl Appended {
 
     /// Writes the buffered rows and then the fund row, at the end of the batch transaction:
     /// on PostgreSQL with one statement (see `pg_write`), on SQLite one per table.
-    pub fn write(&mut self, conn: &mut DbConn, st: &FundState) -> Result<(), AppError> {
+    pub fn write(&mut self, conn: &mut DbConn, st: &FundState) -> Result<Written, AppError> {
         if let DbConn::Pg(c) = conn
             && let Some(w) = BatchWrite::take(self, &st.row)
         {
-            w.execute(c)?;
-            return Ok(());
+            return Ok(if w.execute(c)? == 1 {
+                Written::Whole
+            } else {
+                Written::Stale
+            });
         }
         self.flush(conn)?;
-        persist(conn, st)
+        persist(conn, st)?;
+        Ok(Written::Whole)
+    }
+
+    /// PostgreSQL, outside a transaction: the batch in one statement, which commits by itself,
+    /// if its rows fit one (see `pg_write`); `None` (nothing written) otherwise.
+    pub fn write_at_once(
+        &mut self,
+        conn: &mut DbConn,
+        st: &FundState,
+    ) -> Result<Option<Written>, AppError> {
+        let DbConn::Pg(c) = conn else {
+            return Ok(None);
+        };
+        let Some(w) = BatchWrite::take(self, &st.row) else {
+            return Ok(None);
+        };
+        Ok(Some(if w.execute(c)? == 1 {
+            Written::Whole
+        } else {
+            Written::Stale
+        }))
     }
 
     /// Writes the buffered rows (inside the batch transaction).

@@ -14,8 +14,10 @@ use crate::error::AppError;
 
 /// A command's view of the batch it runs in.
 pub struct Ctx<'a> {
-    /// The writer's connection, inside the batch transaction (and the command's savepoint).
-    pub conn: &'a mut DbConn,
+    /// The writer's connection, inside the batch transaction (and the command's savepoint);
+    /// none in a batch that is written in one statement without a transaction. Commands
+    /// reach it through `conn`.
+    pub(super) conn: Option<&'a mut DbConn>,
     /// The fund as of this point in the batch.
     pub st: &'a mut FundState,
     /// The batch's timestamp.
@@ -35,15 +37,19 @@ impl Ctx<'_> {
     ) -> Result<T, AppError> {
         // Earlier commands' buffered donations go in before the savepoint, so rolling it
         // back can only undo this command's rows.
-        self.appended.flush_donations(self.conn)?;
+        let (conn, appended) = self.parts()?;
+        appended.flush_donations(conn)?;
         let backup = self.st.clone();
         let lens = self.appended.lens();
         let now = self.now;
         let st = &mut *self.st;
         let appended = &mut *self.appended;
-        let result = self.conn.transaction::<T, AppError, _>(|conn| {
+        let Some(conn) = self.conn.as_deref_mut() else {
+            return Err(AppError::internal("a savepoint outside a transaction"));
+        };
+        let result = conn.transaction::<T, AppError, _>(|conn| {
             f(&mut Ctx {
-                conn,
+                conn: Some(conn),
                 st,
                 now,
                 appended,
@@ -70,7 +76,8 @@ impl Ctx<'_> {
             return Ok(());
         }
         self.appended.succeeded.push(s);
-        self.appended.flush_succeeded(self.conn)
+        let (conn, appended) = self.parts()?;
+        appended.flush_succeeded(conn)
     }
 
     /// Buffers a new donation with the next id; returns the id.
@@ -84,8 +91,29 @@ impl Ctx<'_> {
 
     /// Makes the buffered donations visible to queries; call before reading `donations`.
     pub fn donations_table(&mut self) -> Result<&mut DbConn, AppError> {
-        self.appended.flush_donations(self.conn)?;
-        Ok(self.conn)
+        let (conn, appended) = self.parts()?;
+        appended.flush_donations(conn)?;
+        Ok(conn)
+    }
+
+    /// The batch's connection, for what the prefetched reads do not cover. A batch written
+    /// in one statement without a transaction has none: asking for it marks the batch to be
+    /// run again in a transaction, and fails this command meanwhile.
+    pub fn conn(&mut self) -> Result<&mut DbConn, AppError> {
+        Ok(self.parts()?.0)
+    }
+
+    /// The connection and the buffered rows, borrowed together.
+    pub(crate) fn parts(&mut self) -> Result<(&mut DbConn, &mut Appended), AppError> {
+        match self.conn.as_deref_mut() {
+            Some(conn) => Ok((conn, &mut *self.appended)),
+            None => {
+                self.appended.needs_transaction = true;
+                Err(AppError::unavailable(
+                    "this command needs the batch's transaction",
+                ))
+            }
+        }
     }
 
     /// Appends a hash-chained ledger entry that moves raised by `amount_minor` and the donation

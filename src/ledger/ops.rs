@@ -92,7 +92,7 @@ fn replay(cx: &mut Ctx<'_>, idem: &Idempotency) -> Result<Option<StoredResponse>
     let found = idempotency_keys::table
         .find(&idem.scope_key)
         .select(IdempotencyRow::as_select())
-        .get_result(cx.conn)
+        .get_result(cx.conn()?)
         .optional()?;
     match found {
         None => Ok(None),
@@ -116,7 +116,7 @@ fn remember(cx: &mut Ctx<'_>, idem: &Idempotency, resp: &StoredResponse) -> Resu
             response_body: resp.body.clone(),
             created_at: cx.now,
         })
-        .execute(cx.conn)?;
+        .execute(cx.conn()?)?;
     Ok(())
 }
 

@@ -26,7 +26,7 @@ pub fn record_payout(cx: &mut Ctx<'_>, fact: &Fact) -> Result<(), AppError> {
     let existing: Option<String> = payouts::table
         .find(payout)
         .select(payouts::status)
-        .get_result(cx.conn)
+        .get_result(cx.conn()?)
         .optional()?;
     match existing {
         None => {
@@ -46,7 +46,7 @@ pub fn record_payout(cx: &mut Ctx<'_>, fact: &Fact) -> Result<(), AppError> {
                     differences: 0,
                     report: String::new(),
                 })
-                .execute(cx.conn)?;
+                .execute(cx.conn()?)?;
         }
         Some(old) if matches!(old.as_str(), "paid" | "failed" | "canceled") => return Ok(()),
         Some(_) => {
@@ -57,7 +57,7 @@ pub fn record_payout(cx: &mut Ctx<'_>, fact: &Fact) -> Result<(), AppError> {
                     payouts::arrival_date.eq(arrival_date),
                     payouts::updated_at.eq(cx.now),
                 ))
-                .execute(cx.conn)?;
+                .execute(cx.conn()?)?;
         }
     }
     if status == "paid" {
@@ -95,7 +95,7 @@ impl Op for SavePayoutReport {
         let exists = payouts::table
             .find(payout)
             .select(payouts::id)
-            .first::<String>(cx.conn)
+            .first::<String>(cx.conn()?)
             .optional()?;
         if exists.is_none() {
             record_payout(cx, &self.payout)?;
@@ -109,7 +109,7 @@ impl Op for SavePayoutReport {
                 payouts::differences.eq(self.differences),
                 payouts::report.eq(self.report.to_string()),
             ))
-            .execute(cx.conn)?;
+            .execute(cx.conn()?)?;
         diesel::update(donations::table.filter(donations::id.eq_any(&self.matched_donations)))
             .set(donations::payout_id.eq(Some(payout)))
             .execute(cx.donations_table()?)?;

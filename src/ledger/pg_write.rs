@@ -3,8 +3,14 @@
 //! Written one statement per table, a batch of webhooks cost the writer's backend a parse and
 //! a plan for each of five multi-row statements (diesel never caches a multi-row INSERT or an
 //! UPDATE) plus a round trip each. Here the rows travel as one array per column, unnested by
-//! data-modifying CTEs, and the fund row is the main UPDATE: the text never changes, so diesel
-//! prepares it once per connection.
+//! data-modifying CTEs: the text never changes, so diesel prepares it once per connection.
+//!
+//! The fund row's UPDATE comes first and holds the rest: it matches only while the row still
+//! has the version the batch started from, and every other CTE writes only if it matched
+//! (they read its `RETURNING`). The statement returns one row when it wrote the batch, and
+//! none, having written nothing, when another instance's batch came in between. So a batch
+//! that read without the fund row's lock can be written by this one statement alone, outside
+//! a transaction (see `Writer::batch`); inside one, under the lock, it always matches.
 //!
 //! Rows a CTE inserts are invisible to the other CTEs of the same statement (they all see one
 //! snapshot), so this is used only when no card success targets a donation inserted by the
@@ -24,6 +30,9 @@ use crate::db::models::FundRow;
 pub(super) struct BatchWrite {
     rows: Columns,
     fund: FundRow,
+    /// The fund row's version the batch started from: the write happens only if the row
+    /// still has it.
+    from_version: i64,
 }
 
 /// The columns, in the order the SQL names them.
@@ -169,6 +178,7 @@ impl BatchWrite {
         Some(BatchWrite {
             rows: w,
             fund: fund.clone(),
+            from_version: fund.version - 1,
         })
     }
 }
@@ -201,8 +211,13 @@ macro_rules! binds {
 impl QueryFragment<Pg> for BatchWrite {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let (r, f) = (&self.rows, &self.fund);
+        out.push_sql("WITH f AS (");
+        super::cached::push_fund_update(&mut out, f)?;
+        out.push_sql(" AND version = ");
+        out.push_bind_param::<BigInt, _>(&self.from_version)?;
+        out.push_sql(" RETURNING 1), ");
         out.push_sql(
-            "WITH new_donations AS (INSERT INTO donations (id, method, status, amount_minor, \
+            "new_donations AS (INSERT INTO donations (id, method, status, amount_minor, \
              currency, donor_name, email, anonymous, locale, reference, received_on, \
              payment_intent_id, after_close, recorded_by, created_at, succeeded_at, \
              reserved_until) SELECT * FROM unnest(",
@@ -218,7 +233,7 @@ impl QueryFragment<Pg> for BatchWrite {
             Nullable<Timestamp> => &r.d_reserved_until,
         );
         out.push_sql(
-            ")), succeeded AS (UPDATE donations AS d SET status = 'succeeded', \
+            ") WHERE EXISTS (SELECT FROM f)), succeeded AS (UPDATE donations AS d SET status = 'succeeded', \
              amount_minor = v.amount, payment_intent_id = v.pi, charge_id = v.charge, \
              succeeded_at = v.at, after_close = v.after_close, reserved_until = NULL \
              FROM unnest(",
@@ -228,7 +243,7 @@ impl QueryFragment<Pg> for BatchWrite {
             Nullable<Text> => &r.s_charge, Timestamp => &r.s_at, Bool => &r.s_after_close,
         );
         out.push_sql(
-            ") AS v(id, amount, pi, charge, at, after_close) WHERE d.id = v.id), \
+            ") AS v(id, amount, pi, charge, at, after_close) WHERE d.id = v.id AND EXISTS (SELECT FROM f)), \
              events AS (INSERT INTO stripe_events (event_id, event_type, payment_intent_id, \
              charge_id, created, received_at, applied_at, fact) SELECT * FROM unnest(",
         );
@@ -239,7 +254,7 @@ impl QueryFragment<Pg> for BatchWrite {
             Text => &r.e_fact,
         );
         out.push_sql(
-            ")), entries AS (INSERT INTO ledger_entries (seq, created_at, kind, donation_id, \
+            ") WHERE EXISTS (SELECT FROM f)), entries AS (INSERT INTO ledger_entries (seq, created_at, kind, donation_id, \
              amount_minor, count_delta, raised_after_minor, target_after_minor, intake_after, \
              memo, prev_hash, hash) SELECT * FROM unnest(",
         );
@@ -251,7 +266,7 @@ impl QueryFragment<Pg> for BatchWrite {
             Text => &r.l_prev_hash, Text => &r.l_hash,
         );
         out.push_sql(
-            ")), audits AS (INSERT INTO audit_log (at, actor, action, detail) \
+            ") WHERE EXISTS (SELECT FROM f)), audits AS (INSERT INTO audit_log (at, actor, action, detail) \
              SELECT * FROM unnest(",
         );
         binds!(out;
@@ -260,14 +275,17 @@ impl QueryFragment<Pg> for BatchWrite {
         );
         // A second email for the same dedupe key (a repeated event) is dropped.
         out.push_sql(
-            ")), mail AS (INSERT INTO outbox (kind, dedupe_key, donation_id, locale, payload, \
+            ") WHERE EXISTS (SELECT FROM f)), mail AS (INSERT INTO outbox (kind, dedupe_key, donation_id, locale, payload, \
              created_at, next_attempt_at) SELECT k, dk, di, l, p, t, t FROM unnest(",
         );
         binds!(out;
             Text => &r.o_kind, Text => &r.o_dedupe, Nullable<BigInt> => &r.o_donation,
             Text => &r.o_locale, Text => &r.o_payload, Timestamp => &r.o_at,
         );
-        out.push_sql(") AS o(k, dk, di, l, p, t) ON CONFLICT DO NOTHING) ");
-        super::cached::push_fund_update(&mut out, f)
+        out.push_sql(
+            ") AS o(k, dk, di, l, p, t) WHERE EXISTS (SELECT FROM f) ON CONFLICT DO NOTHING) \
+             SELECT 1 FROM f",
+        );
+        Ok(())
     }
 }

@@ -74,7 +74,7 @@ impl Op for RecordRefund {
         }
         diesel::update(donations::table.find(d.id))
             .set(donations::refunded_minor.eq(d.refunded_minor + amount))
-            .execute(cx.conn)?;
+            .execute(cx.conn()?)?;
         // A donation whose whole amount went back no longer counts as a donation.
         let count_delta = if amount == refundable { -1 } else { 0 };
         let memo = format!("refund by {}: {}", self.actor, self.reason);

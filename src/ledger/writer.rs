@@ -33,6 +33,14 @@ pub trait Op: Send + 'static {
 
     /// Names what `apply` will look up, so the batch reads it all at once.
     fn keys(&self, _keys: &mut BatchKeys) {}
+
+    /// True when `apply`, with the batch's reads prefetched, usually only buffers rows and
+    /// never asks for the connection. On PostgreSQL a batch of such commands is first run
+    /// without a transaction (see `batch::Writer::batch`). A wrong answer costs time, never
+    /// correctness: asking for the connection there sends the batch into a transaction.
+    fn buffered(&self) -> bool {
+        false
+    }
 }
 
 /// A submitted command with its reply channel, type-erased for the queue.
@@ -43,6 +51,8 @@ trait Job: Send {
     fn finish(self: Box<Self>, commit: Result<(), AppError>);
     /// What the command will look up.
     fn keys(&self, keys: &mut BatchKeys);
+    /// See `Op::buffered`.
+    fn buffered(&self) -> bool;
 }
 
 struct Submitted<O: Op> {
@@ -65,6 +75,10 @@ impl<O: Op> Job for Submitted<O> {
 
     fn keys(&self, keys: &mut BatchKeys) {
         self.op.keys(keys);
+    }
+
+    fn buffered(&self) -> bool {
+        self.op.buffered()
     }
 
     fn finish(self: Box<Self>, commit: Result<(), AppError>) {
@@ -106,6 +120,9 @@ pub struct WriterStats {
     pub commands: AtomicU64,
     /// Batches re-run with a savepoint per command because one command failed.
     pub isolated_reruns: AtomicU64,
+    /// PostgreSQL: batches tried without a transaction and run again in one, under the fund
+    /// row's lock (another instance wrote first, or a command needed the connection).
+    pub locked_reruns: AtomicU64,
     /// SQLite: WAL checkpoints run by the checkpoint thread.
     pub checkpoints: AtomicU64,
     /// SQLite: the most WAL frames one of those checkpoints reported copied.

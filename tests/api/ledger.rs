@@ -434,6 +434,138 @@ async fn a_failing_command_does_not_fail_its_batch_neighbours() {
     assert!(report.is_ok(), "{:?}", report.problems);
 }
 
+/// Two writers on one database, as two instances (or the CLI beside the server) run. On
+/// PostgreSQL a batch of webhook events is first written by one statement without a
+/// transaction, from the fund row as this writer last committed it. When another instance
+/// wrote in between, that statement writes nothing and the batch runs again in a transaction
+/// under the fund row's lock; so does a batch whose command needs the connection (here, a
+/// payment with an event kept for later to look for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_written_without_a_transaction_yields_to_another_instance() {
+    use crowdledger::config::FundDefaults;
+    use crowdledger::domain::CapMode;
+    use crowdledger::ledger::card::{ApplyStripeEvent, CardGift, EventOutcome};
+    use crowdledger::ledger::ops::UpdateFund;
+    use crowdledger::ledger::{BatchTuning, FundState, LedgerWriter};
+    use crowdledger::money::{AmountBounds, Currency, DonationAmount};
+    use crowdledger::payments::events::Fact;
+    use std::sync::atomic::Ordering;
+
+    let (first, _gift, url, _dir) = writer_and_gift();
+    let bounds = AmountBounds {
+        min_minor: 1,
+        max_minor: 1_000_000,
+    };
+    let amount = DonationAmount::parse("5.00", Currency::USD, bounds).expect("amount");
+    for i in 0..3 {
+        let gift = CardGift {
+            amount,
+            amount_minor: 500,
+            donor_name: format!("Donor {i}"),
+            email: format!("d{i}@example.org"),
+            anonymous: false,
+            locale: "en".into(),
+        };
+        crate::helpers::pending_card_donation(&first, gift, &format!("pi_{i}")).await;
+    }
+    let succeeded = |event: &str, pi: &str| ApplyStripeEvent {
+        event_id: event.into(),
+        event_type: "payment_intent.succeeded".into(),
+        created: 1,
+        fact: Fact::PaymentSucceeded {
+            payment_intent: pi.into(),
+            amount: 500,
+            currency: "usd".into(),
+            charge: Some(format!("ch_{pi}")),
+            donation_id: None,
+        },
+        keep_unknown: true,
+    };
+    let reruns = || first.stats().locked_reruns.load(Ordering::Relaxed);
+    let pg = engine_is_postgres();
+
+    let outcome = first
+        .submit(succeeded("evt_0", "pi_0"))
+        .await
+        .expect("applied");
+    assert_eq!(outcome, EventOutcome::Applied);
+    assert_eq!(reruns(), 0, "nothing came in between");
+
+    // Another instance renames the fund: no ledger entry, no row the first writer's next
+    // write would collide with, only the fund row.
+    let second = LedgerWriter::start(
+        &url,
+        &FundDefaults {
+            name: "Test".into(),
+            currency: Currency::USD,
+            target_minor: 1_000_000,
+            cap_mode: CapMode::Soft,
+        },
+        BatchTuning::default(),
+        None,
+    )
+    .expect("second writer");
+    second
+        .submit(UpdateFund {
+            name: Some("Renamed elsewhere".into()),
+            target_minor: None,
+            actor: "admin".into(),
+        })
+        .await
+        .expect("renamed");
+    drop(second);
+
+    let outcome = first
+        .submit(succeeded("evt_1", "pi_1"))
+        .await
+        .expect("applied");
+    assert_eq!(outcome, EventOutcome::Applied);
+    let mut conn = crowdledger::db::establish(&url).expect("connect");
+    let st = FundState::load(&mut conn).expect("fund");
+    assert_eq!(
+        st.row.name, "Renamed elsewhere",
+        "the other instance's change was kept"
+    );
+    assert_eq!(st.row.raised_minor, 1_000);
+    assert_eq!(st.row.donation_count, 2);
+    assert_eq!(
+        reruns(),
+        u64::from(pg),
+        "the stale batch ran again under the lock"
+    );
+
+    // An event for a payment nobody knows is looked for by charge and by metadata on the
+    // connection, and kept. A payment's success must then look for kept events on the
+    // connection too. Each of these batches runs in a transaction.
+    let outcome = first
+        .submit(succeeded("evt_unknown", "pi_nobody"))
+        .await
+        .expect("kept");
+    assert_eq!(outcome, EventOutcome::Kept);
+    assert_eq!(reruns(), 2 * u64::from(pg));
+    let outcome = first
+        .submit(succeeded("evt_2", "pi_2"))
+        .await
+        .expect("applied");
+    assert_eq!(outcome, EventOutcome::Applied);
+    assert_eq!(reruns(), 3 * u64::from(pg));
+    // A repeated event needs nothing but the prefetched reads.
+    let again = first
+        .submit(succeeded("evt_2", "pi_2"))
+        .await
+        .expect("repeated");
+    assert_eq!(again, EventOutcome::Duplicate);
+    assert_eq!(reruns(), 3 * u64::from(pg));
+
+    let st = FundState::load(&mut conn).expect("fund");
+    assert_eq!(st.row.raised_minor, 1_500);
+    assert_eq!(st.row.donation_count, 3);
+    let snap = first.snapshot().get().expect("snapshot");
+    assert_eq!(snap.view.donation_count, 3);
+    let report = crowdledger::ledger::verify::verify(&mut conn).expect("verify");
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
 /// Ledger entries and outbox rows name donations that exist, and a named donation cannot be
 /// deleted or renumbered. SQLite checks this with foreign keys; PostgreSQL with triggers that
 /// check a whole statement at once (migration `donation_refs`), raising the same SQLSTATE.

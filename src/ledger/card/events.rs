@@ -49,7 +49,7 @@ fn seen(cx: &mut Ctx<'_>, event_id: &str) -> Result<bool, AppError> {
     Ok(stripe_events::table
         .find(event_id)
         .select(stripe_events::event_id)
-        .first::<String>(cx.conn)
+        .first::<String>(cx.conn()?)
         .optional()?
         .is_some())
 }
@@ -62,6 +62,12 @@ impl Op for ApplyStripeEvent {
         if let Some(pi) = self.fact.payment_intent() {
             keys.payment_intents.push(pi.to_owned());
         }
+    }
+
+    /// A payment's success or failure, and a repeated event, only buffer rows in the fast
+    /// pass; refunds, disputes, payouts and kept events use the connection.
+    fn buffered(&self) -> bool {
+        true
     }
 
     fn apply(&self, cx: &mut Ctx<'_>) -> Result<EventOutcome, AppError> {
@@ -135,7 +141,7 @@ fn record_event(cx: &mut Ctx<'_>, e: &ApplyStripeEvent, applied: bool) -> Result
     }
     diesel::insert_into(stripe_events::table)
         .values(&row)
-        .execute(cx.conn)?;
+        .execute(cx.conn()?)?;
     Ok(())
 }
 
@@ -149,7 +155,8 @@ pub(super) fn apply_kept(
         return Ok(());
     }
     // Kept events may be among this batch's buffered rows: write them before reading.
-    cx.appended.flush_events(cx.conn)?;
+    let (conn, appended) = cx.parts()?;
+    appended.flush_events(conn)?;
     let mut q = stripe_events::table
         .filter(stripe_events::applied_at.is_null())
         .select(StripeEventRow::as_select())
@@ -165,7 +172,7 @@ pub(super) fn apply_kept(
         (None, Some(c)) => q.filter(stripe_events::charge_id.eq(c)),
         (None, None) => return Ok(()),
     };
-    let kept: Vec<StripeEventRow> = q.load(cx.conn)?;
+    let kept: Vec<StripeEventRow> = q.load(cx.conn()?)?;
     for row in kept {
         let fact: Fact = serde_json::from_str(&row.fact).map_err(AppError::internal)?;
         let Some(d) = find_donation(cx, &fact)? else {
@@ -182,7 +189,7 @@ pub(super) fn apply_kept(
         apply_fact(cx, &d, &fact)?;
         diesel::update(stripe_events::table.find(&row.event_id))
             .set(stripe_events::applied_at.eq(Some(cx.now)))
-            .execute(cx.conn)?;
+            .execute(cx.conn()?)?;
     }
     Ok(())
 }

@@ -29,7 +29,7 @@ fn set_status(
             donations::status.eq(status),
             donations::reserved_until.eq(reserved_until),
         ))
-        .execute(cx.conn)?;
+        .execute(cx.conn()?)?;
     Ok(())
 }
 
@@ -143,7 +143,7 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
             )?;
             diesel::update(donations::table.find(d.id))
                 .set(donations::refunded_minor.eq(d.refunded_minor + take))
-                .execute(cx.conn)?;
+                .execute(cx.conn()?)?;
             if take > 0 && d.email.is_some() {
                 let payload = serde_json::json!({
                     "donation_id": d.id, "amount": c.format(take), "currency": c.code(), "reason": "refunded",
@@ -171,7 +171,7 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
                     donations::disputed_minor.eq(d.disputed_minor + take),
                     donations::dispute_status.eq("open"),
                 ))
-                .execute(cx.conn)?;
+                .execute(cx.conn()?)?;
             Ok(())
         }
         Fact::DisputeClosed {
@@ -198,7 +198,7 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
                             donations::disputed_minor.eq(0),
                             donations::dispute_status.eq("won"),
                         ))
-                        .execute(cx.conn)?;
+                        .execute(cx.conn()?)?;
                     // Reinstated money counts again: if it takes raised to the target, intake
                     // closes in this transaction, as for any other money that arrives.
                     cx.settle_intake()?;
@@ -206,13 +206,13 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
                 (Some("open"), false) => {
                     diesel::update(donations::table.find(d.id))
                         .set(donations::dispute_status.eq("lost"))
-                        .execute(cx.conn)?;
+                        .execute(cx.conn()?)?;
                 }
                 // Closed before we saw it open: won moves nothing; lost withdraws now.
                 (None, true) => {
                     diesel::update(donations::table.find(d.id))
                         .set(donations::dispute_status.eq("won"))
-                        .execute(cx.conn)?;
+                        .execute(cx.conn()?)?;
                 }
                 (None, false) => {
                     let take = withdraw(
@@ -227,7 +227,7 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
                             donations::disputed_minor.eq(d.disputed_minor + take),
                             donations::dispute_status.eq("lost"),
                         ))
-                        .execute(cx.conn)?;
+                        .execute(cx.conn()?)?;
                 }
                 _ => {}
             }

@@ -67,7 +67,7 @@ impl Op for CreateCardDonation {
             let found = idempotency_keys::table
                 .find(&idem.scope_key)
                 .select(IdempotencyRow::as_select())
-                .get_result(cx.conn)
+                .get_result(cx.conn()?)
                 .optional()?;
             match found {
                 Some(row) if row.request_hash != idem.request_hash => {
@@ -87,7 +87,7 @@ impl Op for CreateCardDonation {
                 // Left in progress by a crash long ago: start afresh.
                 Some(row) if row.status_code == 0 => {
                     diesel::delete(idempotency_keys::table.find(&row.scope_key))
-                        .execute(cx.conn)?;
+                        .execute(cx.conn()?)?;
                 }
                 Some(row) => {
                     return Ok(Created::Replayed(StoredResponse {
@@ -160,7 +160,7 @@ impl Op for CreateCardDonation {
                     response_body: String::new(),
                     created_at: cx.now,
                 })
-                .execute(cx.conn)?;
+                .execute(cx.conn()?)?;
         }
         Ok(Created::New { donation_id: id })
     }
@@ -190,7 +190,7 @@ impl Op for AttachIntent {
                     idempotency_keys::status_code.eq(i32::from(resp.status)),
                     idempotency_keys::response_body.eq(&resp.body),
                 ))
-                .execute(cx.conn)?;
+                .execute(cx.conn()?)?;
         }
         // A succeeded event may have arrived before we knew the intent (kept): apply it now.
         events::apply_kept(cx, Some(&self.payment_intent), None)
@@ -218,11 +218,11 @@ impl Op for AbandonDonation {
             .get_result(conn)
             .optional()?;
         if let Some(d) = d.filter(|d| d.status == "pending" && d.payment_intent_id.is_none()) {
-            diesel::delete(donations::table.find(d.id)).execute(cx.conn)?;
+            diesel::delete(donations::table.find(d.id)).execute(cx.conn()?)?;
             release_reservation(cx, &d);
         }
         if let Some(key) = &self.idempotency_key {
-            diesel::delete(idempotency_keys::table.find(key)).execute(cx.conn)?;
+            diesel::delete(idempotency_keys::table.find(key)).execute(cx.conn()?)?;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use std::sync::mpsc::Receiver;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
+use super::super::appended::Written;
 use super::super::checkpoint::Checkpointer;
 use super::super::context::{Appended, Ctx};
 use super::super::prefetch::{BatchKeys, Prefetched};
@@ -26,6 +27,8 @@ enum Abort {
     Alone,
     /// The database failed.
     Failed(AppError),
+    /// A batch tried without a transaction must run in one, under the fund row's lock.
+    Relock,
 }
 
 impl From<diesel::result::Error> for Abort {
@@ -82,8 +85,8 @@ impl Writer {
             }
             // Group commit: callers answered by the last batch are likely on their way back;
             // waiting a little for them lets one commit serve all of them instead of
-            // splitting them into alternating half-size batches. The batch waits once its
-            // transaction has begun and locked the fund row, so those round trips overlap
+            // splitting them into alternating half-size batches. A batch in a transaction
+            // waits once it has begun and locked the fund row, so those round trips overlap
             // the wait.
             let fill =
                 (!self.tuning.fill_wait.is_zero() && self.concurrency > jobs.len()).then(|| Fill {
@@ -135,10 +138,22 @@ impl Writer {
         let none_kept_at = self.none_kept_at.take();
         let mut none_kept_after = None;
         let mut isolated = false;
+        // PostgreSQL, when the fund row is known from this writer's last commit and every
+        // command only buffers rows: the batch reads without a transaction or the fund row's
+        // lock, and one statement writes it and commits by itself, if the fund row still has
+        // the version the batch started from (see `pg_write`). Three round trips fewer than
+        // BEGIN, the lock and COMMIT. Anything else (another instance wrote meanwhile, a
+        // command asked for the connection or failed, a database error) sends the batch back
+        // to run as below, in a transaction under the lock; nothing was written.
+        let mut at_once =
+            matches!(c, DbConn::Pg(_)) && cached.is_some() && jobs.iter().all(|j| j.buffered());
         let mut effects = Vec::new();
         let outcome = loop {
-            let attempt = c.transaction::<FundState, Abort, _>(|conn| {
-                let mut st = lock_and_load(conn, cached)?;
+            let mut body = |conn: &mut DbConn, at_once: bool| -> Result<FundState, Abort> {
+                let mut st = match cached {
+                    Some(st) if at_once => st.clone(),
+                    _ => lock_and_load(conn, cached)?,
+                };
                 if let Some(fill) = fill.take() {
                     fill.wait(&mut jobs);
                 }
@@ -160,7 +175,7 @@ impl Writer {
                 let alone = jobs.len() == 1;
                 for job in &mut jobs {
                     let mut cx = Ctx {
-                        conn,
+                        conn: (!at_once).then_some(&mut *conn),
                         st: &mut st,
                         now,
                         appended: &mut appended,
@@ -170,17 +185,42 @@ impl Writer {
                         return Err(if alone { Abort::Alone } else { Abort::Retry });
                     }
                 }
+                if appended.needs_transaction {
+                    return Err(Abort::Relock);
+                }
                 effects = std::mem::take(&mut appended.effects);
                 st.row.version += 1;
                 st.row.updated_at = now;
-                appended.write(conn, &st)?;
+                let written = if at_once {
+                    appended.write_at_once(conn, &st)?.ok_or(Abort::Relock)?
+                } else {
+                    appended.write(conn, &st)?
+                };
+                if written == Written::Stale {
+                    return Err(if at_once {
+                        Abort::Relock
+                    } else {
+                        AppError::internal("the fund row changed under its lock").into()
+                    });
+                }
                 none_kept_after = cache
                     .as_ref()
                     .is_some_and(|c| !c.kept_exist)
                     .then_some(st.row.version);
                 Ok(st)
-            });
+            };
+            let attempt = if at_once {
+                // Nothing was written unless it succeeded, so any failure is asked again
+                // under the lock, where the reads are the committed ones.
+                body(c, true).map_err(|_| Abort::Relock)
+            } else {
+                c.transaction::<FundState, Abort, _>(|conn| body(conn, false))
+            };
             match attempt {
+                Err(Abort::Relock) => {
+                    self.stats.locked_reruns.fetch_add(1, Ordering::Relaxed);
+                    at_once = false;
+                }
                 Err(Abort::Retry) => {
                     self.stats.isolated_reruns.fetch_add(1, Ordering::Relaxed);
                     isolated = true;
@@ -207,7 +247,7 @@ impl Writer {
                     }
                 }
             }
-            Err(Abort::Alone | Abort::Retry) => {
+            Err(Abort::Alone | Abort::Retry | Abort::Relock) => {
                 for job in jobs {
                     job.finish(Ok(()));
                 }

@@ -4,8 +4,8 @@
 #    on SQLite, with 10% duplicate deliveries in shuffled order, totals checked to the cent;
 #  - pgbench -b tpcb-like -c 8 -T $PGBENCH_SECONDS on the same PostgreSQL;
 #  - wrk against GET /api/fund and against a minimal actix-web hello-world (examples/hello.rs);
-#  - the same webhook run again with 1,000,000 donations already in the ledger, and the query
-#    plans of the write path's lookups.
+#  - the same 32-client webhook run with 10,000 and then 1,000,000 donations already in the
+#    ledger, and the query plans of the write path's lookups and writes.
 #
 #   ./benches/compare.sh                 # EVENTS=20000 PGBENCH_SECONDS=20 WRK_SECONDS=10
 set -euo pipefail
@@ -81,31 +81,45 @@ kill $HELLO; wait $HELLO 2>/dev/null || true
 
 # Last: seeding 1M rows leaves PostgreSQL checkpointing and vacuuming for a while, which
 # would slow whatever ran next.
-export DATABASE_URL=$PG_PREFIX/cl_compare
-echo "== growth: $GROWTH_ROWS donations already in the ledger" >&2
-psql "$DATABASE_URL" -q <<SQL
+seed_ledger() { # rows: succeeded card donations, their ledger entries and events, after the last
+    psql "$DATABASE_URL" -q <<SQL
 BEGIN;
 -- Succeeded card donations and their ledger entries, as recording them would leave them
 -- (the hashes are placeholders: this database is for timing, not for verify).
 INSERT INTO donations (id, method, status, amount_minor, currency, donor_name, email, anonymous,
     locale, payment_intent_id, charge_id, after_close, created_at, succeeded_at)
 SELECT f.last_donation_id + g, 'card', 'succeeded', 500, 'USD', 'Seed ' || g, 'seed' || g || '@example.org',
-    false, 'en', 'pi_seed_' || g, 'ch_seed_' || g, false, now(), now()
-FROM funds f, generate_series(1, $GROWTH_ROWS) g;
+    false, 'en', 'pi_seed_' || f.last_donation_id + g, 'ch_seed_' || f.last_donation_id + g, false, now(), now()
+FROM funds f, generate_series(1, $1) g;
 INSERT INTO ledger_entries (seq, created_at, kind, donation_id, amount_minor, count_delta,
     raised_after_minor, target_after_minor, intake_after, memo, prev_hash, hash)
 SELECT f.ledger_seq + g, now(), 'donation', f.last_donation_id + g, 500, 1, f.raised_minor + 500 * g,
     f.target_minor, 'open', 'seed', md5(g::text) || md5(g::text), md5((g + 1)::text) || md5(g::text)
-FROM funds f, generate_series(1, $GROWTH_ROWS) g;
+FROM funds f, generate_series(1, $1) g;
 INSERT INTO stripe_events (event_id, event_type, payment_intent_id, charge_id, created, received_at, applied_at, fact)
-SELECT 'evt_seed_' || g, 'payment_intent.succeeded', 'pi_seed_' || g, 'ch_seed_' || g, 0, now(), now(), '{}'
-FROM generate_series(1, $GROWTH_ROWS) g;
-UPDATE funds SET last_donation_id = last_donation_id + $GROWTH_ROWS, ledger_seq = ledger_seq + $GROWTH_ROWS,
-    raised_minor = raised_minor + 500 * $GROWTH_ROWS, donation_count = donation_count + $GROWTH_ROWS,
+SELECT 'evt_seed_' || f.last_donation_id + g, 'payment_intent.succeeded', 'pi_seed_' || f.last_donation_id + g,
+    'ch_seed_' || f.last_donation_id + g, 0, now(), now(), '{}'
+FROM funds f, generate_series(1, $1) g;
+UPDATE funds SET last_donation_id = last_donation_id + $1, ledger_seq = ledger_seq + $1,
+    raised_minor = raised_minor + 500 * $1, donation_count = donation_count + $1,
     version = version + 1;
 COMMIT;
 ANALYZE;
 SQL
+}
+# 10,000 donations, then 1,000,000: each webhook run adds its own $EVENTS, so the second seeding
+# tops the ledger up to exactly $GROWTH_ROWS.
+fresh_pg cl_compare
+export DATABASE_URL=$PG_PREFIX/cl_compare
+start # migrates
+stop
+echo "== growth: 10000 donations already in the ledger" >&2
+seed_ledger 10000
+start
+webhooks postgres-10k 32
+stop
+echo "== growth: $GROWTH_ROWS donations already in the ledger" >&2
+seed_ledger $((GROWTH_ROWS - 10000 - EVENTS))
 start
 webhooks postgres-1M 32
 stop
@@ -114,6 +128,8 @@ EXPLAIN SELECT event_id FROM stripe_events WHERE event_id IN ('evt_a', 'evt_b');
 EXPLAIN SELECT id FROM donations WHERE payment_intent_id IN ('pi_a', 'pi_b');
 EXPLAIN SELECT EXISTS (SELECT 1 FROM stripe_events WHERE applied_at IS NULL);
 EXPLAIN SELECT * FROM funds WHERE id = 1 FOR UPDATE;
+EXPLAIN UPDATE funds SET version = version + 1 WHERE id = 1 AND version = 1;
+EXPLAIN UPDATE donations AS d SET status = 'succeeded' FROM unnest('{1,2}'::bigint[]) AS v(id) WHERE d.id = v.id;
 SQL
 )
 psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS cl_compare WITH (FORCE)"
@@ -131,5 +147,5 @@ done
 printf 'pgbench tpcb-like: %.0f tps at 8 clients, latency average %s ms\n' "$tps" "$lat"
 printf 'GET /api/fund: %s req/s; hello-world: %s req/s; ratio %s\n' "$fund_rps" "$hello_rps" \
     "$(awk -v a="$fund_rps" -v b="$hello_rps" 'BEGIN { printf "%.2fx", a / b }')"
-echo "query plans of the write path's lookups (1M rows):"
+echo "query plans of the write path's lookups and writes (1M rows):"
 echo "$plans" | sed 's/^/  /'

@@ -11,6 +11,9 @@
 //! none, having written nothing, when another instance's batch came in between. So a batch
 //! that read without the fund row's lock can be written by this one statement alone, outside
 //! a transaction (see `Writer::batch`); inside one, under the lock, it always matches.
+//! Either way the fund row is locked before any other row is written (each CTE waits for
+//! `f`, which takes the lock), so the per-statement reference checks of migration
+//! `donation_refs`, which assume the writer holds that lock, still run under it.
 //!
 //! Rows a CTE inserts are invisible to the other CTEs of the same statement (they all see one
 //! snapshot), so this is used only when no card success targets a donation inserted by the

@@ -170,25 +170,19 @@ impl Appended {
         Ok(())
     }
 
-    /// Writes the buffered rows and then the fund row, at the end of the batch transaction:
-    /// on PostgreSQL with one statement (see `pg_write`), on SQLite one per table.
+    /// Writes the buffered rows and the fund row at the end of the batch transaction: on
+    /// PostgreSQL with one statement (see `pg_write`), on SQLite one per row.
     pub fn write(&mut self, conn: &mut DbConn, st: &FundState) -> Result<Written, AppError> {
-        if let DbConn::Pg(c) = conn
-            && let Some(w) = BatchWrite::take(self, &st.row)
-        {
-            return Ok(if w.execute(c)? == 1 {
-                Written::Whole
-            } else {
-                Written::Stale
-            });
+        if let Some(written) = self.write_at_once(conn, st)? {
+            return Ok(written);
         }
         self.flush(conn)?;
         persist(conn, st)?;
         Ok(Written::Whole)
     }
 
-    /// PostgreSQL, outside a transaction: the batch in one statement, which commits by itself,
-    /// if its rows fit one (see `pg_write`); `None` (nothing written) otherwise.
+    /// PostgreSQL: the batch in one statement (see `pg_write`), if its rows fit one; `None`,
+    /// with nothing written, otherwise. Outside a transaction the statement commits by itself.
     pub fn write_at_once(
         &mut self,
         conn: &mut DbConn,

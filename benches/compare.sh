@@ -123,7 +123,10 @@ seed_ledger $((GROWTH_ROWS - 10000 - EVENTS))
 start
 webhooks postgres-1M 32
 stop
+# With the writer connection's planner settings (db::PG_WRITER_SETTINGS, less its generic
+# plans, which EXPLAIN with literals cannot show), so these are the plans the writer makes.
 plans=$(psql "$DATABASE_URL" -qAt <<'SQL'
+SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off;
 EXPLAIN SELECT event_id FROM stripe_events WHERE event_id IN ('evt_a', 'evt_b');
 EXPLAIN SELECT id FROM donations WHERE payment_intent_id IN ('pi_a', 'pi_b');
 EXPLAIN SELECT EXISTS (SELECT 1 FROM stripe_events WHERE applied_at IS NULL);

@@ -34,10 +34,10 @@ pub trait Op: Send + 'static {
     /// Names what `apply` will look up, so the batch reads it all at once.
     fn keys(&self, _keys: &mut BatchKeys) {}
 
-    /// True when `apply`, with the batch's reads prefetched, usually only buffers rows and
-    /// never asks for the connection. On PostgreSQL a batch of such commands is first run
-    /// without a transaction (see `batch::Writer::batch`). A wrong answer costs time, never
-    /// correctness: asking for the connection there sends the batch into a transaction.
+    /// True when `apply`, with the batch's reads prefetched, usually only buffers rows,
+    /// without asking for the connection. On PostgreSQL a batch of such commands is first
+    /// run without a transaction (see `batch::Writer::batch`). A wrong answer costs time,
+    /// never correctness: asking for the connection there sends the batch into a transaction.
     fn buffered(&self) -> bool {
         false
     }

@@ -65,7 +65,8 @@ impl Op for ApplyStripeEvent {
     }
 
     /// A payment's success or failure, and a repeated event, only buffer rows in the fast
-    /// pass; refunds, disputes, payouts and kept events use the connection.
+    /// pass; refunds, disputes, payouts, kept events and unknown PaymentIntents use the
+    /// connection.
     fn buffered(&self) -> bool {
         true
     }

@@ -37,16 +37,11 @@ impl Ctx<'_> {
     ) -> Result<T, AppError> {
         // Earlier commands' buffered donations go in before the savepoint, so rolling it
         // back can only undo this command's rows.
-        let (conn, appended) = self.parts()?;
-        appended.flush_donations(conn)?;
-        let backup = self.st.clone();
-        let lens = self.appended.lens();
         let now = self.now;
-        let st = &mut *self.st;
-        let appended = &mut *self.appended;
-        let Some(conn) = self.conn.as_deref_mut() else {
-            return Err(AppError::internal("a savepoint outside a transaction"));
-        };
+        let (conn, st, appended) = self.split()?;
+        appended.flush_donations(conn)?;
+        let backup = st.clone();
+        let lens = appended.lens();
         let result = conn.transaction::<T, AppError, _>(|conn| {
             f(&mut Ctx {
                 conn: Some(conn),
@@ -57,8 +52,8 @@ impl Ctx<'_> {
             })
         });
         if result.is_err() {
-            *self.st = backup;
-            self.appended.truncate(lens);
+            *st = backup;
+            appended.truncate(lens);
         }
         result
     }
@@ -105,8 +100,14 @@ impl Ctx<'_> {
 
     /// The connection and the buffered rows, borrowed together.
     pub(crate) fn parts(&mut self) -> Result<(&mut DbConn, &mut Appended), AppError> {
+        let (conn, _, appended) = self.split()?;
+        Ok((conn, appended))
+    }
+
+    /// The connection, the fund state and the buffered rows, borrowed together; see `conn`.
+    fn split(&mut self) -> Result<(&mut DbConn, &mut FundState, &mut Appended), AppError> {
         match self.conn.as_deref_mut() {
-            Some(conn) => Ok((conn, &mut *self.appended)),
+            Some(conn) => Ok((conn, &mut *self.st, &mut *self.appended)),
             None => {
                 self.appended.needs_transaction = true;
                 Err(AppError::unavailable(

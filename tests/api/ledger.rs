@@ -482,14 +482,17 @@ async fn a_batch_written_without_a_transaction_yields_to_another_instance() {
         keep_unknown: true,
     };
     let reruns = || first.stats().locked_reruns.load(Ordering::Relaxed);
-    let pg = engine_is_postgres();
+    let pg = u64::from(engine_is_postgres());
+    // Delivers one event; checks its outcome and the batches run again under the lock so
+    // far (PostgreSQL only: SQLite runs every batch in a transaction).
+    let deliver = async |event: &str, pi: &str, outcome: EventOutcome, locked: u64| {
+        let got = first.submit(succeeded(event, pi)).await.expect(event);
+        assert_eq!(got, outcome, "{event}");
+        assert_eq!(reruns(), locked * pg, "{event}");
+    };
 
-    let outcome = first
-        .submit(succeeded("evt_0", "pi_0"))
-        .await
-        .expect("applied");
-    assert_eq!(outcome, EventOutcome::Applied);
-    assert_eq!(reruns(), 0, "nothing came in between");
+    // Nothing came in between.
+    deliver("evt_0", "pi_0", EventOutcome::Applied, 0).await;
 
     // Another instance renames the fund: no ledger entry, no row the first writer's next
     // write would collide with, only the fund row.
@@ -528,34 +531,15 @@ async fn a_batch_written_without_a_transaction_yields_to_another_instance() {
     );
     assert_eq!(st.row.raised_minor, 1_000);
     assert_eq!(st.row.donation_count, 2);
-    assert_eq!(
-        reruns(),
-        u64::from(pg),
-        "the stale batch ran again under the lock"
-    );
+    assert_eq!(reruns(), pg, "the stale batch ran again under the lock");
 
     // An event for a payment nobody knows is looked for by charge and by metadata on the
     // connection, and kept. A payment's success must then look for kept events on the
     // connection too. Each of these batches runs in a transaction.
-    let outcome = first
-        .submit(succeeded("evt_unknown", "pi_nobody"))
-        .await
-        .expect("kept");
-    assert_eq!(outcome, EventOutcome::Kept);
-    assert_eq!(reruns(), 2 * u64::from(pg));
-    let outcome = first
-        .submit(succeeded("evt_2", "pi_2"))
-        .await
-        .expect("applied");
-    assert_eq!(outcome, EventOutcome::Applied);
-    assert_eq!(reruns(), 3 * u64::from(pg));
+    deliver("evt_unknown", "pi_nobody", EventOutcome::Kept, 2).await;
+    deliver("evt_2", "pi_2", EventOutcome::Applied, 3).await;
     // A repeated event needs nothing but the prefetched reads.
-    let again = first
-        .submit(succeeded("evt_2", "pi_2"))
-        .await
-        .expect("repeated");
-    assert_eq!(again, EventOutcome::Duplicate);
-    assert_eq!(reruns(), 3 * u64::from(pg));
+    deliver("evt_2", "pi_2", EventOutcome::Duplicate, 3).await;
 
     let st = FundState::load(&mut conn).expect("fund");
     assert_eq!(st.row.raised_minor, 1_500);

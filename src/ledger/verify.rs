@@ -45,8 +45,22 @@ impl VerifyReport {
     }
 }
 
-/// Reads the whole ledger in pages and checks it.
+/// Reads the whole ledger in pages and checks it, in one read transaction: the entries, the
+/// fund row and the donations are one consistent snapshot however many gifts a running server
+/// records meanwhile (REPEATABLE READ on PostgreSQL, where each statement of a plain
+/// transaction would otherwise see the latest commit; on SQLite a read transaction in WAL mode
+/// keeps the snapshot of its first read until it ends).
 pub fn verify(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
+    conn.transaction(|conn| {
+        if let DbConn::Pg(pg) = conn {
+            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(pg)?;
+        }
+        verify_snapshot(conn)
+    })
+}
+
+fn verify_snapshot(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
     let mut report = VerifyReport::default();
     let mut prev_hash = GENESIS_HASH.to_owned();
     let mut last: Option<LedgerEntryRow> = None;

@@ -36,6 +36,8 @@ pub enum ErrorCode {
     BadSignature,
     /// Reopening while raised has met the target.
     TargetReached,
+    /// Strict cap mode: a new target below raised plus what payments under way reserve.
+    TargetBelowReserved,
     /// Same idempotency key, different request.
     IdempotencyConflict,
     /// No valid credentials.
@@ -69,9 +71,10 @@ impl ErrorCode {
             ErrorCode::PaymentProviderError => StatusCode::BAD_GATEWAY,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::IntakeClosed | ErrorCode::TargetReached | ErrorCode::IdempotencyConflict => {
-                StatusCode::CONFLICT
-            }
+            ErrorCode::IntakeClosed
+            | ErrorCode::TargetReached
+            | ErrorCode::TargetBelowReserved
+            | ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -97,6 +100,7 @@ impl ErrorCode {
             ErrorCode::PaymentProviderError => "Payment provider error",
             ErrorCode::BadSignature => "Bad signature",
             ErrorCode::TargetReached => "Target reached",
+            ErrorCode::TargetBelowReserved => "Target below what is reserved",
             ErrorCode::IdempotencyConflict => "Idempotency key reused",
             ErrorCode::Unauthorized => "Unauthorized",
             ErrorCode::Forbidden => "Forbidden",

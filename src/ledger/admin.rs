@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::{Ctx, Op};
 use crate::db::models::{NewPeriod, PeriodRow};
 use crate::db::schema::periods;
-use crate::domain::IntakeState;
+use crate::domain::{CapMode, IntakeState};
 use crate::error::{AppError, ErrorCode};
 
 /// An admin switches intake on or off, with a public message.
@@ -72,6 +72,26 @@ impl Op for UpdateFund {
         if let Some(target) = self.target_minor
             && target != cx.st.row.target_minor
         {
+            // In strict mode every reservation is a payment that may still succeed: a target
+            // below raised + reserved would let raised pass it. Cancelling reservations here
+            // would race donors confirming at Stripe, so the change is refused instead; the
+            // reservations end within RESERVATION_TTL (or when their payments finish).
+            let row = &cx.st.row;
+            let floor = row.raised_minor + row.reserved_minor;
+            if cx.st.cap_mode() == CapMode::Strict && row.reserved_minor > 0 && target < floor {
+                return Err(AppError {
+                    code: ErrorCode::TargetBelowReserved,
+                    detail: format!(
+                        "payments under way reserve {}; the target can be lowered to {} now, or further once they finish",
+                        c.format(row.reserved_minor),
+                        c.format(floor)
+                    ),
+                    extra: Some(serde_json::json!({
+                        "reserved": c.format(row.reserved_minor),
+                        "minimum": c.format(floor),
+                    })),
+                });
+            }
             cx.st.row.target_minor = target;
             let memo = format!(
                 "target {} -> {} by {}",

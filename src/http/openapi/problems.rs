@@ -82,7 +82,11 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
     (
         "put",
         "/api/admin/fund",
-        &[STAFF, BODY, &[E::InvalidAmount, E::Unavailable]],
+        &[
+            STAFF,
+            BODY,
+            &[E::InvalidAmount, E::TargetBelowReserved, E::Unavailable],
+        ],
     ),
     (
         "post",

@@ -22,10 +22,12 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A connection to the configured database, migrated.
-pub fn connect(config: &Config) -> anyhow::Result<db::DbConn> {
+/// A connection to the configured database, migrated; `config` then speaks the stored fund's
+/// currency (see [`crate::ledger::adopt_stored_fund`]).
+pub fn connect(config: &mut Config) -> anyhow::Result<db::DbConn> {
     let mut conn = db::establish(&config.database_url).context("connecting to the database")?;
     db::migrate(&mut conn)?;
+    crate::ledger::adopt_stored_fund(config, &mut conn)?;
     Ok(conn)
 }
 
@@ -76,7 +78,7 @@ pub fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `user add`: creates (or resets) a staff account; the password is read from stdin.
-pub fn user_add(config: &Config, email: &str, role: &str) -> anyhow::Result<()> {
+pub fn user_add(config: &mut Config, email: &str, role: &str) -> anyhow::Result<()> {
     let email = Email::parse(email).context("--email is not a valid address")?;
     let role = Role::parse(role).context("--role must be admin or treasurer")?;
     let mut password = String::new();
@@ -93,7 +95,7 @@ pub fn user_add(config: &Config, email: &str, role: &str) -> anyhow::Result<()> 
 
 /// `period add`: adds a legal-fee period through the writer (a running server notices).
 pub fn period_add(
-    config: &Config,
+    config: &mut Config,
     label: &str,
     from: &str,
     to: &str,
@@ -106,6 +108,8 @@ pub fn period_add(
     if ends_on < starts_on {
         bail!("--to is before --from");
     }
+    // The budget is read in the stored fund's currency, known once connected.
+    drop(connect(config)?);
     let budget_minor = config
         .fund
         .currency
@@ -114,7 +118,6 @@ pub fn period_add(
     if budget_minor <= 0 || label.trim().is_empty() {
         bail!("--budget must be more than zero and --label not empty");
     }
-    drop(connect(config)?);
     let writer = writer(config)?;
     let row = writer
         .submit_blocking(SavePeriod {
@@ -162,7 +165,7 @@ pub fn verify_ledger(config: &Config) -> anyhow::Result<bool> {
 
 /// `reconcile`: lists PaymentIntents at Stripe and records every success (and cancellation)
 /// of ours that the webhooks missed. Returns how many donations it recorded.
-pub fn reconcile(config: &Config, since: Option<chrono::NaiveDate>) -> anyhow::Result<u64> {
+pub fn reconcile(config: &mut Config, since: Option<chrono::NaiveDate>) -> anyhow::Result<u64> {
     use crate::ledger::card::{ApplyStripeEvent, EventOutcome};
     use crate::payments::events::{Fact, int, succeeded_fact};
 
@@ -272,7 +275,7 @@ pub fn reconcile(config: &Config, since: Option<chrono::NaiveDate>) -> anyhow::R
 /// `export donations|periods|ledger`: the same CSV as the HTTP export, to stdout, with a
 /// progress count on stderr when it is a terminal. Recorded in the audit log as `cli`.
 pub fn export(
-    config: &Config,
+    config: &mut Config,
     kind: crate::reports::Export,
     filters: &crate::reports::Filters,
 ) -> anyhow::Result<()> {
@@ -333,7 +336,7 @@ pub fn export(
 
 /// `reconcile payouts`: reconciles paid payouts and prints each report; `Ok(false)` when any
 /// payout does not balance.
-pub fn reconcile_payouts(config: &Config, only: Option<&str>) -> anyhow::Result<bool> {
+pub fn reconcile_payouts(config: &mut Config, only: Option<&str>) -> anyhow::Result<bool> {
     let stripe_config = config
         .stripe
         .as_ref()

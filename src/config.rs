@@ -5,11 +5,12 @@
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use crate::domain::CapMode;
-use crate::money::{AmountBounds, Currency};
+use crate::money::AmountBounds;
 
+mod fund;
 mod limits;
 
+pub use fund::{BoundsText, FundDefaults, StoredFund};
 pub use limits::{LimitsConfig, Rate};
 
 /// Shortest `JWT_SECRET` accepted, in bytes.
@@ -96,19 +97,6 @@ impl std::fmt::Debug for JwtSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("JwtSecret(***)")
     }
-}
-
-/// First-run values of the fund (later changes are made through the admin API).
-#[derive(Debug, Clone)]
-pub struct FundDefaults {
-    /// The fund's public name.
-    pub name: String,
-    /// Currency of every amount.
-    pub currency: Currency,
-    /// Target in minor units.
-    pub target_minor: i64,
-    /// What happens to payments under way when intake closes.
-    pub cap_mode: CapMode,
 }
 
 /// The Stripe account, when card giving is configured.
@@ -198,10 +186,13 @@ pub struct Config {
     pub jwt_secret: JwtSecret,
     /// True when no `JWT_SECRET` was given and a random one is in use.
     pub jwt_secret_generated: bool,
-    /// First-run fund values.
+    /// First-run fund values; the stored fund's once [`Config::adopt_fund`] ran.
     pub fund: FundDefaults,
-    /// Bounds for gifts made on the page; offline gifts use only the maximum.
+    /// Bounds for gifts made on the page; offline gifts use only the maximum. In the
+    /// stored fund's currency once [`Config::adopt_fund`] ran.
     pub donation_bounds: AmountBounds,
+    /// `DONATION_MIN`/`DONATION_MAX` as written, read again by [`Config::adopt_fund`].
+    pub bounds_text: BoundsText,
     /// How the ledger writer forms batches.
     pub writer: crate::ledger::BatchTuning,
     /// Connections in the read pool.
@@ -265,35 +256,9 @@ impl Config {
                 (JwtSecret(hex::encode(bytes).into_bytes()), true)
             }
         };
-        let currency_code = var("FUND_CURRENCY").unwrap_or_else(|| "USD".into());
-        let currency = Currency::from_code(&currency_code).ok_or_else(|| {
-            ConfigError(format!(
-                "FUND_CURRENCY: unsupported currency {currency_code:?}"
-            ))
-        })?;
-        let amount = |key: &str, default: &str| -> Result<i64, ConfigError> {
-            let text = var(key).unwrap_or_else(|| default.into());
-            match currency.parse_minor(text.trim()) {
-                Ok(m) if m > 0 => Ok(m),
-                Ok(_) => Err(ConfigError(format!("{key} must be more than zero"))),
-                Err(e) => Err(ConfigError(format!("{key}: {e}"))),
-            }
-        };
-        let target_minor = amount("FUND_TARGET", "1000000.00")?;
-        let min_minor = amount("DONATION_MIN", "1.00")?;
-        let max_minor = amount("DONATION_MAX", "100000.00")?;
-        if min_minor > max_minor {
-            return Err(ConfigError("DONATION_MIN is above DONATION_MAX".into()));
-        }
-        let cap_mode = match var("FUND_CAP_MODE").as_deref().map(str::trim) {
-            None | Some("soft") => CapMode::Soft,
-            Some("strict") => CapMode::Strict,
-            Some(other) => {
-                return Err(ConfigError(format!(
-                    "FUND_CAP_MODE must be soft or strict, got {other:?}"
-                )));
-            }
-        };
+        let fund = FundDefaults::from_lookup(&var)?;
+        let bounds_text = BoundsText::from_lookup(&var);
+        let donation_bounds = bounds_text.parse(fund.currency)?;
         let number = |key: &str, default: usize| -> Result<usize, ConfigError> {
             var(key).map_or(Ok(default), |v| {
                 v.trim()
@@ -369,16 +334,9 @@ impl Config {
             public_base_url,
             jwt_secret,
             jwt_secret_generated,
-            fund: FundDefaults {
-                name: var("FUND_NAME").unwrap_or_else(|| "Legal Defense Fund".into()),
-                currency,
-                target_minor,
-                cap_mode,
-            },
-            donation_bounds: AmountBounds {
-                min_minor,
-                max_minor,
-            },
+            fund,
+            donation_bounds,
+            bounds_text,
             writer: crate::ledger::BatchTuning {
                 max: number("WRITER_BATCH_MAX", 512)?.max(1),
                 fill_wait: std::time::Duration::from_micros(

@@ -124,12 +124,12 @@ fn main() -> std::process::ExitCode {
     commands::init_tracing();
     let result = Config::from_env()
         .map_err(anyhow::Error::from)
-        .and_then(|config| match cli.command.unwrap_or(Command::Serve) {
+        .and_then(|mut config| match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => commands::serve(config).map(|()| true),
             Command::Migrate => commands::migrate(&config).map(|()| true),
             Command::User {
                 command: UserCommand::Add { email, role },
-            } => commands::user_add(&config, &email, &role).map(|()| true),
+            } => commands::user_add(&mut config, &email, &role).map(|()| true),
             Command::Period {
                 command:
                     PeriodCommand::Add {
@@ -138,15 +138,15 @@ fn main() -> std::process::ExitCode {
                         to,
                         budget,
                     },
-            } => commands::period_add(&config, &label, &from, &to, &budget).map(|()| true),
+            } => commands::period_add(&mut config, &label, &from, &to, &budget).map(|()| true),
             Command::Verify => commands::verify_ledger(&config),
             Command::Reconcile { what: None, since } => {
-                commands::reconcile(&config, since).map(|_| true)
+                commands::reconcile(&mut config, since).map(|_| true)
             }
             Command::Reconcile {
                 what: Some(ReconcileWhat::Payouts { payout }),
                 ..
-            } => commands::reconcile_payouts(&config, payout.as_deref()),
+            } => commands::reconcile_payouts(&mut config, payout.as_deref()),
             Command::Export {
                 report,
                 from,
@@ -161,11 +161,12 @@ fn main() -> std::process::ExitCode {
                     excel,
                     ..Default::default()
                 };
-                commands::export(&config, kind, &filters).map(|()| true)
+                commands::export(&mut config, kind, &filters).map(|()| true)
             }
             Command::Receipts {
                 command: ReceiptsCommand::YearEnd { year, send, out },
-            } => crowdledger::receipts::year_end(&config, year, send, out.as_deref()).map(|_| true),
+            } => crowdledger::receipts::year_end(&mut config, year, send, out.as_deref())
+                .map(|_| true),
         });
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

@@ -127,7 +127,7 @@ fn payload(s: &Statement, year: i32, currency: crate::money::Currency) -> Value 
 
 /// `receipts year-end`: queues the statements (`send`) or writes them to `out`.
 pub fn year_end(
-    config: &Config,
+    config: &mut Config,
     year: i32,
     send: bool,
     out: Option<&Path>,

@@ -97,7 +97,6 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     if ran > 0 {
         tracing::info!(migrations = ran, "database migrated");
     }
-    drop(conn);
     let payments = config
         .stripe
         .as_ref()
@@ -110,6 +109,9 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         config.writer,
         Some(effects_tx),
     )?;
+    let mut config = config;
+    crate::ledger::adopt_stored_fund(&mut config, &mut conn)?;
+    drop(conn);
     let pool = db::pool(&config.database_url, config.pool_size)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     watch::spawn(pool.clone(), writer.clone(), Arc::clone(&stop))?;

@@ -45,5 +45,5 @@ pub enum Effect {
     },
 }
 pub use snapshot::{FundSnapshot, FundView, IntakeView, PeriodView, SnapshotCell};
-pub use state::FundState;
+pub use state::{FundState, adopt_stored_fund, stored_fund};
 pub use writer::{BatchTuning, LedgerWriter, Op, WriterStats};

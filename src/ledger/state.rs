@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use crate::config::StoredFund;
 use crate::db::DbConn;
 use crate::db::models::{FundRow, PeriodRow};
 use crate::db::schema::{funds, periods};
@@ -81,6 +82,47 @@ pub fn load_fund_row(conn: &mut DbConn) -> Result<FundRow, AppError> {
         .find(FUND_ID)
         .select(FundRow::as_select())
         .first(conn)?)
+}
+
+/// The fund as stored, if this database has one yet (a command run before the first `serve`
+/// finds none).
+pub fn stored_fund(conn: &mut DbConn) -> Result<Option<StoredFund>, AppError> {
+    let Some(row) = funds::table
+        .find(FUND_ID)
+        .select(FundRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let st = FundState::from_rows(row, Vec::new())?;
+    Ok(Some(StoredFund {
+        cap_mode: st.cap_mode(),
+        name: st.row.name,
+        currency: st.currency,
+        target_minor: st.row.target_minor,
+    }))
+}
+
+/// Once the fund exists, the database is the truth: amounts are read in its currency, and a
+/// `FUND_*` setting that disagrees is named in one warning (they only create the fund).
+pub fn adopt_stored_fund(
+    config: &mut crate::config::Config,
+    conn: &mut DbConn,
+) -> anyhow::Result<()> {
+    let Some(stored) = stored_fund(conn).map_err(|e| anyhow::anyhow!("{}", e.detail))? else {
+        return Ok(());
+    };
+    let differ = config
+        .adopt_fund(&stored)
+        .map_err(|e| anyhow::anyhow!("{}", e.0))?;
+    if !differ.is_empty() {
+        tracing::warn!(
+            "the fund in the database differs from the FUND_* settings, which only create it; using the database: {}",
+            differ.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// Reads every period.

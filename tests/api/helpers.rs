@@ -107,6 +107,36 @@ pub async fn spawn_app_with_stripe(env: &[(&str, &str)]) -> TestApp {
 async fn spawn(env: &[(&str, &str)], stripe: Option<crate::localstripe::LocalStripe>) -> TestApp {
     let (db_url, dir) = fresh_database();
     let webhook_secret = format!("whsec_test_{}", rand::random::<u64>());
+    spawn_on(db_url, dir, webhook_secret, env, stripe).await
+}
+
+impl TestApp {
+    /// Stops this app and starts a new one on the same database and fake Stripe (its webhook
+    /// registered again), with `env` over the test defaults: a restart with new settings.
+    pub async fn restart_with(mut self, env: &[(&str, &str)]) -> TestApp {
+        self.shutdown.shutdown();
+        let (db_url, dir, stripe) = (self.db_url.clone(), self._dir.take(), self.stripe.take());
+        let secret = self.webhook_secret.clone();
+        drop(self);
+        let app = spawn_on(db_url, dir, secret, env, stripe).await;
+        if let Some(ls) = &app.stripe {
+            ls.register_webhook(
+                &format!("{}/webhooks/stripe", app.addr),
+                &app.webhook_secret,
+            )
+            .await;
+        }
+        app
+    }
+}
+
+async fn spawn_on(
+    db_url: DatabaseUrl,
+    dir: Option<tempfile::TempDir>,
+    webhook_secret: String,
+    env: &[(&str, &str)],
+    stripe: Option<crate::localstripe::LocalStripe>,
+) -> TestApp {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".into(), url_text(&db_url)),
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),

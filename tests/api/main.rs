@@ -18,5 +18,6 @@ mod offline;
 mod pages;
 mod payouts;
 mod reports;
+mod review;
 mod smtp;
 mod stripe;

@@ -20,9 +20,9 @@ WORKDIR /src
 #    until Cargo.toml or Cargo.lock changes. All three targets named in Cargo.toml
 #    (the lib, the crowdledger bin and the loadgen bin) must exist for the manifest to load.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin \
+RUN mkdir -p src/bin/loadgen \
  && echo 'fn main() {}' > src/main.rs \
- && echo 'fn main() {}' > src/bin/loadgen.rs \
+ && echo 'fn main() {}' > src/bin/loadgen/main.rs \
  && touch src/lib.rs \
  && cargo build --release --locked --bin crowdledger \
  && rm -rf src

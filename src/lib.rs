@@ -3,6 +3,7 @@
 //! The binary in `main.rs` only parses the command line; everything it runs lives here so the
 //! integration tests and tools call the same code.
 
+pub mod api_schema;
 pub mod auth;
 pub mod commands;
 pub mod config;

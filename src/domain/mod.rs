@@ -1,10 +1,12 @@
-//! Pure rules of the fund: intake states, allocation of raised money to periods, and the
-//! ledger's hash chain. No I/O here, so every rule is tested directly.
+//! Pure rules of the fund: intake states, allocation of raised money to periods, the
+//! ledger's hash chain, and what a donation's status and method can be. No I/O here, so every rule is tested directly.
 
 mod allocation;
+mod donation;
 mod hashing;
 mod intake;
 
 pub use allocation::{Allocation, PeriodBudget, allocate};
+pub use donation::{METHODS, STATUSES};
 pub use hashing::{EntryFields, GENESIS_HASH, entry_hash};
 pub use intake::{CapMode, IntakeState};

@@ -124,10 +124,7 @@ pub fn locale(value: Option<&str>) -> Result<String, AppError> {
     }
 }
 
-/// Every status a donation can have.
-pub const STATUSES: [&str; 4] = ["pending", "succeeded", "failed", "canceled"];
-/// Every way a donation can arrive.
-pub const METHODS: [&str; 5] = ["card", "check", "wire", "cash", "other"];
+pub use crate::domain::{METHODS, STATUSES};
 
 /// A `status` or `method` filter: one of `allowed`, or `invalid_request` naming the field
 /// (a filter is structured: a value no donation can have is a mistake, not an empty answer).

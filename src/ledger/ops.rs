@@ -126,10 +126,10 @@ pub struct DonationReceipt {
     /// Donation id.
     pub donation_id: i64,
     /// Status (`succeeded` for offline gifts).
-    #[schema(schema_with = crate::http::openapi::donation_status)]
+    #[schema(schema_with = crate::api_schema::donation_status)]
     pub status: &'static str,
     /// Method.
-    #[schema(schema_with = crate::http::openapi::donation_method)]
+    #[schema(schema_with = crate::api_schema::donation_method)]
     pub method: &'static str,
     /// Amount.
     pub amount: Money,

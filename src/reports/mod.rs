@@ -58,10 +58,10 @@ pub struct Filters {
     /// Last day.
     pub to: Option<NaiveDate>,
     /// Donation status.
-    #[param(schema_with = crate::http::openapi::donation_status)]
+    #[param(schema_with = crate::api_schema::donation_status)]
     pub status: Option<String>,
     /// Donation method.
-    #[param(schema_with = crate::http::openapi::donation_method)]
+    #[param(schema_with = crate::api_schema::donation_method)]
     pub method: Option<String>,
     /// Only donations allocated (in part) to this period.
     pub period: Option<i64>,

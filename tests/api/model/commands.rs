@@ -276,17 +276,30 @@ pub fn plan(
         }
         Action::SetTarget(delta) => {
             let target = (model.raised() + delta).max(1);
-            // A lower target may leave reservations made under the old one beyond it.
-            let lowered = target < model.target;
-            model.target = target;
-            model.settle(model.raised());
             let op = UpdateFund {
                 name: None,
                 target_minor: Some(target),
                 actor: "admin@example.org".into(),
             };
+            // Strict mode refuses a target that the payments under way could pass.
+            let reserved = model.reserved();
+            // A target below what is already raised is the admin's to set (it closes intake):
+            // no cap can hold raised under it.
+            let below_raised = target < model.raised();
+            let expect = if model.strict
+                && reserved > 0
+                && target != model.target
+                && target < model.raised() + reserved
+            {
+                Expect::Err(ErrorCode::TargetBelowReserved)
+            } else {
+                model.target = target;
+                model.settle(model.raised());
+                Expect::Unit
+            };
+            let unreserved = below_raised && matches!(expect, Expect::Unit);
             Some((
-                planned(submit(w, op, |()| Got::Unit), Expect::Unit, lowered),
+                planned(submit(w, op, |()| Got::Unit), expect, unreserved),
                 None,
             ))
         }

@@ -1,6 +1,6 @@
 //! OpenAPI schema pieces of types shared by the HTTP layer and the layers below it (amounts,
 //! donation statuses and methods, optional emails): the ledger's and the reports' answer and
-//! filter types describe themselves with these, so they need nothing from `crate::http`. The
+//! filter types describe themselves with these, so they need nothing from the HTTP layer. The
 //! document itself is built in `http::openapi`.
 
 use serde_json::{Value, json};

@@ -9,9 +9,11 @@ use crate::money::AmountBounds;
 
 mod fund;
 mod limits;
+mod proxy;
 
 pub use fund::{BoundsText, FundDefaults, StoredFund};
 pub use limits::{LimitsConfig, Rate};
+pub use proxy::{IpNet, TrustedProxy};
 
 /// Shortest `JWT_SECRET` accepted, in bytes.
 pub const MIN_JWT_SECRET_LEN: usize = 32;

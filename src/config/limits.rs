@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use super::TrustedProxy;
 use super::{ConfigError, parse_duration};
-use crate::http::client_ip::TrustedProxy;
 
 /// A rate limit: at most `burst` requests at once, refilled evenly at `burst` per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ mod cached;
 pub mod card;
 mod checkpoint;
 mod context;
+mod fact;
 pub mod ops;
 pub mod payouts;
 mod pg_write;
@@ -24,6 +25,7 @@ pub mod watch;
 mod writer;
 
 pub use context::Ctx;
+pub use fact::Fact;
 
 /// Work the writer hands on after a commit (it never calls out of the process itself).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use super::{Ctx, Effect, Op};
 use crate::db::models::PayoutRow;
 use crate::db::schema::{donations, payouts};
 use crate::error::AppError;
-use crate::payments::events::Fact;
+use crate::ledger::Fact;
 
 /// Records a payout's state (inserting it the first time); a paid payout is reconciled after
 /// the commit. `paid`, `failed` and `canceled` are final: a late `pending` does not undo them.

@@ -9,6 +9,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod intake;
+mod layers;
 mod ledger;
 mod limits;
 mod localstripe;

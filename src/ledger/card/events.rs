@@ -7,8 +7,8 @@ use super::facts::apply_fact;
 use crate::db::models::{DonationRow, StripeEventRow};
 use crate::db::schema::{donations, stripe_events};
 use crate::error::AppError;
+use crate::ledger::Fact;
 use crate::ledger::{Ctx, Op};
-use crate::payments::events::Fact;
 
 /// What became of a Stripe event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

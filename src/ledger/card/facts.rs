@@ -10,8 +10,8 @@ use crate::db::models::DonationRow;
 use crate::db::schema::donations;
 use crate::domain::IntakeState;
 use crate::error::AppError;
+use crate::ledger::Fact;
 use crate::ledger::{Ctx, Effect};
-use crate::payments::events::Fact;
 
 /// What still counts in raised for a succeeded donation.
 fn counted(d: &DonationRow) -> i64 {

@@ -22,9 +22,9 @@ use crate::config::{DatabaseUrl, FundDefaults};
 use crate::db;
 use crate::domain::CapMode;
 use crate::error::AppError;
+use crate::ledger::Fact;
 use crate::ledger::FundState;
 use crate::money::{AmountBounds, Currency, DonationAmount};
-use crate::payments::events::Fact;
 
 /// What the writer's connection did.
 #[derive(Default)]

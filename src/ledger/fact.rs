@@ -1,0 +1,114 @@
+//! What a payment provider's event means for the ledger, whoever parsed it: a Stripe webhook
+//! (`payments::events`), `reconcile`, a cancel result, an admin's refund. The ledger acts on
+//! these and knows nothing of where they came from.
+
+use serde::{Deserialize, Serialize};
+
+/// What an event tells the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fact", rename_all = "snake_case")]
+pub enum Fact {
+    /// The payment went through.
+    PaymentSucceeded {
+        /// PaymentIntent id.
+        payment_intent: String,
+        /// Amount received, minor units.
+        amount: i64,
+        /// Lower-case ISO currency.
+        currency: String,
+        /// Charge id, if known.
+        charge: Option<String>,
+        /// Our donation id from the metadata.
+        donation_id: Option<i64>,
+    },
+    /// An attempt failed (the donor may try again on the same intent).
+    PaymentFailed {
+        /// PaymentIntent id.
+        payment_intent: String,
+        /// Our donation id from the metadata.
+        donation_id: Option<i64>,
+    },
+    /// The intent was canceled.
+    PaymentCanceled {
+        /// PaymentIntent id.
+        payment_intent: String,
+        /// Our donation id from the metadata.
+        donation_id: Option<i64>,
+    },
+    /// Money went back; `amount_refunded` is cumulative.
+    ChargeRefunded {
+        /// PaymentIntent id, if the charge names it.
+        payment_intent: Option<String>,
+        /// Charge id.
+        charge: String,
+        /// Total refunded so far, minor units.
+        amount_refunded: i64,
+    },
+    /// A dispute withdrew funds.
+    DisputeOpened {
+        /// Dispute id.
+        dispute: String,
+        /// PaymentIntent id, if named.
+        payment_intent: Option<String>,
+        /// Charge id.
+        charge: String,
+        /// Disputed amount, minor units.
+        amount: i64,
+    },
+    /// A dispute ended.
+    DisputeClosed {
+        /// Dispute id.
+        dispute: String,
+        /// PaymentIntent id, if named.
+        payment_intent: Option<String>,
+        /// Charge id.
+        charge: String,
+        /// Disputed amount, minor units.
+        amount: i64,
+        /// True if the association won (funds reinstated).
+        won: bool,
+    },
+    /// A payout to the bank was created or changed state.
+    Payout {
+        /// `po_...`.
+        payout: String,
+        /// Amount, minor units.
+        amount: i64,
+        /// Lower-case ISO currency.
+        currency: String,
+        /// `pending`, `in_transit`, `paid`, `failed`, `canceled`.
+        status: String,
+        /// Expected arrival (Unix seconds).
+        arrival_date: Option<i64>,
+        /// When Stripe created it (Unix seconds).
+        created: i64,
+    },
+    /// An event type crowdledger does not act on.
+    Ignored,
+}
+
+impl Fact {
+    /// The PaymentIntent the fact is about, if it says.
+    pub fn payment_intent(&self) -> Option<&str> {
+        match self {
+            Fact::PaymentSucceeded { payment_intent, .. }
+            | Fact::PaymentFailed { payment_intent, .. }
+            | Fact::PaymentCanceled { payment_intent, .. } => Some(payment_intent),
+            Fact::ChargeRefunded { payment_intent, .. }
+            | Fact::DisputeOpened { payment_intent, .. }
+            | Fact::DisputeClosed { payment_intent, .. } => payment_intent.as_deref(),
+            Fact::Payout { .. } | Fact::Ignored => None,
+        }
+    }
+
+    /// The charge the fact is about, if it says.
+    pub fn charge(&self) -> Option<&str> {
+        match self {
+            Fact::PaymentSucceeded { charge, .. } => charge.as_deref(),
+            Fact::ChargeRefunded { charge, .. }
+            | Fact::DisputeOpened { charge, .. }
+            | Fact::DisputeClosed { charge, .. } => Some(charge),
+            _ => None,
+        }
+    }
+}

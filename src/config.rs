@@ -3,81 +3,26 @@
 //! Secrets are kept out of `Debug` output so a logged config never leaks them.
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 
 use crate::money::AmountBounds;
 
+mod database;
 mod fund;
 mod limits;
+mod mail;
 mod proxy;
+mod stripe;
 
+use database::default_fill_wait_us;
+pub use database::{BatchTuning, DatabaseUrl};
 pub use fund::{BoundsText, FundDefaults, StoredFund};
 pub use limits::{LimitsConfig, Rate};
+pub use mail::MailConfig;
 pub use proxy::{IpNet, TrustedProxy};
+pub use stripe::StripeConfig;
 
 /// Shortest `JWT_SECRET` accepted, in bytes.
 pub const MIN_JWT_SECRET_LEN: usize = 32;
-
-/// Where the ledger is kept.
-#[derive(Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// An SQLite file path.
-    Sqlite(String),
-    /// A PostgreSQL connection URL.
-    Postgres(String),
-}
-
-impl DatabaseUrl {
-    /// Parses `sqlite://PATH`, `sqlite:PATH` or `postgres://...`/`postgresql://...`.
-    pub fn parse(url: &str) -> Result<DatabaseUrl, ConfigError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(DatabaseUrl::Postgres(url.to_owned()));
-        }
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or_else(|| {
-                ConfigError(format!(
-                    "DATABASE_URL must start with sqlite:// or postgres://, got {:?}",
-                    redact_url(url)
-                ))
-            })?;
-        if path.is_empty() || path.contains(":memory:") {
-            return Err(ConfigError(
-                "DATABASE_URL needs an SQLite file path (an in-memory database would give each connection its own ledger)".into(),
-            ));
-        }
-        Ok(DatabaseUrl::Sqlite(path.to_owned()))
-    }
-
-    /// True for PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, DatabaseUrl::Postgres(_))
-    }
-}
-
-impl std::fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DatabaseUrl::Sqlite(p) => write!(f, "sqlite://{p}"),
-            DatabaseUrl::Postgres(u) => write!(f, "{}", redact_url(u)),
-        }
-    }
-}
-
-/// Hides a password in a URL for logs.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
 
 /// A bad configuration value; the message names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -98,62 +43,6 @@ impl JwtSecret {
 impl std::fmt::Debug for JwtSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("JwtSecret(***)")
-    }
-}
-
-/// The Stripe account, when card giving is configured.
-#[derive(Clone)]
-pub struct StripeConfig {
-    /// `sk_...`.
-    pub secret_key: String,
-    /// `pk_...`, given to the page.
-    pub publishable_key: String,
-    /// `whsec_...`; several (comma-separated) while a secret is rotated.
-    pub webhook_secrets: Vec<String>,
-    /// Another API endpoint (tests use localstripe), without `/v1`.
-    pub api_base: Option<String>,
-    /// Where the page loads Stripe.js from.
-    pub js_url: String,
-}
-
-impl std::fmt::Debug for StripeConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StripeConfig")
-            .field("publishable_key", &self.publishable_key)
-            .field("api_base", &self.api_base)
-            .field("js_url", &self.js_url)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Outgoing email: where to send it and what receipts say about the association.
-#[derive(Clone)]
-pub struct MailConfig {
-    /// `smtp://host:port`, `smtps://user:pass@host`; `None` logs mail and keeps it queued.
-    pub smtp_url: Option<String>,
-    /// The sender, e.g. `Legal Defense Fund <receipts@example.org>`.
-    pub from: String,
-    /// The association's name on receipts (defaults to the fund's name).
-    pub association: Option<String>,
-    /// The association's tax id, printed on receipts when set.
-    pub tax_id: String,
-    /// "No goods or services were provided" sentence, English.
-    pub no_goods_en: String,
-    /// The same sentence, Simplified Chinese.
-    pub no_goods_zh: String,
-    /// Templates to use instead of the embedded ones.
-    pub templates_dir: Option<std::path::PathBuf>,
-    /// First retry delay; doubles per attempt up to ten minutes, with jitter.
-    pub retry_base: std::time::Duration,
-}
-
-impl std::fmt::Debug for MailConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MailConfig")
-            .field("smtp", &self.smtp_url.as_deref().map(redact_url))
-            .field("from", &self.from)
-            .field("templates_dir", &self.templates_dir)
-            .finish_non_exhaustive()
     }
 }
 
@@ -196,7 +85,7 @@ pub struct Config {
     /// `DONATION_MIN`/`DONATION_MAX` as written, read again by [`Config::adopt_fund`].
     pub bounds_text: BoundsText,
     /// How the ledger writer forms batches.
-    pub writer: crate::ledger::BatchTuning,
+    pub writer: BatchTuning,
     /// Connections in the read pool.
     pub pool_size: u32,
     /// HTTP worker threads (0 = one per core).
@@ -209,21 +98,6 @@ pub struct Config {
     pub mail: MailConfig,
     /// Rate limits, the trusted proxy, timeouts.
     pub limits: LimitsConfig,
-}
-
-/// `WRITER_BATCH_WAIT_US` when it is not set. A PostgreSQL batch has a fixed cost (three round
-/// trips at once, six in a transaction, and a commit) that a millisecond's wait lets more
-/// callers share (BENCHMARKS.md, "Seventh session": 8,415 webhooks/s at 32 clients with
-/// 1 ms, 8,086 with 500 µs, 7,114 with none). SQLite's writer works in-process with little
-/// fixed cost: waiting only idles the one thread that writes, while the callers' HTTP work
-/// could overlap its batch (BENCHMARKS.md, "Fifth session": 21% and 27%
-/// more webhooks per second at 32 clients without the wait in two sets of alternating runs,
-/// and no fewer at 8).
-fn default_fill_wait_us(url: &DatabaseUrl) -> usize {
-    match url {
-        DatabaseUrl::Sqlite(_) => 0,
-        DatabaseUrl::Postgres(_) => 1000,
-    }
 }
 
 impl Config {
@@ -268,29 +142,6 @@ impl Config {
                     .map_err(|e| ConfigError(format!("{key}: {e}")))
             })
         };
-        let stripe = match var("STRIPE_SECRET_KEY") {
-            None => None,
-            Some(secret_key) => {
-                let need = |key: &str| {
-                    var(key).ok_or_else(|| {
-                        ConfigError(format!("{key} is required when STRIPE_SECRET_KEY is set"))
-                    })
-                };
-                let webhook_secrets: Vec<String> = need("STRIPE_WEBHOOK_SECRET")?
-                    .split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                Some(StripeConfig {
-                    secret_key,
-                    publishable_key: need("STRIPE_PUBLISHABLE_KEY")?,
-                    webhook_secrets,
-                    api_base: var("STRIPE_API_BASE"),
-                    js_url: var("STRIPE_JS_URL")
-                        .unwrap_or_else(|| "https://js.stripe.com/v3/".into()),
-                })
-            }
-        };
         let reservation_ttl = match var("RESERVATION_TTL") {
             None => std::time::Duration::from_secs(30 * 60),
             Some(t) => parse_duration(&t).filter(|d| !d.is_zero()).ok_or_else(|| {
@@ -299,31 +150,8 @@ impl Config {
                 ))
             })?,
         };
-        let mail = MailConfig {
-            smtp_url: var("SMTP_URL"),
-            from: var("MAIL_FROM")
-                .unwrap_or_else(|| "Legal Defense Fund <receipts@localhost>".into()),
-            association: var("ASSOCIATION_NAME"),
-            tax_id: var("ASSOCIATION_TAX_ID").unwrap_or_default(),
-            no_goods_en: var("RECEIPT_NO_GOODS_TEXT").unwrap_or_else(|| {
-                "No goods or services were provided in exchange for this contribution.".into()
-            }),
-            no_goods_zh: var("RECEIPT_NO_GOODS_TEXT_ZH")
-                .unwrap_or_else(|| "本次捐款并未换取任何商品或服务。".into()),
-            templates_dir: var("EMAIL_TEMPLATES_DIR").map(std::path::PathBuf::from),
-            retry_base: match var("MAIL_RETRY_BASE") {
-                None => std::time::Duration::from_secs(2),
-                Some(t) => parse_duration(&t).filter(|d| !d.is_zero()).ok_or_else(|| {
-                    ConfigError(format!("MAIL_RETRY_BASE: not a duration: {t:?}"))
-                })?,
-            },
-        };
-        if lettre::message::Mailbox::from_str(&mail.from).is_err() {
-            return Err(ConfigError(format!(
-                "MAIL_FROM is not a valid mailbox: {:?}",
-                mail.from
-            )));
-        }
+        let stripe = StripeConfig::from_lookup(&var)?;
+        let mail = MailConfig::from_lookup(&var)?;
         let limits = LimitsConfig::from_lookup(&var)?;
         let fill_wait_us = number("WRITER_BATCH_WAIT_US", default_fill_wait_us(&database_url))?;
         Ok(Config {
@@ -339,7 +167,7 @@ impl Config {
             fund,
             donation_bounds,
             bounds_text,
-            writer: crate::ledger::BatchTuning {
+            writer: BatchTuning {
                 max: number("WRITER_BATCH_MAX", 512)?.max(1),
                 fill_wait: std::time::Duration::from_micros(
                     u64::try_from(fill_wait_us.min(100_000)).unwrap_or(0),

@@ -46,6 +46,7 @@ pub enum Effect {
         charge: Option<String>,
     },
 }
+pub use crate::config::BatchTuning;
 pub use snapshot::{FundSnapshot, FundView, IntakeView, PeriodView, SnapshotCell};
 pub use state::{FundState, adopt_stored_fund, stored_fund};
-pub use writer::{BatchTuning, LedgerWriter, Op, WriterStats};
+pub use writer::{LedgerWriter, Op, WriterStats};

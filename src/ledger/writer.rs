@@ -11,7 +11,7 @@ use super::checkpoint::Checkpointer;
 use super::context::Ctx;
 use super::prefetch::BatchKeys;
 use super::{Effect, FundState, SnapshotCell};
-use crate::config::{DatabaseUrl, FundDefaults};
+use crate::config::{BatchTuning, DatabaseUrl, FundDefaults};
 use crate::db;
 use crate::error::{AppError, ErrorCode};
 
@@ -88,26 +88,6 @@ impl<O: Op> Job for Submitted<O> {
             (Err(e), _) => Err(e),
         };
         let _ = self.reply.send(answer);
-    }
-}
-
-/// How the writer forms batches.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchTuning {
-    /// Most commands in one transaction.
-    pub max: usize,
-    /// Under load, how long to wait after the first command for as many commands as there
-    /// were callers in flight around the previous batch (or until none has come for a tenth
-    /// of it). Zero never waits.
-    pub fill_wait: std::time::Duration,
-}
-
-impl Default for BatchTuning {
-    fn default() -> BatchTuning {
-        BatchTuning {
-            max: 512,
-            fill_wait: std::time::Duration::ZERO,
-        }
     }
 }
 

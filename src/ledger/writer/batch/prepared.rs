@@ -16,8 +16,9 @@ use super::super::super::bootstrap::bootstrap;
 use super::super::super::card::{
     ApplyStripeEvent, AttachIntent, CardGift, CreateCardDonation, Created, EventOutcome,
 };
-use super::super::{BatchTuning, Job, Op, Submitted};
+use super::super::{Job, Op, Submitted};
 use super::Writer;
+use crate::config::BatchTuning;
 use crate::config::{DatabaseUrl, FundDefaults};
 use crate::db;
 use crate::domain::CapMode;

@@ -1,0 +1,70 @@
+//! Outgoing email: `SMTP_URL`, `MAIL_FROM`, what receipts say about the association, retries.
+
+use std::str::FromStr;
+
+use super::{ConfigError, database::redact_url, parse_duration};
+
+/// Outgoing email: where to send it and what receipts say about the association.
+#[derive(Clone)]
+pub struct MailConfig {
+    /// `smtp://host:port`, `smtps://user:pass@host`; `None` logs mail and keeps it queued.
+    pub smtp_url: Option<String>,
+    /// The sender, e.g. `Legal Defense Fund <receipts@example.org>`.
+    pub from: String,
+    /// The association's name on receipts (defaults to the fund's name).
+    pub association: Option<String>,
+    /// The association's tax id, printed on receipts when set.
+    pub tax_id: String,
+    /// "No goods or services were provided" sentence, English.
+    pub no_goods_en: String,
+    /// The same sentence, Simplified Chinese.
+    pub no_goods_zh: String,
+    /// Templates to use instead of the embedded ones.
+    pub templates_dir: Option<std::path::PathBuf>,
+    /// First retry delay; doubles per attempt up to ten minutes, with jitter.
+    pub retry_base: std::time::Duration,
+}
+
+impl std::fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailConfig")
+            .field("smtp", &self.smtp_url.as_deref().map(redact_url))
+            .field("from", &self.from)
+            .field("templates_dir", &self.templates_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailConfig {
+    /// Reads the mail settings; a `MAIL_FROM` that is not a mailbox is refused.
+    pub(super) fn from_lookup(
+        var: &impl Fn(&str) -> Option<String>,
+    ) -> Result<MailConfig, ConfigError> {
+        let mail = MailConfig {
+            smtp_url: var("SMTP_URL"),
+            from: var("MAIL_FROM")
+                .unwrap_or_else(|| "Legal Defense Fund <receipts@localhost>".into()),
+            association: var("ASSOCIATION_NAME"),
+            tax_id: var("ASSOCIATION_TAX_ID").unwrap_or_default(),
+            no_goods_en: var("RECEIPT_NO_GOODS_TEXT").unwrap_or_else(|| {
+                "No goods or services were provided in exchange for this contribution.".into()
+            }),
+            no_goods_zh: var("RECEIPT_NO_GOODS_TEXT_ZH")
+                .unwrap_or_else(|| "本次捐款并未换取任何商品或服务。".into()),
+            templates_dir: var("EMAIL_TEMPLATES_DIR").map(std::path::PathBuf::from),
+            retry_base: match var("MAIL_RETRY_BASE") {
+                None => std::time::Duration::from_secs(2),
+                Some(t) => parse_duration(&t).filter(|d| !d.is_zero()).ok_or_else(|| {
+                    ConfigError(format!("MAIL_RETRY_BASE: not a duration: {t:?}"))
+                })?,
+            },
+        };
+        if lettre::message::Mailbox::from_str(&mail.from).is_err() {
+            return Err(ConfigError(format!(
+                "MAIL_FROM is not a valid mailbox: {:?}",
+                mail.from
+            )));
+        }
+        Ok(mail)
+    }
+}

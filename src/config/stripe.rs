@@ -1,0 +1,60 @@
+//! Stripe: `STRIPE_SECRET_KEY` and the settings that come with it.
+
+use super::ConfigError;
+
+/// The Stripe account, when card giving is configured.
+#[derive(Clone)]
+pub struct StripeConfig {
+    /// `sk_...`.
+    pub secret_key: String,
+    /// `pk_...`, given to the page.
+    pub publishable_key: String,
+    /// `whsec_...`; several (comma-separated) while a secret is rotated.
+    pub webhook_secrets: Vec<String>,
+    /// Another API endpoint (tests use localstripe), without `/v1`.
+    pub api_base: Option<String>,
+    /// Where the page loads Stripe.js from.
+    pub js_url: String,
+}
+
+impl std::fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("publishable_key", &self.publishable_key)
+            .field("api_base", &self.api_base)
+            .field("js_url", &self.js_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StripeConfig {
+    /// `None` without `STRIPE_SECRET_KEY` (card giving unavailable); with it, the other
+    /// `STRIPE_*` settings it needs.
+    pub(super) fn from_lookup(
+        var: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<StripeConfig>, ConfigError> {
+        Ok(match var("STRIPE_SECRET_KEY") {
+            None => None,
+            Some(secret_key) => {
+                let need = |key: &str| {
+                    var(key).ok_or_else(|| {
+                        ConfigError(format!("{key} is required when STRIPE_SECRET_KEY is set"))
+                    })
+                };
+                let webhook_secrets: Vec<String> = need("STRIPE_WEBHOOK_SECRET")?
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                Some(StripeConfig {
+                    secret_key,
+                    publishable_key: need("STRIPE_PUBLISHABLE_KEY")?,
+                    webhook_secrets,
+                    api_base: var("STRIPE_API_BASE"),
+                    js_url: var("STRIPE_JS_URL")
+                        .unwrap_or_else(|| "https://js.stripe.com/v3/".into()),
+                })
+            }
+        })
+    }
+}

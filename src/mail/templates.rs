@@ -106,6 +106,10 @@ impl Templates {
 }
 
 #[cfg(test)]
+#[path = "templates_snapshots.rs"]
+mod snapshots;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;

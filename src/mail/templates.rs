@@ -1,32 +1,45 @@
 //! Email templates (minijinja): embedded from `emails/`, or read from `EMAIL_TEMPLATES_DIR`.
-//! HTML parts are auto-escaped; subjects and text parts are not HTML.
+//! One layout per part (`layout.html`, `layout.txt`), one template per kind and part, and one
+//! strings file per language (`i18n/{locale}.json`), given to the templates as `t`; see
+//! `emails/README.md`. HTML parts are auto-escaped; subjects and text parts are not HTML.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use minijinja::Environment;
+use minijinja::value::{Kwargs, Value, merge_maps};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, HtmlEscape, State, context};
 use serde::Serialize;
 
 /// Kinds of email.
 pub const KINDS: [&str; 4] = ["receipt", "refund", "intake_closed", "year_end"];
 /// Languages, as stored on donations.
 pub const LOCALES: [&str; 2] = ["en", "zh-CN"];
-const PARTS: [&str; 3] = ["subject.txt", "txt", "html"];
 
+/// `(name, text)` of each listed file of `emails/`, compiled in.
 macro_rules! embedded {
-    ($($kind:literal),*) => {
-        &[$(
-            (concat!($kind, ".en.subject.txt"), include_str!(concat!("../../emails/", $kind, ".en.subject.txt"))),
-            (concat!($kind, ".en.txt"), include_str!(concat!("../../emails/", $kind, ".en.txt"))),
-            (concat!($kind, ".en.html"), include_str!(concat!("../../emails/", $kind, ".en.html"))),
-            (concat!($kind, ".zh-CN.subject.txt"), include_str!(concat!("../../emails/", $kind, ".zh-CN.subject.txt"))),
-            (concat!($kind, ".zh-CN.txt"), include_str!(concat!("../../emails/", $kind, ".zh-CN.txt"))),
-            (concat!($kind, ".zh-CN.html"), include_str!(concat!("../../emails/", $kind, ".zh-CN.html"))),
-        )*]
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../emails/", $name)))),*]
     };
 }
 
-/// The templates compiled into the binary.
-const EMBEDDED: &[(&str, &str)] = embedded!("receipt", "refund", "intake_closed", "year_end");
+/// The templates compiled into the binary: the shared pieces, then each kind's text and HTML.
+const TEMPLATES: &[(&str, &str)] = embedded!(
+    "layout.html",
+    "layout.txt",
+    "macros.html",
+    "subject.txt",
+    "receipt.txt",
+    "receipt.html",
+    "refund.txt",
+    "refund.html",
+    "intake_closed.txt",
+    "intake_closed.html",
+    "year_end.txt",
+    "year_end.html",
+);
+
+/// The strings of each language in `LOCALES`, compiled in.
+const STRINGS: &[(&str, &str)] = embedded!("i18n/en.json", "i18n/zh-CN.json");
 
 /// One rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +52,17 @@ pub struct Rendered {
     pub html: String,
 }
 
-/// Every template, parsed once.
+/// A language's strings, as the text parts and as the HTML parts see them.
+struct Strings {
+    text: Value,
+    /// The same strings marked safe: they are ours and may hold markup (`<strong>`).
+    html: Value,
+}
+
+/// Every template and string file, parsed once.
 pub struct Templates {
     env: Environment<'static>,
+    strings: BTreeMap<&'static str, Strings>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -51,27 +72,48 @@ impl std::fmt::Debug for Templates {
 }
 
 impl Templates {
-    /// The embedded templates, or those of `dir` (which must have every file).
+    /// The embedded files, or those of `dir` (which must have every file, in the same layout).
     pub fn load(dir: Option<&Path>) -> Result<Templates, anyhow::Error> {
+        let read = |name: &str, embedded: &str| match dir {
+            Some(d) => std::fs::read_to_string(d.join(name))
+                .map_err(|e| anyhow::anyhow!("EMAIL_TEMPLATES_DIR: {name}: {e}")),
+            None => Ok(embedded.to_owned()),
+        };
         let mut env = Environment::new();
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".html") {
-                minijinja::AutoEscape::Html
+                AutoEscape::Html
             } else {
-                minijinja::AutoEscape::None
+                AutoEscape::None
             }
         });
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
-        for (name, source) in EMBEDDED {
-            let source = match dir {
-                Some(d) => std::fs::read_to_string(d.join(name))
-                    .map_err(|e| anyhow::anyhow!("EMAIL_TEMPLATES_DIR: {name}: {e}"))?,
-                None => (*source).to_owned(),
-            };
-            env.add_template_owned(*name, source)
+        env.add_filter("fill", fill);
+        for (name, source) in TEMPLATES {
+            env.add_template_owned(*name, read(name, source)?)
                 .map_err(|e| anyhow::anyhow!("template {name}: {e}"))?;
         }
-        Ok(Templates { env })
+        let mut strings = BTreeMap::new();
+        let mut english = BTreeSet::new();
+        for locale in LOCALES {
+            let name = format!("i18n/{locale}.json");
+            let embedded = STRINGS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or("", |(_, s)| *s);
+            let json: serde_json::Value = serde_json::from_str(&read(&name, embedded)?)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            // A key one language lacks would fail only when an email needs it: refuse it now.
+            let keys = key_paths(&json, "");
+            if locale == "en" {
+                english = keys;
+            } else if let Some(k) = english.symmetric_difference(&keys).next() {
+                anyhow::bail!("{name}: the key {k} is in one of i18n/en.json and {name} only");
+            }
+            let (text, html) = (Value::from_serialize(&json), marked_safe(&json));
+            strings.insert(locale, Strings { text, html });
+        }
+        Ok(Templates { env, strings })
     }
 
     /// Renders `kind` in `locale` (falling back to English) with `ctx`.
@@ -86,24 +128,119 @@ impl Templates {
         } else {
             "en"
         };
-        let part = |p: &str| -> Result<String, minijinja::Error> {
-            self.env
-                .get_template(&format!("{kind}.{locale}.{p}"))?
-                .render(ctx)
+        let strings = self.strings.get(locale).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("no strings for {locale}"),
+            )
+        })?;
+        let ctx = Value::from_serialize(ctx);
+        let part = |name: &str, t: &Value| -> Result<String, minijinja::Error> {
+            // The first map wins: `kind`, `lang` and `t` are ours whatever the caller sends.
+            let ours = context! { kind, lang => locale, t => t.clone() };
+            let ctx = merge_maps([ours, ctx.clone()]);
+            self.env.get_template(name)?.render(ctx)
         };
-        let [subject, text, html] = PARTS;
         Ok(Rendered {
-            subject: part(subject)?
+            subject: part("subject.txt", &strings.text)?
                 .lines()
                 .next()
                 .unwrap_or_default()
                 .trim()
                 .to_owned(),
-            text: part(text)?,
-            html: part(html)?,
+            text: part(&format!("{kind}.txt"), &strings.text)?,
+            html: part(&format!("{kind}.html"), &strings.html)?,
         })
     }
 }
+
+/// The filter `{{ t.key | fill }}`: the string with each `{name}` replaced by the keyword
+/// argument `name`, or else the template variable `name`, printed as `{{ name }}` would be
+/// (an undefined one as nothing, like the environment's lenient undefined). In an HTML
+/// template the values are escaped and the result is marked safe: the string's own text is
+/// ours and may hold markup. A `{` not followed by a name and `}` stays as it is.
+fn fill(state: &State, s: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let Some(text) = s.as_str() else {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("fill: {s:?} is not a string (a key missing from i18n?)"),
+        ));
+    };
+    let html = !matches!(state.auto_escape(), AutoEscape::None);
+    let mut given = BTreeMap::new();
+    for name in kwargs.args() {
+        given.insert(name.to_owned(), kwargs.get::<Value>(name)?);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let name = after
+            .find('}')
+            .map(|close| &after[..close])
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        let Some(name) = name else {
+            out.push('{');
+            rest = after;
+            continue;
+        };
+        let value = given
+            .get(name)
+            .cloned()
+            .or_else(|| state.lookup(name))
+            .unwrap_or_default();
+        let shown = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned);
+        if html && !value.is_safe() {
+            out.push_str(&HtmlEscape(&shown).to_string());
+        } else {
+            out.push_str(&shown);
+        }
+        rest = &after[name.len() + 1..];
+    }
+    out.push_str(rest);
+    Ok(if html {
+        Value::from_safe_string(out)
+    } else {
+        Value::from(out)
+    })
+}
+
+/// `json` with every string marked safe, for the HTML parts.
+fn marked_safe(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::String(s) => Value::from_safe_string(s.clone()),
+        serde_json::Value::Array(items) => items.iter().map(marked_safe).collect(),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), marked_safe(v)))
+            .collect(),
+        other => Value::from_serialize(other),
+    }
+}
+
+/// The dotted paths of every key of `json`'s objects, to check both languages have the same.
+fn key_paths(json: &serde_json::Value, prefix: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let serde_json::Value::Object(map) = json {
+        for (k, v) in map {
+            let path = format!("{prefix}{k}");
+            out.extend(key_paths(v, &format!("{path}.")));
+            out.insert(path);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "templates_snapshots.rs"]
+mod snapshots;
+
+#[cfg(test)]
+#[path = "templates_override.rs"]
+mod override_dir;
 
 #[cfg(test)]
 mod tests {

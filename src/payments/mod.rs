@@ -61,6 +61,8 @@ pub struct Payments {
     pub webhook_secrets: Vec<String>,
     /// Where the page loads Stripe.js from.
     pub js_url: String,
+    /// Whose events are ours (the key's mode, the configured account).
+    pub owner: events::Owner,
 }
 
 impl std::fmt::Debug for Payments {
@@ -89,6 +91,7 @@ impl Payments {
             publishable_key: cfg.publishable_key.clone(),
             webhook_secrets: cfg.webhook_secrets.clone(),
             js_url: cfg.js_url.clone(),
+            owner: events::Owner::new(&cfg.secret_key, cfg.account_id.as_deref()),
         })
     }
 

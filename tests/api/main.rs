@@ -20,3 +20,4 @@ mod payouts;
 mod reports;
 mod smtp;
 mod stripe;
+mod stripe_review;

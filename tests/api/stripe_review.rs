@@ -169,7 +169,19 @@ async fn fees_settled_in_another_currency_keep_it_in_reports_and_payouts() {
         "{summary}"
     );
 
-    // The payout's transaction (USD) agrees with the ledger's record of it: no false mismatch.
+    // A 10.00 EUR refund settles as -11.00 USD.
+    let resp = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/admin/donations/{id}/refund"),
+            Some(&admin),
+            Some(&json!({ "amount": "10.00", "reason": "asked" })),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    // The payout's transactions (USD) agree with the ledger's record of them: no false
+    // mismatch for the charge, nor for the refund.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let payout: Value = app
         .client
@@ -197,10 +209,23 @@ async fn fees_settled_in_another_currency_keep_it_in_reports_and_payouts() {
     }
     assert_eq!(
         (&row["matched"], &row["differences"]),
-        (&json!(1), &json!(0)),
+        (&json!(2), &json!(0)),
         "{row}"
     );
-    let line = &row["report"]["matched"][0];
+    let matched = row["report"]["matched"].as_array().expect("matched");
+    let refund = matched
+        .iter()
+        .find(|l| l["type"] == "refund")
+        .expect("the refund matched");
+    assert_eq!(
+        (&refund["amount"], &refund["refunded_in_gift_currency"]),
+        (&json!(-1100), &json!(1000)),
+        "{refund}"
+    );
+    let line = matched
+        .iter()
+        .find(|l| l["type"] == "charge")
+        .expect("the charge matched");
     assert_eq!(
         (
             &line["donation_id"],

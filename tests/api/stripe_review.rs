@@ -382,3 +382,47 @@ async fn events_of_another_account_are_acknowledged_and_stored_as_foreign() {
     let report = app.verify();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_does_not_credit_a_payment_naming_our_donation_for_another_amount() {
+    let app = spawn_app_with_stripe(&[]).await;
+    let (id, _pi) = create(&app, "25.00").await;
+    untie(&app, id);
+    let ls = stripe(&app);
+    ls.lose_webhooks().await;
+    // A 1.00 payment at Stripe whose metadata names our 25.00 donation; its webhook is lost.
+    let other: Value = app
+        .client
+        .post(format!("{}/v1/payment_intents", ls.base))
+        .basic_auth(crate::localstripe::SECRET_KEY, Some(""))
+        .form(&[
+            ("amount", "100"),
+            ("currency", "usd"),
+            ("metadata[donation_id]", &id.to_string()),
+        ])
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let other_pi = other["id"].as_str().expect("id").to_owned();
+    assert_eq!(ls.confirm(&other_pi).await, "succeeded");
+    let out = app.cli(&["reconcile"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("not credited {other_pi}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("recorded 0 missed donation"), "{stdout}");
+    assert!(stdout.contains("1 not matching their donation"), "{stdout}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(app.fund().await["raised"], "0.00");
+    assert_eq!(app.donation_status(id), "pending");
+    assert_eq!(app.count("audit_log WHERE action = 'payment.mismatch'"), 1);
+}

@@ -2,6 +2,7 @@
 //! the background work that follows a payment (fees, cancelling intents, reservations).
 
 pub mod events;
+pub mod owner;
 pub mod payouts;
 pub mod signature;
 pub mod worker;
@@ -73,7 +74,7 @@ pub struct Payments {
     /// Where the page loads Stripe.js from.
     pub js_url: String,
     /// Whose events are ours (the key's mode, the configured account).
-    pub owner: events::Owner,
+    pub owner: owner::Owner,
 }
 
 impl std::fmt::Debug for Payments {
@@ -102,7 +103,7 @@ impl Payments {
             publishable_key: cfg.publishable_key.clone(),
             webhook_secrets: cfg.webhook_secrets.clone(),
             js_url: cfg.js_url.clone(),
-            owner: events::Owner::new(&cfg.secret_key, cfg.account_id.as_deref()),
+            owner: owner::Owner::new(&cfg.secret_key, cfg.account_id.as_deref()),
         })
     }
 

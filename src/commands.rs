@@ -183,7 +183,8 @@ pub fn reconcile(config: &mut Config, since: Option<chrono::NaiveDate>) -> anyho
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (mut checked, mut recorded, mut known, mut foreign) = (0_u64, 0_u64, 0_u64, 0_u64);
+    let (mut checked, mut recorded, mut known, mut foreign, mut mismatched) =
+        (0_u64, 0_u64, 0_u64, 0_u64, 0_u64);
     rt.block_on(async {
         let mut after: Option<String> = None;
         loop {
@@ -247,6 +248,12 @@ pub fn reconcile(config: &mut Config, since: Option<chrono::NaiveDate>) -> anyho
                     }
                     (EventOutcome::Applied, _) => println!("marked {id} canceled"),
                     (EventOutcome::NotOurs, _) => foreign += 1,
+                    (EventOutcome::Mismatch, _) => {
+                        mismatched += 1;
+                        println!(
+                            "not credited {id}: it names a donation of another amount or currency (audit log: payment.mismatch)"
+                        );
+                    }
                     _ => known += 1,
                 }
             }
@@ -267,7 +274,7 @@ pub fn reconcile(config: &mut Config, since: Option<chrono::NaiveDate>) -> anyho
         eprintln!();
     }
     println!(
-        "reconcile: checked {checked} PaymentIntents, recorded {recorded} missed donation(s), {known} already recorded, {foreign} not ours"
+        "reconcile: checked {checked} PaymentIntents, recorded {recorded} missed donation(s), {known} already recorded, {foreign} not ours, {mismatched} not matching their donation"
     );
     Ok(recorded)
 }

@@ -154,6 +154,37 @@ impl Currency {
     }
 }
 
+/// Stripe's currencies without minor units (its "zero-decimal" list).
+const ZERO_DECIMAL: &[&str] = &[
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+    "XAF", "XOF", "XPF",
+];
+
+/// Stripe's currencies with three minor digits.
+const THREE_DECIMAL: &[&str] = &["BHD", "JOD", "KWD", "OMR", "TND"];
+
+/// Minor digits of any ISO currency an account may settle in (not only a fund's): a fund
+/// currency's own, Stripe's zero- and three-decimal lists, two otherwise.
+pub fn minor_digits(code: &str) -> u32 {
+    let code = code.trim();
+    if let Some(c) = Currency::from_code(code) {
+        return c.digits;
+    }
+    let is = |list: &[&str]| list.iter().any(|c| c.eq_ignore_ascii_case(code));
+    if is(ZERO_DECIMAL) {
+        0
+    } else if is(THREE_DECIMAL) {
+        3
+    } else {
+        2
+    }
+}
+
+/// Formats minor units of any currency (see [`minor_digits`]) as JSON and CSV write amounts.
+pub fn format_minor(code: &str, minor: i64) -> String {
+    Decimal::new(minor, minor_digits(code)).to_string()
+}
+
 /// Why amount text was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
@@ -246,6 +277,15 @@ mod tests {
         min_minor: 100,
         max_minor: 10_000_000,
     };
+
+    #[test]
+    fn any_settlement_currency_is_formatted_with_its_digits() {
+        assert_eq!(format_minor("usd", 190), "1.90");
+        assert_eq!(format_minor("JPY", 190), "190");
+        assert_eq!(format_minor("clp", 190), "190");
+        assert_eq!(format_minor("kwd", 1900), "1.900");
+        assert_eq!(format_minor("mxn", -5), "-0.05");
+    }
 
     #[test]
     fn accepts_the_documented_forms() {

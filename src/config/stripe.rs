@@ -15,6 +15,8 @@ pub struct StripeConfig {
     pub api_base: Option<String>,
     /// Where the page loads Stripe.js from.
     pub js_url: String,
+    /// `acct_...` (`STRIPE_ACCOUNT_ID`): events naming another account are stored as foreign.
+    pub account_id: Option<String>,
 }
 
 impl std::fmt::Debug for StripeConfig {
@@ -23,6 +25,7 @@ impl std::fmt::Debug for StripeConfig {
             .field("publishable_key", &self.publishable_key)
             .field("api_base", &self.api_base)
             .field("js_url", &self.js_url)
+            .field("account_id", &self.account_id)
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +56,9 @@ impl StripeConfig {
                     api_base: var("STRIPE_API_BASE"),
                     js_url: var("STRIPE_JS_URL")
                         .unwrap_or_else(|| "https://js.stripe.com/v3/".into()),
+                account_id: var("STRIPE_ACCOUNT_ID")
+                    .map(|a| a.trim().to_owned())
+                    .filter(|a| !a.is_empty()),
                 })
             }
         })

@@ -84,6 +84,13 @@ pub struct DonationRow {
     pub reserved_until: Option<NaiveDateTime>,
     pub dispute_status: Option<String>,
     pub payout_id: Option<String>,
+    /// Lower-case ISO currency of `fee_minor` and `net_minor` (the balance transaction's);
+    /// `None` with a fee: recorded before it was kept, taken as the donation's currency.
+    pub fee_currency: Option<String>,
+    /// The balance transaction's amount, in `fee_currency`.
+    pub settled_minor: Option<i64>,
+    /// The balance transaction's exchange rate, as Stripe wrote it.
+    pub exchange_rate: Option<String>,
 }
 
 /// A new donation; its id is assigned by the ledger writer.

@@ -61,6 +61,9 @@ diesel::table! {
         reserved_until -> Nullable<Timestamp>,
         dispute_status -> Nullable<Text>,
         payout_id -> Nullable<Text>,
+        fee_currency -> Nullable<Text>,
+        settled_minor -> Nullable<BigInt>,
+        exchange_rate -> Nullable<Text>,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::ledger::card::{
 use crate::ledger::ops::{Idempotency, StoredResponse};
 use crate::money::Money;
 use crate::payments::Payments;
-use crate::payments::events::parse_event;
+use crate::payments::events::{Fact, parse_event};
 use crate::payments::signature;
 
 /// Largest webhook body accepted.
@@ -277,8 +277,17 @@ pub(super) async fn stripe_webhook(
             format!("the event is not JSON: {e}"),
         )
     })?;
-    let event = parse_event(&json).map_err(|e| AppError::new(ErrorCode::InvalidRequest, e))?;
+    let mut event = parse_event(&json).map_err(|e| AppError::new(ErrorCode::InvalidRequest, e))?;
     tracing::Span::current().record("event_id", event.id.as_str());
+    // Another account's or mode's event is decided here, from the event alone: the writer
+    // only stores it, as cheaply as a repeated event, and Stripe gets its 2xx.
+    if let Some(reason) = stripe.owner.foreign_reason(&json) {
+        tracing::warn!(event_id = %event.id, %reason, "foreign Stripe event stored, not applied");
+        event.fact = Fact::Foreign {
+            reason,
+            said: Box::new(event.fact),
+        };
+    }
     let outcome = state
         .writer
         .submit(ApplyStripeEvent {

@@ -83,6 +83,15 @@ pub enum Fact {
         /// When Stripe created it (Unix seconds).
         created: i64,
     },
+    /// Not credited: an event of another Stripe account or mode (decided from the event
+    /// before it reaches the writer), or a payment that names one of our donations in its
+    /// metadata with another amount or currency. Stored with what it said, never applied.
+    Foreign {
+        /// Why, in words, for the treasurer reading the record.
+        reason: String,
+        /// What the event said.
+        said: Box<Fact>,
+    },
     /// An event type crowdledger does not act on.
     Ignored,
 }
@@ -97,7 +106,7 @@ impl Fact {
             Fact::ChargeRefunded { payment_intent, .. }
             | Fact::DisputeOpened { payment_intent, .. }
             | Fact::DisputeClosed { payment_intent, .. } => payment_intent.as_deref(),
-            Fact::Payout { .. } | Fact::Ignored => None,
+            Fact::Payout { .. } | Fact::Foreign { .. } | Fact::Ignored => None,
         }
     }
 

@@ -193,6 +193,16 @@ mod tests {
     }
 
     #[test]
+    fn a_foreign_fact_reads_back() {
+        let f = Fact::Foreign {
+            reason: "x".into(),
+            said: Box::new(Fact::Ignored),
+        };
+        let text = serde_json::to_string(&f).expect("serialises");
+        assert_eq!(serde_json::from_str::<Fact>(&text).expect("reads"), f);
+    }
+
+    #[test]
     fn disputes_and_refunds() {
         let closed = json!({"id": "evt_4", "type": "charge.dispute.closed", "created": 9,
             "data": {"object": {"id": "dp_1", "charge": "ch_1", "amount": 300, "status": "lost"}}});

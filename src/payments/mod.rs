@@ -2,6 +2,7 @@
 //! the background work that follows a payment (fees, cancelling intents, reservations).
 
 pub mod events;
+pub mod owner;
 pub mod payouts;
 pub mod signature;
 pub mod worker;
@@ -13,6 +14,7 @@ use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use crate::config::StripeConfig;
+pub use crate::ledger::card::Settlement;
 
 /// Attempts for calls that carry an idempotency key (safe to repeat).
 const ATTEMPTS: u32 = 3;
@@ -51,6 +53,16 @@ pub struct Page {
     pub has_more: bool,
 }
 
+/// A balance transaction's `exchange_rate` as its JSON text (a rate, not money: kept as
+/// written, never through a float here).
+pub fn exchange_rate(bt: &Value) -> Option<String> {
+    match bt.get("exchange_rate")? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        _ => None,
+    }
+}
+
 /// The Stripe account crowdledger works with.
 #[derive(Clone)]
 pub struct Payments {
@@ -61,6 +73,8 @@ pub struct Payments {
     pub webhook_secrets: Vec<String>,
     /// Where the page loads Stripe.js from.
     pub js_url: String,
+    /// Whose events are ours (the key's mode, the configured account).
+    pub owner: owner::Owner,
 }
 
 impl std::fmt::Debug for Payments {
@@ -89,6 +103,7 @@ impl Payments {
             publishable_key: cfg.publishable_key.clone(),
             webhook_secrets: cfg.webhook_secrets.clone(),
             js_url: cfg.js_url.clone(),
+            owner: owner::Owner::new(&cfg.secret_key, cfg.account_id.as_deref()),
         })
     }
 
@@ -271,13 +286,13 @@ impl Payments {
             .unwrap_or(amount_minor))
     }
 
-    /// Fee and net of a payment, from its charge's balance transaction, with the charge id.
-    /// `Ok(None)` while Stripe has no balance transaction yet.
+    /// Fee and net of a payment, from its charge's balance transaction, in that
+    /// transaction's currency. `Ok(None)` while Stripe has no balance transaction yet.
     pub async fn fees(
         &self,
         payment_intent: &str,
         charge: Option<&str>,
-    ) -> Result<Option<(i64, i64, String)>, StripeCallError> {
+    ) -> Result<Option<Settlement>, StripeCallError> {
         let charge_id = match charge {
             Some(c) => c.to_owned(),
             None => {
@@ -316,8 +331,19 @@ impl Payments {
         match (
             bt.get("fee").and_then(events::int),
             bt.get("net").and_then(events::int),
+            bt.get("amount").and_then(events::int),
+            bt.get("currency").and_then(Value::as_str),
         ) {
-            (Some(fee), Some(net)) => Ok(Some((fee, net, charge_id))),
+            (Some(fee_minor), Some(net_minor), Some(amount_minor), Some(currency)) => {
+                Ok(Some(Settlement {
+                    fee_minor,
+                    net_minor,
+                    amount_minor,
+                    currency: currency.to_uppercase(),
+                    exchange_rate: exchange_rate(&bt),
+                    charge: charge_id,
+                }))
+            }
             _ => Ok(None),
         }
     }

@@ -137,6 +137,24 @@ fn payout_fact(v: &Value) -> Fact {
     }
 }
 
+/// A settled amount (minor units of `from`) converted back into `to`, the charge's currency,
+/// with the transaction's `exchange_rate` (charge amount × rate = settled amount), rounded
+/// to the nearest minor unit of `to`.
+fn converted_back(settled: i64, txn: &Value, from: &str, to: &str) -> Option<i64> {
+    use rust_decimal::Decimal;
+    let text = super::exchange_rate(txn)?;
+    let rate = text
+        .parse::<Decimal>()
+        .or_else(|_| Decimal::from_scientific(&text))
+        .ok()?;
+    if rate <= Decimal::ZERO {
+        return None;
+    }
+    let major = Decimal::new(settled, crate::money::minor_digits(from)).checked_div(rate)?;
+    let minor = major.checked_mul(Decimal::from(10_i64.pow(crate::money::minor_digits(to))))?;
+    i64::try_from(minor.round()).ok()
+}
+
 async fn db<T, F>(pool: &Pool, f: F) -> Result<T, AppError>
 where
     T: Send + 'static,
@@ -190,7 +208,13 @@ pub async fn reconcile_payout(
                 .map_err(AppError::unavailable)?,
             _ => None,
         };
-        let line = json!({ "type": kind, "transaction": t.get("id"), "source": source, "amount": amount, "fee": fee, "net": net });
+        // The transaction's figures are in its currency, the account's settlement currency.
+        let currency = t
+            .get("currency")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase();
+        let line = json!({ "type": kind, "transaction": t.get("id"), "source": source, "amount": amount, "fee": fee, "net": net, "currency": currency, "exchange_rate": super::exchange_rate(t) });
         let Some(charge) = charge else {
             other.push(line);
             continue;
@@ -217,17 +241,40 @@ pub async fn reconcile_payout(
         if kind == "charge" || kind == "payment" {
             contained.push(d.id);
         }
+        let converted = !currency.eq_ignore_ascii_case(&d.currency);
         let agrees = if kind == "charge" || kind == "payment" {
-            line["ledger_amount"] = json!(d.amount_minor);
             line["ledger_fee"] = json!(d.fee_minor);
             line["ledger_net"] = json!(d.net_minor);
-            d.status == "succeeded"
-                && d.amount_minor == amount
-                && d.fee_minor.is_none_or(|f| f == fee)
-                && d.net_minor.is_none_or(|n| n == net)
+            let figures_agree =
+                d.fee_minor.is_none_or(|f| f == fee) && d.net_minor.is_none_or(|n| n == net);
+            if converted {
+                // Settled in another currency: compare with what the ledger recorded of this
+                // very transaction (its currency and amount), not with the gift's amount.
+                line["ledger_currency"] = json!(d.fee_currency.as_deref().map(str::to_lowercase));
+                line["ledger_amount"] = json!(d.settled_minor);
+                line["ledger_gift"] = json!(d.amount_minor);
+                d.status == "succeeded"
+                    && d.fee_currency
+                        .as_deref()
+                        .is_some_and(|c| c.eq_ignore_ascii_case(&currency))
+                    && d.settled_minor == Some(amount)
+                    && figures_agree
+            } else {
+                line["ledger_currency"] = json!(d.currency.to_lowercase());
+                line["ledger_amount"] = json!(d.amount_minor);
+                d.status == "succeeded" && d.amount_minor == amount && figures_agree
+            }
         } else {
             line["ledger_refunded"] = json!(d.refunded_minor);
-            d.refunded_minor >= -amount
+            // A refund settled in another currency is converted back with its own rate
+            // (to the nearest minor unit: Stripe rounds each conversion).
+            let refunded = if converted {
+                converted_back(-amount, t, &currency, &d.currency)
+            } else {
+                Some(-amount)
+            };
+            line["refunded_in_gift_currency"] = json!(refunded);
+            refunded.is_some_and(|r| d.refunded_minor >= r)
         };
         if agrees {
             if kind == "charge" || kind == "payment" {

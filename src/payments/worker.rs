@@ -201,13 +201,11 @@ impl Worker {
             StripeCallError::Transport(_) => Failed::Unreachable(AppError::unavailable(e)),
             StripeCallError::Api { .. } => Failed::Other(AppError::unavailable(e)),
         })?;
-        if let Some((fee_minor, net_minor, charge)) = fees {
+        if let Some(settlement) = fees {
             self.writer
                 .submit(SetFees {
                     donation_id,
-                    fee_minor,
-                    net_minor,
-                    charge,
+                    settlement,
                 })
                 .await
                 .map_err(Failed::Other)?;

@@ -11,7 +11,7 @@ use crate::db::models::DonationRow;
 use crate::db::schema::{donations, outbox};
 use crate::error::AppError;
 use crate::ledger::FundState;
-use crate::money::Currency;
+use crate::money::{Currency, format_minor};
 
 /// One donation as reports see it.
 #[derive(Debug, Clone)]
@@ -123,7 +123,8 @@ pub fn iso(t: NaiveDateTime) -> String {
     t.and_utc().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-const HEADER: [&str; 18] = [
+/// Columns; the last three came later, at the end so that earlier column positions hold.
+const HEADER: [&str; 21] = [
     "id",
     "received_at",
     "donor_name",
@@ -142,6 +143,9 @@ const HEADER: [&str; 18] = [
     "after_close",
     "receipt_sent_at",
     "created_at",
+    "fee_currency",
+    "settled_amount",
+    "exchange_rate",
 ];
 
 /// Streams the donations export into `out`.
@@ -186,11 +190,24 @@ fn money(c: Currency, minor: i64) -> String {
 fn donation_fields(line: &Line, c: Currency, labels: &[String]) -> Vec<String> {
     let d = &line.row;
     let offline = d.method != "card";
-    let (fee, net) = match (d.fee_minor, d.net_minor, offline) {
-        (Some(f), Some(n), _) => (money(c, f), money(c, n)),
-        (_, _, true) if d.status == "succeeded" => (money(c, 0), money(c, d.amount_minor)),
-        _ => (String::new(), String::new()),
+    // Fee and net are in the balance transaction's currency, which is the account's
+    // settlement currency: not always the fund's (`fee_currency` says which).
+    let fee_currency = d.fee_currency.as_deref().unwrap_or(&d.currency);
+    let (fee, net, fee_currency) = match (d.fee_minor, d.net_minor, offline) {
+        (Some(f), Some(n), _) => (
+            format_minor(fee_currency, f),
+            format_minor(fee_currency, n),
+            fee_currency.to_owned(),
+        ),
+        (_, _, true) if d.status == "succeeded" => {
+            (money(c, 0), money(c, d.amount_minor), d.currency.clone())
+        }
+        _ => (String::new(), String::new(), String::new()),
     };
+    let settled = d
+        .settled_minor
+        .map(|m| format_minor(&fee_currency, m))
+        .unwrap_or_default();
     let reference = if offline {
         d.reference.clone()
     } else {
@@ -227,5 +244,8 @@ fn donation_fields(line: &Line, c: Currency, labels: &[String]) -> Vec<String> {
         d.after_close.to_string(),
         line.receipt_sent_at.map(iso).unwrap_or_default(),
         iso(d.created_at),
+        fee_currency,
+        settled,
+        text_cell(d.exchange_rate.as_deref().unwrap_or_default()).into_owned(),
     ]
 }

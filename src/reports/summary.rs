@@ -12,7 +12,7 @@ use super::{Allocator, Filters};
 use crate::db::DbConn;
 use crate::error::AppError;
 use crate::ledger::FundState;
-use crate::money::{Currency, Money};
+use crate::money::{Currency, Money, format_minor};
 
 /// A period's line.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -44,9 +44,10 @@ pub struct DayTotal {
     pub gifts: u64,
     /// Their amounts.
     pub gross: Money,
-    /// Stripe's fees.
+    /// Stripe's fees, of the gifts settled in the fund's currency.
     pub fees: Money,
-    /// Gross less fees.
+    /// Gross less fees, of the gifts settled in the fund's currency (those settled in
+    /// another are in `settled_in_other_currencies`).
     pub net: Money,
     /// Refunded since.
     pub refunds: Money,
@@ -75,6 +76,34 @@ pub struct Summary {
     pub days: Vec<DayTotal>,
     /// The days' sums.
     pub totals: DayTotal,
+    /// Card gifts (within the filters) whose Stripe account settled them in another
+    /// currency, by that currency: their fees and net stay in it (not converted), so the
+    /// days' fees and net leave them out rather than count them as the fund's money.
+    pub settled_in_other_currencies: Vec<SettledTotal>,
+}
+
+/// Gifts settled in one other currency, with that currency's figures.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SettledTotal {
+    /// ISO code.
+    pub currency: String,
+    /// How many.
+    pub gifts: u64,
+    /// Their amounts as settled, in `currency` (text with its minor digits).
+    pub settled: String,
+    /// Stripe's fees, in `currency`.
+    pub fees: String,
+    /// Settled less fees, in `currency`.
+    pub net: String,
+}
+
+/// Running sums of gifts settled in one other currency.
+#[derive(Default, Clone, Copy)]
+struct Settled {
+    gifts: u64,
+    settled: i64,
+    fees: i64,
+    net: i64,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -111,6 +140,7 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
     let mut covered = vec![0_i64; periods.len()];
     let mut gift_counts = vec![0_u64; periods.len()];
     let mut days: BTreeMap<NaiveDate, Acc> = BTreeMap::new();
+    let mut elsewhere: BTreeMap<String, Settled> = BTreeMap::new();
     walk(conn, &mut allocator, |line| {
         for (i, m) in &line.allocation {
             covered[*i] += m;
@@ -118,12 +148,23 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
         }
         if line.row.status == "succeeded" && matches(filters, &period_ids, line) {
             let d = &line.row;
-            let fee = d.fee_minor.unwrap_or(0);
             let acc = days.entry(line.date()).or_default();
             acc.gifts += 1;
             acc.gross += d.amount_minor;
-            acc.fees += fee;
-            acc.net += d.net_minor.unwrap_or(d.amount_minor - fee);
+            match d.fee_currency.as_deref() {
+                Some(other) if !other.eq_ignore_ascii_case(&d.currency) => {
+                    let s = elsewhere.entry(other.to_uppercase()).or_default();
+                    s.gifts += 1;
+                    s.settled += d.settled_minor.unwrap_or(0);
+                    s.fees += d.fee_minor.unwrap_or(0);
+                    s.net += d.net_minor.unwrap_or(0);
+                }
+                _ => {
+                    let fee = d.fee_minor.unwrap_or(0);
+                    acc.fees += fee;
+                    acc.net += d.net_minor.unwrap_or(d.amount_minor - fee);
+                }
+            }
             acc.refunds += d.refunded_minor;
             acc.disputed += d.disputed_minor;
         }
@@ -162,6 +203,16 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
             .collect(),
         days: days.iter().map(|(d, a)| a.view(*d, c)).collect(),
         totals: total.view(filters.to.or(filters.from).unwrap_or_default(), c),
+        settled_in_other_currencies: elsewhere
+            .into_iter()
+            .map(|(currency, s)| SettledTotal {
+                settled: format_minor(&currency, s.settled),
+                fees: format_minor(&currency, s.fees),
+                net: format_minor(&currency, s.net),
+                gifts: s.gifts,
+                currency,
+            })
+            .collect(),
     })
 }
 

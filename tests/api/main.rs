@@ -22,3 +22,4 @@ mod reports;
 mod review;
 mod smtp;
 mod stripe;
+mod stripe_review;

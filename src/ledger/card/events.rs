@@ -24,6 +24,11 @@ pub enum EventOutcome {
     Ignored,
     /// Not one of our payments (reconcile only).
     NotOurs,
+    /// Another Stripe account's or mode's event: stored as foreign, never applied.
+    Foreign,
+    /// A payment naming one of our donations with another amount or currency (or paid in
+    /// another currency than its intent's donation): stored and reported, never credited.
+    Mismatch,
 }
 
 /// Applies one Stripe event (or a fact learnt from the API, with a synthetic id) once.
@@ -64,9 +69,9 @@ impl Op for ApplyStripeEvent {
         }
     }
 
-    /// A payment's success or failure, and a repeated event, only buffer rows in the fast
-    /// pass; refunds, disputes, payouts, kept events and unknown PaymentIntents use the
-    /// connection.
+    /// A payment's success or failure, a repeated event and another account's or mode's
+    /// event only buffer rows in the fast pass; refunds, disputes, payouts, kept events and
+    /// unknown PaymentIntents use the connection.
     fn buffered(&self) -> bool {
         true
     }
@@ -79,24 +84,43 @@ impl Op for ApplyStripeEvent {
             if seen(cx, &self.event_id)? {
                 return Ok(EventOutcome::Duplicate);
             }
-            record_event(cx, self, true)?;
+            record_event(cx, self, &self.fact, true)?;
             super::super::payouts::record_payout(cx, &self.fact)?;
             return Ok(EventOutcome::Applied);
         }
         if seen(cx, &self.event_id)? {
             return Ok(EventOutcome::Duplicate);
         }
+        if let Fact::Foreign { .. } = &self.fact {
+            // Decided from the event before the writer; stored as done (not kept), so it
+            // never makes a later batch look for kept events.
+            record_event(cx, self, &self.fact, true)?;
+            return Ok(EventOutcome::Foreign);
+        }
         let donation = find_donation(cx, &self.fact)?;
+        if let Some((d, reason)) = donation
+            .as_ref()
+            .and_then(|d| mismatch(d, &self.fact).map(|r| (d, r)))
+        {
+            tracing::error!(donation = d.id, event_id = %self.event_id, %reason, "payment does not match its donation; stored, not credited");
+            let stored = Fact::Foreign {
+                reason: reason.clone(),
+                said: Box::new(self.fact.clone()),
+            };
+            record_event(cx, self, &stored, true)?;
+            cx.audit(
+                "stripe",
+                "payment.mismatch",
+                &serde_json::json!({
+                    "event_id": self.event_id, "donation_id": d.id,
+                    "payment_intent": self.fact.payment_intent(), "reason": reason,
+                }),
+            )?;
+            return Ok(EventOutcome::Mismatch);
+        }
         let ready = match (&donation, &self.fact) {
             (None, _) => false,
-            (Some(d), Fact::PaymentSucceeded { currency, .. }) => {
-                if !currency.eq_ignore_ascii_case(&d.currency) {
-                    tracing::error!(donation = d.id, %currency, "payment in another currency; kept, not applied");
-                    false
-                } else {
-                    true
-                }
-            }
+            (Some(_), Fact::PaymentSucceeded { .. }) => true,
             (Some(_), Fact::PaymentFailed { .. } | Fact::PaymentCanceled { .. }) => true,
             // Refunds and disputes need the payment recorded first.
             (Some(d), _) => d.status == "succeeded",
@@ -104,7 +128,7 @@ impl Op for ApplyStripeEvent {
         if !ready && donation.is_none() && !self.keep_unknown {
             return Ok(EventOutcome::NotOurs);
         }
-        record_event(cx, self, ready)?;
+        record_event(cx, self, &self.fact, ready)?;
         if !ready {
             return Ok(EventOutcome::Kept);
         }
@@ -119,13 +143,56 @@ impl Op for ApplyStripeEvent {
     }
 }
 
-fn record_event(cx: &mut Ctx<'_>, e: &ApplyStripeEvent, applied: bool) -> Result<(), AppError> {
-    let fact = serde_json::to_string(&e.fact).map_err(AppError::internal)?;
+/// Why a payment must not be credited to the donation it names, if it must not: paid in
+/// another currency, or, when it names the donation only through `metadata.donation_id`
+/// (not the intent we created for it), for another amount. (Another mode or account is
+/// decided before the writer: `Fact::Foreign`.)
+fn mismatch(d: &DonationRow, fact: &Fact) -> Option<String> {
+    let Fact::PaymentSucceeded {
+        payment_intent,
+        amount,
+        currency,
+        ..
+    } = fact
+    else {
+        return None;
+    };
+    if !currency.eq_ignore_ascii_case(&d.currency) {
+        return Some(format!(
+            "{payment_intent} was paid in {currency:?}; donation {} is in {}",
+            d.id, d.currency
+        ));
+    }
+    let ours = d.payment_intent_id.as_deref() == Some(payment_intent.as_str());
+    if !ours && *amount != d.amount_minor {
+        return Some(format!(
+            "{payment_intent} received {amount} minor units; donation {} named in its metadata is of {}",
+            d.id, d.amount_minor
+        ));
+    }
+    None
+}
+
+/// Records the event `e` as `fact` (what it said, or why it was not applied).
+fn record_event(
+    cx: &mut Ctx<'_>,
+    e: &ApplyStripeEvent,
+    fact: &Fact,
+    applied: bool,
+) -> Result<(), AppError> {
+    // A foreign fact is filed under the payment it named, for whoever looks it up.
+    let about = match fact {
+        Fact::Foreign { said, .. } => said.as_ref(),
+        f => f,
+    };
+    let payment_intent_id = about.payment_intent().map(str::to_owned);
+    let charge_id = about.charge().map(str::to_owned);
+    let fact = serde_json::to_string(fact).map_err(AppError::internal)?;
     let row = StripeEventRow {
         event_id: e.event_id.clone(),
         event_type: e.event_type.clone(),
-        payment_intent_id: e.fact.payment_intent().map(str::to_owned),
-        charge_id: e.fact.charge().map(str::to_owned),
+        payment_intent_id,
+        charge_id,
         created: e.created,
         received_at: cx.now,
         applied_at: applied.then_some(cx.now),
@@ -180,7 +247,8 @@ pub(super) fn apply_kept(
             continue;
         };
         let ready = match &fact {
-            Fact::PaymentSucceeded { currency, .. } => currency.eq_ignore_ascii_case(&d.currency),
+            // Kept before mismatches were told apart: still never credited.
+            Fact::PaymentSucceeded { .. } => mismatch(&d, &fact).is_none(),
             Fact::PaymentFailed { .. } | Fact::PaymentCanceled { .. } => true,
             _ => d.status == "succeeded",
         };

@@ -233,6 +233,6 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
             }
             Ok(())
         }
-        Fact::Payout { .. } | Fact::Ignored => Ok(()),
+        Fact::Payout { .. } | Fact::Foreign { .. } | Fact::Ignored => Ok(()),
     }
 }

@@ -228,28 +228,47 @@ impl Op for AbandonDonation {
     }
 }
 
-/// Stores fee and net from the charge's balance transaction.
+/// What a charge's balance transaction says: fee, net and amount in the transaction's
+/// currency, which is the account's settlement currency, not always the fund's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// Stripe's fee, minor units of `currency`.
+    pub fee_minor: i64,
+    /// Amount less fee, minor units of `currency`.
+    pub net_minor: i64,
+    /// The charge's amount as settled, minor units of `currency`.
+    pub amount_minor: i64,
+    /// Upper-case ISO currency of the transaction.
+    pub currency: String,
+    /// Stripe's `exchange_rate` as written (charge amount × rate = amount), if any.
+    pub exchange_rate: Option<String>,
+    /// The charge.
+    pub charge: String,
+}
+
+/// Stores fee and net from the charge's balance transaction, with its currency (the
+/// account's settlement currency, not always the fund's), amount and exchange rate.
 #[derive(Debug)]
 pub struct SetFees {
     /// Donation id.
     pub donation_id: i64,
-    /// Stripe's fee, minor units.
-    pub fee_minor: i64,
-    /// Net, minor units.
-    pub net_minor: i64,
-    /// The charge.
-    pub charge: String,
+    /// What the balance transaction says.
+    pub settlement: Settlement,
 }
 
 impl Op for SetFees {
     type Output = ();
 
     fn apply(&self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
+        let s = &self.settlement;
         diesel::update(donations::table.find(self.donation_id))
             .set((
-                donations::fee_minor.eq(self.fee_minor),
-                donations::net_minor.eq(self.net_minor),
-                donations::charge_id.eq(&self.charge),
+                donations::fee_minor.eq(s.fee_minor),
+                donations::net_minor.eq(s.net_minor),
+                donations::charge_id.eq(&s.charge),
+                donations::fee_currency.eq(&s.currency),
+                donations::settled_minor.eq(s.amount_minor),
+                donations::exchange_rate.eq(&s.exchange_rate),
             ))
             .execute(cx.donations_table()?)?;
         Ok(())

@@ -160,17 +160,25 @@ fn writer_with_donations(url: DatabaseUrl) -> (Writer, Arc<Mutex<Log>>) {
     (w, log)
 }
 
-/// Two batches of webhooks, the first unrecorded: the second repeats one event of the first
-/// and succeeds four more payments.
+/// Two batches of webhooks, the first unrecorded: the second repeats one event of the first,
+/// succeeds four more payments and brings another mode's event (stored as foreign at no
+/// extra statement).
 fn two_webhook_batches(w: &mut Writer, log: &Mutex<Log>) {
     // A first batch of webhooks prepares what every later one runs.
     let first = batch(w, (0..4).map(succeeded).collect());
     assert_eq!(first, vec![EventOutcome::Applied; 4]);
     log.lock().expect("log").recording = true;
-    let second = batch(w, (3..8).map(succeeded).collect());
+    let mut foreign = succeeded(7);
+    foreign.event_id = "evt_live_7".into();
+    foreign.fact = Fact::Foreign {
+        reason: "live-mode event".into(),
+        said: Box::new(foreign.fact),
+    };
+    let second = batch(w, (3..8).map(succeeded).chain([foreign]).collect());
     let expected = [EventOutcome::Duplicate]
         .into_iter()
         .chain([EventOutcome::Applied; 4])
+        .chain([EventOutcome::Foreign])
         .collect::<Vec<_>>();
     assert_eq!(second, expected);
 }

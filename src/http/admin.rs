@@ -4,6 +4,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
+use super::fund::fund_response;
 use super::{Staff, State, input};
 use crate::auth::Role;
 use crate::error::AppError;
@@ -19,17 +20,6 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             with_body_limit("/api/admin/periods/{id}", Method::PUT, JSON_LIMIT).to(update_period),
         );
-}
-
-fn fund_response(state: &State) -> Result<HttpResponse, AppError> {
-    let snap = state
-        .writer
-        .snapshot()
-        .get()
-        .ok_or_else(|| AppError::unavailable("no fund snapshot yet"))?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(snap.json.clone()))
 }
 
 /// Opens or pauses intake.

@@ -18,6 +18,12 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     responses((status = 200, description = "The fund's progress", body = crate::ledger::FundView)),
 )]
 pub(super) async fn fund(state: State) -> Result<HttpResponse, AppError> {
+    fund_response(&state)
+}
+
+/// The fund document as published after the last commit (also the answer of the admin
+/// routes that change the fund).
+pub(super) fn fund_response(state: &State) -> Result<HttpResponse, AppError> {
     let snap = state
         .writer
         .snapshot()

@@ -48,5 +48,5 @@ pub enum Effect {
 }
 pub use crate::config::BatchTuning;
 pub use snapshot::{FundSnapshot, FundView, IntakeView, PeriodView, SnapshotCell};
-pub use state::{FundState, adopt_stored_fund, stored_fund};
+pub use state::{FundState, adopt_stored_fund, entries_after, stored_fund};
 pub use writer::{LedgerWriter, Op, WriterStats};

@@ -4,8 +4,8 @@ use diesel::prelude::*;
 
 use crate::config::StoredFund;
 use crate::db::DbConn;
-use crate::db::models::{FundRow, PeriodRow};
-use crate::db::schema::{funds, periods};
+use crate::db::models::{FundRow, LedgerEntryRow, PeriodRow};
+use crate::db::schema::{funds, ledger_entries, periods};
 use crate::domain::{Allocation, CapMode, IntakeState, PeriodBudget, allocate};
 use crate::error::AppError;
 use crate::money::Currency;
@@ -123,6 +123,20 @@ pub fn adopt_stored_fund(
         );
     }
     Ok(())
+}
+
+/// Up to `limit` ledger entries after `seq`, oldest first: one indexed page of the chain.
+pub fn entries_after(
+    conn: &mut DbConn,
+    seq: i64,
+    limit: i64,
+) -> Result<Vec<LedgerEntryRow>, AppError> {
+    Ok(ledger_entries::table
+        .filter(ledger_entries::seq.gt(seq))
+        .order(ledger_entries::seq.asc())
+        .limit(limit)
+        .select(LedgerEntryRow::as_select())
+        .load(conn)?)
 }
 
 /// Reads every period.

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use super::state::load_fund_row;
+use super::state::{entries_after, load_fund_row};
 use crate::db::DbConn;
 use crate::db::models::LedgerEntryRow;
-use crate::db::schema::{donations, ledger_entries};
+use crate::db::schema::donations;
 use crate::domain::{EntryFields, GENESIS_HASH, entry_hash};
 use crate::error::AppError;
 
@@ -67,12 +67,7 @@ fn verify_snapshot(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
     let mut per_donation: HashMap<i64, (i64, i64)> = HashMap::new();
     loop {
         let after = last.as_ref().map_or(0, |e| e.seq);
-        let page: Vec<LedgerEntryRow> = ledger_entries::table
-            .filter(ledger_entries::seq.gt(after))
-            .order(ledger_entries::seq.asc())
-            .limit(PAGE)
-            .select(LedgerEntryRow::as_select())
-            .load(conn)?;
+        let page = entries_after(conn, after, PAGE)?;
         if page.is_empty() {
             break;
         }

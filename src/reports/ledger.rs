@@ -1,16 +1,12 @@
 //! The ledger export: every entry with its hash, refunds and disputes as their own negative
 //! (reversal) rows.
 
-use diesel::prelude::*;
-
 use super::csv_out::{ChunkedCsv, text_cell};
 use super::donations::iso;
 use super::{Filters, PAGE};
 use crate::db::DbConn;
-use crate::db::models::LedgerEntryRow;
-use crate::db::schema::ledger_entries;
 use crate::error::AppError;
-use crate::ledger::FundState;
+use crate::ledger::{FundState, entries_after};
 
 const HEADER: [&str; 12] = [
     "seq",
@@ -41,12 +37,7 @@ pub fn export<F: FnMut(Vec<u8>) -> bool>(
     let mut after = 0_i64;
     let mut written = 0_u64;
     loop {
-        let page: Vec<LedgerEntryRow> = ledger_entries::table
-            .filter(ledger_entries::seq.gt(after))
-            .order(ledger_entries::seq.asc())
-            .limit(PAGE)
-            .select(LedgerEntryRow::as_select())
-            .load(conn)?;
+        let page = entries_after(conn, after, PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in page {

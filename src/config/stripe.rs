@@ -56,9 +56,9 @@ impl StripeConfig {
                     api_base: var("STRIPE_API_BASE"),
                     js_url: var("STRIPE_JS_URL")
                         .unwrap_or_else(|| "https://js.stripe.com/v3/".into()),
-                account_id: var("STRIPE_ACCOUNT_ID")
-                    .map(|a| a.trim().to_owned())
-                    .filter(|a| !a.is_empty()),
+                    account_id: var("STRIPE_ACCOUNT_ID")
+                        .map(|a| a.trim().to_owned())
+                        .filter(|a| !a.is_empty()),
                 })
             }
         })

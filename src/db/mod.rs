@@ -136,6 +136,15 @@ pub fn migrate(conn: &mut DbConn) -> Result<usize, anyhow::Error> {
     Ok(ran)
 }
 
+/// How many of this binary's migrations the database has not applied yet.
+pub fn pending_migrations(conn: &mut DbConn) -> Result<usize, anyhow::Error> {
+    let pending = match conn {
+        DbConn::Pg(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|m| m.len()),
+        DbConn::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|m| m.len()),
+    };
+    pending.map_err(|e| anyhow::anyhow!("reading the applied migrations: {e}"))
+}
+
 /// Reverts, newest first, the applied migrations of the connection's engine that are newer
 /// than `version` (digits only, e.g. `20261129000004`); returns how many. The tests use it to
 /// run migrations again over existing rows.

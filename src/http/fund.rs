@@ -1,13 +1,15 @@
-//! Public progress of the fund, served from the writer's in-memory snapshot, and liveness.
+//! Public progress of the fund, served from the writer's in-memory snapshot; liveness and
+//! readiness.
 
 use actix_web::{HttpResponse, web};
 
-use super::State;
-use crate::error::AppError;
+use super::{State, with_conn};
+use crate::error::{AppError, ErrorCode};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/fund", web::get().to(fund))
-        .route("/healthz", web::get().to(healthz));
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
 }
 
 /// Bytes already serialised by the writer: no I/O, no locking beyond an `Arc` clone.
@@ -52,4 +54,36 @@ pub(super) struct Health {
 )]
 pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// `GET /readyz`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Ready {
+    /// Always `ready`.
+    #[schema(pattern = "^ready$")]
+    status: &'static str,
+}
+
+/// Readiness: the database answers and has every migration this binary knows (a load
+/// balancer sends traffic only then). `/healthz` stays liveness: it never touches the database.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "public",
+    responses((status = 200, description = "Ready to take traffic", body = Ready)),
+)]
+pub(super) async fn readyz(state: State) -> Result<HttpResponse, AppError> {
+    let pending = with_conn(&state, |c| {
+        crate::db::pending_migrations(c).map_err(|e| AppError::unavailable(e.to_string()))
+    })
+    .await?;
+    if pending > 0 {
+        return Err(AppError::new(
+            ErrorCode::Unavailable,
+            format!("{pending} migration(s) of this version are not applied yet"),
+        ));
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-cache"))
+        .json(Ready { status: "ready" }))
 }

@@ -43,6 +43,7 @@ async fn openapi_document_is_public_and_matches_its_snapshot() {
     let public: BTreeSet<(&str, &str)> = [
         ("get", "/api/fund"),
         ("get", "/healthz"),
+        ("get", "/readyz"),
         ("get", "/api/openapi.json"),
         ("post", "/api/auth/login"),
         ("post", "/api/donations"),

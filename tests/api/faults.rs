@@ -605,6 +605,7 @@ async fn postgres_stopped_under_load_gives_503_then_converges() {
     // During the outage: webhooks are refused with 503, and the fund page still answers
     // from the last published figures.
     let mut fund_ok = 0;
+    let mut not_ready = 0;
     while down_at.elapsed() < outage {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if reqwest::get(format!("{}/api/fund", server.addr))
@@ -612,6 +613,12 @@ async fn postgres_stopped_under_load_gives_503_then_converges() {
             .is_ok_and(|r| r.status() == 200)
         {
             fund_ok += 1;
+        }
+        if reqwest::get(format!("{}/readyz", server.addr))
+            .await
+            .is_ok_and(|r| r.status() == 503)
+        {
+            not_ready += 1;
         }
     }
     let during = tally.line();
@@ -645,6 +652,11 @@ async fn postgres_stopped_under_load_gives_503_then_converges() {
     assert_eq!(tally.server_errors.load(Ordering::Relaxed), 0, "no 500s");
     assert_eq!(tally.other_status.load(Ordering::Relaxed), 0);
     assert!(fund_ok > 0, "/api/fund answers during the outage");
+    assert!(not_ready > 0, "/readyz says 503 while PostgreSQL is down");
     assert!(recovered < Duration::from_secs(60), "recovered by itself");
     assert_converged(&url, &server.addr, &events).await;
+    let ready = reqwest::get(format!("{}/readyz", server.addr))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200, "ready again once PostgreSQL is back");
 }

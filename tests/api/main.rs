@@ -18,6 +18,7 @@ mod model;
 mod offline;
 mod pages;
 mod payouts;
+mod readiness;
 mod reports;
 mod review;
 mod smtp;

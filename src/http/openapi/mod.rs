@@ -43,6 +43,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     paths(
         super::fund::fund,
         super::fund::healthz,
+        super::fund::readyz,
         openapi_json,
         super::auth::login,
         super::payments::create_donation,

@@ -21,6 +21,7 @@ const STAFF: &[ErrorCode] = &[E::Unauthorized, E::Forbidden];
 /// that reads the database or submits to the writer may also be `unavailable` (503).
 pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
     ("get", "/api/fund", &[&[E::Unavailable]]),
+    ("get", "/readyz", &[&[E::Unavailable]]),
     (
         "post",
         "/api/auth/login",

@@ -15,6 +15,7 @@ mod localstripe;
 mod mail;
 mod model;
 mod offline;
+mod outbox_review;
 mod pages;
 mod payouts;
 mod reports;

@@ -1,5 +1,6 @@
-//! Issue 18, item 5: the outbox under several instances, a slow mail server and an outage
-//! longer than the retry schedule; the target notice as one row per recipient.
+//! Issue 18, items 5 and 9: the outbox under several instances, a slow mail server and an
+//! outage longer than the retry schedule; the target notice as one row per recipient; login
+//! limits shared by the instances of one PostgreSQL database.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use crowdledger::auth::{Email, Role};
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, gift, spawn_app_with};
+use crate::helpers::{PASSWORD, TestApp, engine_is_postgres, gift, spawn_app_with};
 use crate::smtp::SmtpSink;
 
 /// One number from the app's database (`SELECT ... AS n`).
@@ -256,3 +257,75 @@ async fn the_target_notice_is_one_outbox_row_per_recipient() {
         "only the refused recipient's row is left"
     );
 }
+
+async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(format!("{}/api/auth/login", app.addr))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("login request")
+}
+
+/// Wrong-password logins alternating between `a` and `b`; how many were looked at (401)
+/// before the limit answered 429.
+async fn allowed_across(a: &TestApp, b: &TestApp, emails: &[&str], tries: usize) -> usize {
+    let mut allowed = 0;
+    for i in 0..tries {
+        let app = if i % 2 == 0 { a } else { b };
+        let resp = login(app, emails[i % emails.len()], "guess-guess-guess").await;
+        match resp.status().as_u16() {
+            401 => allowed += 1,
+            429 => {
+                let wait = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                assert!(wait.is_some_and(|w| w >= 1), "Retry-After {wait:?}");
+            }
+            other => panic!("login answered {other}"),
+        }
+    }
+    allowed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_limits_are_shared_by_the_instances_of_one_postgresql_database() {
+    // Per account: 3 a quarter hour, whatever the address and the instance.
+    let env = [
+        ("RATE_LIMIT_LOGIN_ACCOUNT", "3/15m"),
+        ("RATE_LIMIT_LOGIN", "off"),
+    ];
+    let a = spawn_app_with(&env).await;
+    let db = a.database_url();
+    let mut env_b = env.to_vec();
+    env_b.push(("DATABASE_URL", db.as_str()));
+    let b = spawn_app_with(&env_b).await;
+    let victim = a.user(Role::Admin);
+    let allowed = allowed_across(&a, &b, &[&victim], 10).await;
+    if engine_is_postgres() {
+        assert_eq!(allowed, 3, "two instances together allow one budget");
+        // The right password is refused too, on either instance.
+        for app in [&a, &b] {
+            assert_eq!(login(app, &victim, PASSWORD).await.status(), 429);
+        }
+    } else {
+        // SQLite: one machine, limits per instance (RELIABILITY.md says so).
+        assert_eq!(allowed, 6, "each instance allows its own budget");
+    }
+
+    // Per address: 2 a minute.
+    let env = [
+        ("RATE_LIMIT_LOGIN_ACCOUNT", "off"),
+        ("RATE_LIMIT_LOGIN", "2/min"),
+    ];
+    let c = spawn_app_with(&env).await;
+    let db = c.database_url();
+    let mut env_d = env.to_vec();
+    env_d.push(("DATABASE_URL", db.as_str()));
+    let d = spawn_app_with(&env_d).await;
+    let allowed = allowed_across(&c, &d, &["x@example.org", "y@example.org"], 8).await;
+    assert_eq!(allowed, if engine_is_postgres() { 2 } else { 4 });
+}
+

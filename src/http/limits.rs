@@ -7,9 +7,9 @@
 //! in-memory limiter stays in front, so a flood from one address is refused without a query.
 
 use std::future::{Ready, ready};
-use std::pin::Pin;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -21,8 +21,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::State;
-use super::limits_shared::SharedLogins;
 use super::client_ip::{TrustedProxy, client_ip, rate_key};
+use super::limits_shared::SharedLogins;
 use crate::config::{LimitsConfig, Rate};
 use crate::error::{AppError, ErrorCode};
 

@@ -8,8 +8,8 @@ use super::appended::OutboxRow;
 pub use super::appended::{Appended, Succeeded};
 use super::{Effect, FundState};
 use crate::db::DbConn;
-use crate::db::schema::users;
 use crate::db::models::{LedgerEntryRow, NewDonation};
+use crate::db::schema::users;
 use crate::domain::{EntryFields, IntakeState, entry_hash};
 use crate::error::AppError;
 

@@ -2,7 +2,10 @@
 //! that causes them), the mailer that drains it over SMTP with retries, and the templates.
 
 pub mod outbox;
+mod redact;
 pub mod templates;
+
+pub use redact::without_addresses;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,15 +202,10 @@ impl Mailer {
                 tracing::debug!(outbox = id, "outbox row taken over by another sender");
                 continue;
             }
-            let result = match self.compose(row).await {
-                Ok(out) => self.send(id, out).await,
-                // A row that cannot be composed (no recipient, a broken template) will not
-                // compose next time either; a database that is out of reach may come back.
-                Err(e) => Err(Refusal {
-                    permanent: e.code != crate::error::ErrorCode::Unavailable,
-                    error: e.detail,
-                }),
-            };
+            // Not cut short by a timeout of our own: a message cut off after its data went out
+            // may have been accepted, and a server that is always that slow would get it again
+            // at every retry. The lease only has to outlast one send (`MAIL_LEASE`).
+            let result = self.compose_and_send(row).await;
             let now = crate::db::now();
             let t = token.clone();
             let held = match result {
@@ -234,6 +232,19 @@ impl Mailer {
             }
         }
         Ok(n)
+    }
+
+    async fn compose_and_send(&self, row: OutboxRow) -> Result<(), Refusal> {
+        let id = row.id;
+        match self.compose(row).await {
+            Ok(out) => self.send(id, out).await,
+            // A row that cannot be composed (no recipient, a broken template) will not compose
+            // next time either; a database that is out of reach may come back.
+            Err(e) => Err(Refusal {
+                permanent: e.code != crate::error::ErrorCode::Unavailable,
+                error: e.detail,
+            }),
+        }
     }
 
     async fn send(&self, id: i64, out: Outgoing) -> Result<(), Refusal> {
@@ -358,32 +369,6 @@ pub fn common_context(cfg: &MailConfig, fund: &str, public_url: &str, locale: &s
     })
 }
 
-/// `text` with every email address replaced by `[address]`: what an SMTP error says, fit
-/// for the log (donor addresses appear in logs only at debug level).
-pub fn without_addresses(text: &str) -> String {
-    let separator = |c: char| c.is_whitespace() || "<>\"'(),;[]".contains(c);
-    let mut out = String::with_capacity(text.len());
-    let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String| {
-        if token.contains('@') {
-            out.push_str("[address]");
-        } else {
-            out.push_str(token);
-        }
-        token.clear();
-    };
-    for c in text.chars() {
-        if separator(c) {
-            flush(&mut token, &mut out);
-            out.push(c);
-        } else {
-            token.push(c);
-        }
-    }
-    flush(&mut token, &mut out);
-    out
-}
-
 /// The receipt number printed for a donation.
 pub fn receipt_number(donation_id: i64) -> String {
     format!("CL-{donation_id:06}")
@@ -395,28 +380,5 @@ pub fn merge(ctx: &mut Value, extra: &Value) {
         for (k, v) in e {
             c.entry(k.clone()).or_insert_with(|| v.clone());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_addresses;
-
-    #[test]
-    fn smtp_errors_lose_their_addresses() {
-        assert_eq!(
-            without_addresses(
-                "permanent error (550): 5.1.1 <Ann.Lee+x@mail.example>: Recipient address rejected"
-            ),
-            "permanent error (550): 5.1.1 <[address]>: Recipient address rejected"
-        );
-        assert_eq!(
-            without_addresses("to ann@example.org, bo@example.org; done"),
-            "to [address], [address]; done"
-        );
-        assert_eq!(
-            without_addresses("connection refused"),
-            "connection refused"
-        );
     }
 }

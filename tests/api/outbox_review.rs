@@ -59,7 +59,11 @@ async fn two_instances_behind_a_slow_server(
     let treasurer = recorder.token(Role::Treasurer).await;
     for i in 0..receipts {
         let resp = recorder
-            .post_offline(&treasurer, &offline_to(&format!("donor{i}@example.org")), None)
+            .post_offline(
+                &treasurer,
+                &offline_to(&format!("donor{i}@example.org")),
+                None,
+            )
             .await;
         assert_eq!(resp.status(), 201);
     }
@@ -169,7 +173,10 @@ async fn an_outage_longer_than_the_retry_schedule_parks_no_receipt() {
         counts["failed"], 0,
         "the outage parked receipts as failed: {counts} (fewest attempts {least})"
     );
-    assert!(least > 14, "every row still retried: fewest attempts {least}");
+    assert!(
+        least > 14,
+        "every row still retried: fewest attempts {least}"
+    );
     assert_eq!(
         counts,
         json!({ "queued": 3, "retrying": 3, "failed": 0, "sent": 0 })
@@ -328,4 +335,3 @@ async fn login_limits_are_shared_by_the_instances_of_one_postgresql_database() {
     let allowed = allowed_across(&c, &d, &["x@example.org", "y@example.org"], 8).await;
     assert_eq!(allowed, if engine_is_postgres() { 2 } else { 4 });
 }
-

@@ -38,8 +38,8 @@ pub struct Limits {
     login_account: Option<DefaultKeyedRateLimiter<String>>,
     proxy: Option<TrustedProxy>,
     clock: DefaultClock,
-    rates: LimitsConfig,
     shared: Option<SharedLogins>,
+    config: LimitsConfig,
 }
 
 fn limiter<K: Clone + std::hash::Hash + Eq>(
@@ -75,15 +75,15 @@ impl Limits {
             login_account: limiter(config.login_account),
             proxy: config.proxy.clone(),
             clock: DefaultClock::default(),
-            rates: config.clone(),
             shared: None,
+            config: config.clone(),
         }
     }
 
     /// Also spends login attempts in the database of `pool` (PostgreSQL), so every instance
     /// on it shares one budget per address and per account.
     pub fn shared_through(mut self, pool: crate::db::Pool) -> Limits {
-        self.shared = Some(SharedLogins::new(pool));
+        self.shared = Some(SharedLogins::new(pool, &self.config));
         self
     }
 
@@ -108,32 +108,23 @@ impl Limits {
         })
     }
 
-    /// Spends one login attempt from `key`'s address here, then where the instances share it.
+    /// Spends one login attempt from address `key` in the budget the instances share (on
+    /// PostgreSQL; `login` spent this instance's).
     async fn login_everywhere(&self, key: IpAddr) -> Result<(), AppError> {
-        if let (Some(shared), Some(rate)) = (&self.shared, self.rates.login) {
-            shared
-                .take(format!("address:{key}"), rate)
-                .await
-                .inspect_err(|_| {
-                    tracing::info!(client = %key, "login refused: shared rate limit per address");
-                })?;
+        match &self.shared {
+            Some(shared) => shared.address(key).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Spends one login attempt on the account `email` here and, on PostgreSQL, in the budget
     /// every instance shares.
     pub async fn login_account_everywhere(&self, email: &str) -> Result<(), AppError> {
         let key = self.login_account(email)?;
-        if let (Some(shared), Some(rate)) = (&self.shared, self.rates.login_account) {
-            shared
-                .take(format!("account:{key}"), rate)
-                .await
-                .inspect_err(|_| {
-                    tracing::info!("login refused: shared rate limit per account");
-                })?;
+        match &self.shared {
+            Some(shared) => shared.account(&key).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Spends one login attempt on the account `email` (as typed: trimmed, lower-cased), so

@@ -9,19 +9,24 @@
 //!
 //! SQLite is not shared: it is one file on one machine, run by one instance.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use actix_web::web;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 
-use crate::config::Rate;
+use crate::config::{LimitsConfig, Rate};
 use crate::db::{DbConn, Pool};
 use crate::error::AppError;
 
 /// The database side of the login limits (PostgreSQL only).
 pub struct SharedLogins {
     pool: Pool,
+    /// Per client address (`RATE_LIMIT_LOGIN`).
+    address: Option<Rate>,
+    /// Per account (`RATE_LIMIT_LOGIN_ACCOUNT`).
+    account: Option<Rate>,
 }
 
 #[derive(QueryableByName)]
@@ -79,13 +84,37 @@ pub fn sweep(conn: &mut DbConn) -> Result<usize, AppError> {
 }
 
 impl SharedLogins {
-    /// Login limits kept in the database of `pool` (which must be PostgreSQL).
-    pub fn new(pool: Pool) -> SharedLogins {
-        SharedLogins { pool }
+    /// The login limits of `config`, kept in the database of `pool` (PostgreSQL).
+    pub fn new(pool: Pool, config: &LimitsConfig) -> SharedLogins {
+        SharedLogins {
+            pool,
+            address: config.login,
+            account: config.login_account,
+        }
+    }
+
+    /// Spends one login attempt from client address `ip`, for every instance.
+    pub async fn address(&self, ip: IpAddr) -> Result<(), AppError> {
+        let Some(rate) = self.address else {
+            return Ok(());
+        };
+        self.take(format!("address:{ip}"), rate).await.inspect_err(
+            |_| tracing::info!(client = %ip, "login refused: shared limit per address"),
+        )
+    }
+
+    /// Spends one login attempt on the account `key` (normalised), for every instance.
+    pub async fn account(&self, key: &str) -> Result<(), AppError> {
+        let Some(rate) = self.account else {
+            return Ok(());
+        };
+        self.take(format!("account:{key}"), rate)
+            .await
+            .inspect_err(|_| tracing::info!("login refused: shared limit per account"))
     }
 
     /// Spends one attempt of `rate` on `key` for every instance; 429 when none is left.
-    pub async fn take(&self, key: String, rate: Rate) -> Result<(), AppError> {
+    async fn take(&self, key: String, rate: Rate) -> Result<(), AppError> {
         let pool = self.pool.clone();
         let refused = web::block(move || spend(&mut *pool.get()?, &key, rate)).await??;
         match refused {

@@ -313,6 +313,14 @@ async fn login_limits_are_shared_by_the_instances_of_one_postgresql_database() {
     let allowed = allowed_across(&a, &b, &[&victim], 10).await;
     if engine_is_postgres() {
         assert_eq!(allowed, 3, "two instances together allow one budget");
+        assert_eq!(
+            scalar(
+                &a,
+                "SELECT COUNT(*) AS n FROM login_limits WHERE key LIKE 'account:%'"
+            ),
+            1,
+            "the account's bucket is kept in the database"
+        );
         // The right password is refused too, on either instance.
         for app in [&a, &b] {
             assert_eq!(login(app, &victim, PASSWORD).await.status(), 429);

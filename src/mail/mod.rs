@@ -212,7 +212,7 @@ impl Mailer {
                 Ok(()) => self.db(move |c| outbox::mark_sent(c, id, &t, now)).await?,
                 Err(Refusal { error, permanent }) => {
                     // Mail servers name the recipient in their refusals; the log must not.
-                    tracing::warn!(outbox = id, permanent, error = %without_addresses(&error), "email not sent; will retry");
+                    let logged = without_addresses(&error);
                     let failure = outbox::Failure {
                         error,
                         permanent,
@@ -220,6 +220,11 @@ impl Mailer {
                         retry_at: now
                             + outbox::backoff(self.cfg.retry_base, self.cfg.retry_max, attempts),
                     };
+                    if failure.gives_up() {
+                        tracing::warn!(outbox = id, error = %logged, "email refused for good; giving up (an admin may retry it)");
+                    } else {
+                        tracing::warn!(outbox = id, permanent, error = %logged, "email not sent; will retry");
+                    }
                     self.db(move |c| outbox::mark_failed(c, id, &t, &failure, now))
                         .await?
                 }

@@ -122,6 +122,14 @@ pub struct Failure {
     pub retry_at: NaiveDateTime,
 }
 
+impl Failure {
+    /// Whether this failure ends the row's retries: a permanent one on the `MAX_ATTEMPTS`th
+    /// attempt or later.
+    pub fn gives_up(&self) -> bool {
+        self.permanent && self.attempts.saturating_add(1) >= MAX_ATTEMPTS
+    }
+}
+
 /// Records a failed attempt under `token`'s claim and when to try again. A permanent failure
 /// on the `MAX_ATTEMPTS`th attempt or later gives the row up; a transient one never does.
 pub fn mark_failed(
@@ -132,7 +140,7 @@ pub fn mark_failed(
     now: NaiveDateTime,
 ) -> Result<bool, AppError> {
     let error: String = failure.error.chars().take(500).collect();
-    let gives_up = failure.permanent && failure.attempts.saturating_add(1) >= MAX_ATTEMPTS;
+    let gives_up = failure.gives_up();
     let n = diesel::update(
         outbox::table
             .find(id)

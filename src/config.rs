@@ -219,6 +219,23 @@ mod tests {
     }
 
     #[test]
+    fn mail_retry_cap_and_lease_default_and_refuse_nonsense() {
+        let mail = |pairs: &[(&str, &str)]| config(pairs).expect("valid").mail;
+        let m = mail(&[]);
+        assert_eq!(m.retry_max, std::time::Duration::from_secs(600));
+        assert_eq!(m.lease, std::time::Duration::from_secs(120));
+        let m = mail(&[("MAIL_RETRY_MAX", "1h"), ("MAIL_LEASE", "5m")]);
+        assert_eq!(m.retry_max, std::time::Duration::from_secs(3600));
+        assert_eq!(m.lease, std::time::Duration::from_secs(300));
+        for key in ["MAIL_RETRY_BASE", "MAIL_RETRY_MAX", "MAIL_LEASE"] {
+            for bad in ["0", "0s", "soon", "-5s"] {
+                let err = config(&[(key, bad)]).expect_err(bad);
+                assert!(err.0.contains(key), "{key}={bad}: {err}");
+            }
+        }
+    }
+
+    #[test]
     fn short_jwt_secret_is_refused() {
         let err = config(&[("JWT_SECRET", "short")]).expect_err("must refuse");
         assert!(err.0.contains("32"));

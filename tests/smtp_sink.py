@@ -2,7 +2,9 @@
 Python's email package and written as one JSON file to OUTDIR, so tests can read the
 subject, recipients, Message-ID and both MIME parts. A recipient whose address contains
 "+reject" is refused the way real servers do it, naming the address in the reply (550).
-Usage: smtp_sink.py PORT OUTDIR"""
+With DELAY (seconds, e.g. 0.4) every message is answered only that long after its data
+arrived, as a slow or overloaded mail server does.
+Usage: smtp_sink.py PORT OUTDIR [DELAY]"""
 import asyncio
 import json
 import os
@@ -15,8 +17,9 @@ from aiosmtpd.controller import Controller
 
 
 class Sink:
-    def __init__(self, outdir):
+    def __init__(self, outdir, delay):
         self.outdir = outdir
+        self.delay = delay
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if "+reject" in address:
@@ -25,6 +28,8 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
         msg = BytesParser(policy=policy.default).parsebytes(envelope.content)
         parts = {}
         for part in msg.walk():
@@ -49,8 +54,9 @@ class Sink:
 
 async def main():
     port, outdir = int(sys.argv[1]), sys.argv[2]
+    delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
     os.makedirs(outdir, exist_ok=True)
-    controller = Controller(Sink(outdir), hostname="127.0.0.1", port=port)
+    controller = Controller(Sink(outdir, delay), hostname="127.0.0.1", port=port)
     controller.start()
     print("ready", flush=True)
     await asyncio.Event().wait()

@@ -21,8 +21,28 @@ pub struct MailConfig {
     pub no_goods_zh: String,
     /// Templates to use instead of the embedded ones.
     pub templates_dir: Option<std::path::PathBuf>,
-    /// First retry delay; doubles per attempt up to ten minutes, with jitter.
+    /// First retry delay; doubles per attempt up to `retry_max`, with jitter.
     pub retry_base: std::time::Duration,
+    /// Longest retry delay (ten minutes by default): through an outage of any length a
+    /// queued email is tried again about this often.
+    pub retry_max: std::time::Duration,
+    /// How long a claim holds an outbox row; renewed just before each send, so it must only
+    /// exceed the time one message takes to send (two minutes by default).
+    pub lease: std::time::Duration,
+}
+
+/// A mail setting that is a duration above zero, `default_secs` when unset.
+fn mail_duration(
+    var: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default_secs: u64,
+) -> Result<std::time::Duration, ConfigError> {
+    match var(key) {
+        None => Ok(std::time::Duration::from_secs(default_secs)),
+        Some(t) => parse_duration(&t)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| ConfigError(format!("{key}: not a duration: {t:?} (e.g. 2s, 10m)"))),
+    }
 }
 
 impl std::fmt::Debug for MailConfig {
@@ -52,12 +72,9 @@ impl MailConfig {
             no_goods_zh: var("RECEIPT_NO_GOODS_TEXT_ZH")
                 .unwrap_or_else(|| "本次捐款并未换取任何商品或服务。".into()),
             templates_dir: var("EMAIL_TEMPLATES_DIR").map(std::path::PathBuf::from),
-            retry_base: match var("MAIL_RETRY_BASE") {
-                None => std::time::Duration::from_secs(2),
-                Some(t) => parse_duration(&t).filter(|d| !d.is_zero()).ok_or_else(|| {
-                    ConfigError(format!("MAIL_RETRY_BASE: not a duration: {t:?}"))
-                })?,
-            },
+            retry_base: mail_duration(var, "MAIL_RETRY_BASE", 2)?,
+            retry_max: mail_duration(var, "MAIL_RETRY_MAX", 600)?,
+            lease: mail_duration(var, "MAIL_LEASE", 120)?,
         };
         if lettre::message::Mailbox::from_str(&mail.from).is_err() {
             return Err(ConfigError(format!(

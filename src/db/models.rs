@@ -223,6 +223,8 @@ pub struct OutboxRow {
     pub next_attempt_at: NaiveDateTime,
     pub last_error: Option<String>,
     pub sent_at: Option<NaiveDateTime>,
+    pub claim_token: Option<String>,
+    pub failed_at: Option<NaiveDateTime>,
 }
 
 /// A Stripe payout and the result of its last reconciliation.

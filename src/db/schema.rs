@@ -158,6 +158,15 @@ diesel::table! {
         next_attempt_at -> Timestamp,
         last_error -> Nullable<Text>,
         sent_at -> Nullable<Timestamp>,
+        claim_token -> Nullable<Text>,
+        failed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    login_limits (key) {
+        key -> Text,
+        tat_us -> BigInt,
     }
 }
 
@@ -174,4 +183,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     stripe_events,
     payouts,
+    login_limits,
 );

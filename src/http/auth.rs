@@ -56,7 +56,7 @@ pub(super) async fn login(
     body: input::JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
     let LoginRequest { email, password } = body.into_inner();
-    state.limits.login_account(&email)?;
+    state.limits.login_account_everywhere(&email).await?;
     if password.len() > 1024 {
         return Err(AppError::new(
             ErrorCode::Unauthorized,

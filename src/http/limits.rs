@@ -1,10 +1,15 @@
 //! Limits against abuse and overload: per-client rate limits (GCRA, the `governor` crate,
 //! keyed by client address or by account), bounded request bodies read as problem+json, and
 //! the deadline every request must meet.
+//!
+//! The in-memory limiters count per instance. On PostgreSQL the login limits are also spent
+//! in the database (`limits_shared`), so the instances sharing it share one budget; the
+//! in-memory limiter stays in front, so a flood from one address is refused without a query.
 
 use std::future::{Ready, ready};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,6 +22,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::State;
 use super::client_ip::{TrustedProxy, client_ip, rate_key};
+use super::limits_shared::SharedLogins;
 use crate::config::{LimitsConfig, Rate};
 use crate::error::{AppError, ErrorCode};
 
@@ -32,6 +38,8 @@ pub struct Limits {
     login_account: Option<DefaultKeyedRateLimiter<String>>,
     proxy: Option<TrustedProxy>,
     clock: DefaultClock,
+    shared: Option<SharedLogins>,
+    config: LimitsConfig,
 }
 
 fn limiter<K: Clone + std::hash::Hash + Eq>(
@@ -67,7 +75,16 @@ impl Limits {
             login_account: limiter(config.login_account),
             proxy: config.proxy.clone(),
             clock: DefaultClock::default(),
+            shared: None,
+            config: config.clone(),
         }
+    }
+
+    /// Also spends login attempts in the database of `pool` (PostgreSQL), so every instance
+    /// on it shares one budget per address and per account.
+    pub fn shared_through(mut self, pool: crate::db::Pool) -> Limits {
+        self.shared = Some(SharedLogins::new(pool, &self.config));
+        self
     }
 
     /// The caller's rate-limit key: its address (see `client_ip`), IPv6 by /64.
@@ -91,9 +108,29 @@ impl Limits {
         })
     }
 
+    /// Spends one login attempt from address `key` in the budget the instances share (on
+    /// PostgreSQL; `login` spent this instance's).
+    async fn login_everywhere(&self, key: IpAddr) -> Result<(), AppError> {
+        match &self.shared {
+            Some(shared) => shared.address(key).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Spends one login attempt on the account `email` here and, on PostgreSQL, in the budget
+    /// every instance shares.
+    pub async fn login_account_everywhere(&self, email: &str) -> Result<(), AppError> {
+        let key = self.login_account(email)?;
+        match &self.shared {
+            Some(shared) => shared.account(&key).await,
+            None => Ok(()),
+        }
+    }
+
     /// Spends one login attempt on the account `email` (as typed: trimmed, lower-cased), so
-    /// guessing one account's password from many addresses is as slow as from one.
-    pub fn login_account(&self, email: &str) -> Result<(), AppError> {
+    /// guessing one account's password from many addresses is as slow as from one; returns
+    /// that key.
+    pub fn login_account(&self, email: &str) -> Result<String, AppError> {
         let mut key = email.trim().to_lowercase();
         if key.len() > ACCOUNT_KEY_MAX {
             let mut cut = ACCOUNT_KEY_MAX;
@@ -104,7 +141,8 @@ impl Limits {
         }
         take(self.login_account.as_ref(), &key, &self.clock).inspect_err(|_| {
             tracing::info!("login refused: rate limit per account");
-        })
+        })?;
+        Ok(key)
     }
 
     /// Forgets keys whose buckets are full again, so the key maps stay as small as the set of
@@ -140,6 +178,9 @@ impl Limits {
                 tick.tick().await;
                 let Some(limits) = weak.upgrade() else { break };
                 limits.sweep();
+                if let Some(shared) = &limits.shared {
+                    shared.sweep().await;
+                }
                 tracing::trace!(keys = limits.tracked(), "rate-limit keys after sweep");
             }
         });
@@ -169,20 +210,25 @@ impl FromRequest for DonationAttempt {
     }
 }
 
-/// Extractor that spends one of the caller's login attempts (429 when none is left); the
-/// account's own limit is checked once the body names it.
+/// Extractor that spends one of the caller's login attempts (429 when none is left): here,
+/// then, on PostgreSQL, in the budget every instance shares. The account's own limit is
+/// checked once the body names it.
 pub struct LoginAttempt;
 
 impl FromRequest for LoginAttempt {
     type Error = AppError;
-    type Future = Ready<Result<LoginAttempt, AppError>>;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<LoginAttempt, AppError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            limits_of(req)
-                .and_then(|l| l.login(req))
-                .map(|()| LoginAttempt),
-        )
+        let state = req.app_data::<State>().cloned();
+        let key = limits_of(req).and_then(|l| l.login(req).map(|()| l.client_key(req)));
+        Box::pin(async move {
+            let key = key?;
+            if let Some(state) = state {
+                state.limits.login_everywhere(key).await?;
+            }
+            Ok(LoginAttempt)
+        })
     }
 }
 

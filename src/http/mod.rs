@@ -8,6 +8,7 @@ mod donations;
 mod fund;
 mod input;
 pub mod limits;
+mod limits_shared;
 pub(crate) mod openapi;
 mod outbox;
 mod payments;
@@ -24,7 +25,7 @@ use actix_web::{App, HttpRequest, HttpServer, guard, web};
 pub use auth::Staff;
 
 use crate::auth::TokenKeys;
-use crate::config::Config;
+use crate::config::{Config, DatabaseUrl};
 use crate::db::{self, Pool};
 use crate::error::{AppError, ErrorCode};
 use crate::ledger::{Effect, LedgerWriter, watch};
@@ -154,7 +155,12 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     let listener = TcpListener::bind(config.bind_addr)?;
     let port = listener.local_addr()?.port();
     let workers = config.http_workers;
-    let limits = Arc::new(limits::Limits::new(&config.limits));
+    let limits = limits::Limits::new(&config.limits);
+    // Login limits shared by the instances of one PostgreSQL database (see `limits_shared`).
+    let limits = Arc::new(match config.database_url {
+        DatabaseUrl::Postgres(_) => limits.shared_through(pool.clone()),
+        DatabaseUrl::Sqlite(_) => limits,
+    });
     limits::Limits::spawn_sweeper(&limits);
     let timeouts = config.limits.clone();
     // Made now, so the first login with an unknown email costs no more than any other.

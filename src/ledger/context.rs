@@ -9,6 +9,7 @@ pub use super::appended::{Appended, Succeeded};
 use super::{Effect, FundState};
 use crate::db::DbConn;
 use crate::db::models::{LedgerEntryRow, NewDonation};
+use crate::db::schema::users;
 use crate::domain::{EntryFields, IntakeState, entry_hash};
 use crate::error::AppError;
 
@@ -237,8 +238,25 @@ impl Ctx<'_> {
             "periods": periods,
             "closed_at": self.now.and_utc().to_rfc3339(),
         });
-        let key = format!("intake_closed:{}", row.ledger_seq);
-        self.queue_email("intake_closed", &key, None, "en", &payload)
+        let seq = row.ledger_seq;
+        // One row per recipient, each with its own retries and `sent_at`: a recipient the
+        // mail server refuses never makes the others get the notice again. Read here (the
+        // batch's connection; a batch written without one runs again with it), so the notice
+        // goes to whoever is staff when the fund closes.
+        let staff: Vec<(i64, String)> = users::table
+            .select((users::id, users::email))
+            .order(users::id)
+            .load(self.conn()?)?;
+        if staff.is_empty() {
+            tracing::warn!("intake closed, but there is no staff account to tell");
+        }
+        for (user_id, email) in staff {
+            let mut payload = payload.clone();
+            payload["to"] = serde_json::Value::String(email);
+            let key = format!("intake_closed:{seq}:{user_id}");
+            self.queue_email("intake_closed", &key, None, "en", &payload)?;
+        }
+        Ok(())
     }
 
     /// Queues an email in the outbox, in this transaction; a second row with the same

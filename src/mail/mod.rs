@@ -2,7 +2,10 @@
 //! that causes them), the mailer that drains it over SMTP with retries, and the templates.
 
 pub mod outbox;
+mod redact;
 pub mod templates;
+
+pub use redact::without_addresses;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +42,14 @@ pub struct Mailer {
     fund_name: Arc<dyn Fn() -> String + Send + Sync>,
     public_url: String,
     instance: String,
+}
+
+/// Why a message was not sent.
+#[derive(Debug)]
+struct Refusal {
+    error: String,
+    /// For good (a 5xx answer, a message that cannot be built); otherwise it may pass later.
+    permanent: bool,
 }
 
 /// A message ready to go.
@@ -168,45 +179,100 @@ impl Mailer {
         last
     }
 
-    /// Claims the due rows and sends each.
+    /// Claims the due rows and sends each. Each row's lease is renewed just before its send:
+    /// a row whose lease ran out while the rows before it went to a slow server may have been
+    /// claimed by another instance, which then sends it; this one skips it.
     pub async fn pass(&self) -> Result<usize, AppError> {
         let now = crate::db::now();
-        let rows = self.db(move |c| outbox::claim(c, now, CLAIM)).await?;
+        let lease = chrono::Duration::from_std(self.cfg.lease).map_err(AppError::internal)?;
+        let token = format!("{}-{:016x}", self.instance, rand::random::<u64>());
+        let claim_token = token.clone();
+        let rows = self
+            .db(move |c| outbox::claim(c, now, CLAIM, lease, &claim_token))
+            .await?;
         let n = rows.len();
         for row in rows {
             let id = row.id;
             let attempts = row.attempts;
-            let result = match self.compose(row).await {
-                Ok(out) => self.send(id, out).await,
-                Err(e) => Err(e.detail),
-            };
+            let t = token.clone();
+            let held = self
+                .db(move |c| outbox::renew(c, id, &t, crate::db::now() + lease))
+                .await?;
+            if !held {
+                tracing::debug!(outbox = id, "outbox row taken over by another sender");
+                continue;
+            }
+            // Not cut short by a timeout of our own: a message cut off after its data went out
+            // may have been accepted, and a server that is always that slow would get it again
+            // at every retry. The lease only has to outlast one send (`MAIL_LEASE`).
+            let result = self.compose_and_send(row).await;
             let now = crate::db::now();
-            match result {
-                Ok(()) => self.db(move |c| outbox::mark_sent(c, id, now)).await?,
-                Err(error) => {
+            let t = token.clone();
+            let held = match result {
+                Ok(()) => self.db(move |c| outbox::mark_sent(c, id, &t, now)).await?,
+                Err(Refusal { error, permanent }) => {
                     // Mail servers name the recipient in their refusals; the log must not.
-                    tracing::warn!(outbox = id, error = %without_addresses(&error), "email not sent; will retry");
-                    let retry_at = now + outbox::backoff(self.cfg.retry_base, attempts);
-                    self.db(move |c| outbox::mark_failed(c, id, &error, retry_at))
-                        .await?;
+                    let logged = without_addresses(&error);
+                    let failure = outbox::Failure {
+                        error,
+                        permanent,
+                        attempts,
+                        retry_at: now
+                            + outbox::backoff(self.cfg.retry_base, self.cfg.retry_max, attempts),
+                    };
+                    if failure.gives_up() {
+                        tracing::warn!(outbox = id, error = %logged, "email refused for good; giving up (an admin may retry it)");
+                    } else {
+                        tracing::warn!(outbox = id, permanent, error = %logged, "email not sent; will retry");
+                    }
+                    self.db(move |c| outbox::mark_failed(c, id, &t, &failure, now))
+                        .await?
                 }
+            };
+            if !held {
+                tracing::warn!(
+                    outbox = id,
+                    "outbox row was taken over while it was being sent: MAIL_LEASE is shorter than one send"
+                );
             }
         }
         Ok(n)
     }
 
-    async fn send(&self, id: i64, out: Outgoing) -> Result<(), String> {
+    async fn compose_and_send(&self, row: OutboxRow) -> Result<(), Refusal> {
+        let id = row.id;
+        match self.compose(row).await {
+            Ok(out) => self.send(id, out).await,
+            // A row that cannot be composed (no recipient, a broken template) will not compose
+            // next time either; a database that is out of reach may come back.
+            Err(e) => Err(Refusal {
+                permanent: e.code != crate::error::ErrorCode::Unavailable,
+                error: e.detail,
+            }),
+        }
+    }
+
+    async fn send(&self, id: i64, out: Outgoing) -> Result<(), Refusal> {
+        let permanent = |error: String| Refusal {
+            error,
+            permanent: true,
+        };
         let Some(transport) = &self.transport else {
-            return Err("no SMTP server configured".into());
+            return Err(Refusal {
+                error: "no SMTP server configured".into(),
+                permanent: false,
+            });
         };
         let from: Mailbox = self
             .cfg
             .from
             .parse()
-            .map_err(|e| format!("MAIL_FROM: {e}"))?;
+            .map_err(|e| permanent(format!("MAIL_FROM: {e}")))?;
         let domain = from.email.domain().to_owned();
         for to in &out.to {
-            let to: Mailbox = to.parse().map_err(|e| format!("recipient: {e}"))?;
+            let to: Mailbox = to
+                .parse()
+                .map_err(|e| permanent(format!("recipient: {e}")))?;
             // Stable per outbox row (and recipient), so a resend after a crash is recognisable.
             let message_id = format!(
                 "<outbox-{id}-{}-{}@{domain}>",
@@ -222,8 +288,11 @@ impl Mailer {
                     out.rendered.text.clone(),
                     out.rendered.html.clone(),
                 ))
-                .map_err(|e| e.to_string())?;
-            transport.send(msg).await.map_err(|e| e.to_string())?;
+                .map_err(|e| permanent(e.to_string()))?;
+            transport.send(msg).await.map_err(|e| Refusal {
+                permanent: e.is_permanent(),
+                error: e.to_string(),
+            })?;
         }
         Ok(())
     }
@@ -240,8 +309,12 @@ impl Mailer {
                 &row.locale,
             ),
         );
-        let to = match (row.kind.as_str(), row.donation_id) {
-            ("intake_closed", _) => {
+        let addressed = ctx.get("to").and_then(Value::as_str).map(str::to_owned);
+        let to = match (row.kind.as_str(), row.donation_id, addressed) {
+            // Queued one row per recipient, each with its own retries and `sent_at`.
+            (_, None, Some(to)) => vec![to],
+            // A notice queued before rows were per recipient: every staff member.
+            ("intake_closed", None, None) => {
                 self.db(|c| {
                     Ok(users::table
                         .select(users::email)
@@ -250,7 +323,7 @@ impl Mailer {
                 })
                 .await?
             }
-            (_, Some(donation_id)) => {
+            (_, Some(donation_id), _) => {
                 let d: DonationRow = self
                     .db(move |c| {
                         Ok(donations::table
@@ -273,12 +346,7 @@ impl Mailer {
                 merge(&mut ctx, &donor);
                 d.email.into_iter().collect()
             }
-            _ => ctx
-                .get("to")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .into_iter()
-                .collect(),
+            (_, None, None) => Vec::new(),
         };
         if to.is_empty() {
             return Err(AppError::internal(format!(
@@ -306,32 +374,6 @@ pub fn common_context(cfg: &MailConfig, fund: &str, public_url: &str, locale: &s
     })
 }
 
-/// `text` with every email address replaced by `[address]`: what an SMTP error says, fit
-/// for the log (donor addresses appear in logs only at debug level).
-pub fn without_addresses(text: &str) -> String {
-    let separator = |c: char| c.is_whitespace() || "<>\"'(),;[]".contains(c);
-    let mut out = String::with_capacity(text.len());
-    let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String| {
-        if token.contains('@') {
-            out.push_str("[address]");
-        } else {
-            out.push_str(token);
-        }
-        token.clear();
-    };
-    for c in text.chars() {
-        if separator(c) {
-            flush(&mut token, &mut out);
-            out.push(c);
-        } else {
-            token.push(c);
-        }
-    }
-    flush(&mut token, &mut out);
-    out
-}
-
 /// The receipt number printed for a donation.
 pub fn receipt_number(donation_id: i64) -> String {
     format!("CL-{donation_id:06}")
@@ -343,28 +385,5 @@ pub fn merge(ctx: &mut Value, extra: &Value) {
         for (k, v) in e {
             c.entry(k.clone()).or_insert_with(|| v.clone());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_addresses;
-
-    #[test]
-    fn smtp_errors_lose_their_addresses() {
-        assert_eq!(
-            without_addresses(
-                "permanent error (550): 5.1.1 <Ann.Lee+x@mail.example>: Recipient address rejected"
-            ),
-            "permanent error (550): 5.1.1 <[address]>: Recipient address rejected"
-        );
-        assert_eq!(
-            without_addresses("to ann@example.org, bo@example.org; done"),
-            "to [address], [address]; done"
-        );
-        assert_eq!(
-            without_addresses("connection refused"),
-            "connection refused"
-        );
     }
 }

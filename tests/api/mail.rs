@@ -389,10 +389,13 @@ async fn admins_see_the_outbox_and_retry_what_gave_up() {
         counts,
         json!({ "queued": 3, "retrying": 0, "failed": 0, "sent": 0 })
     );
-    // Two rows that exhausted their attempts.
+    // Two rows that a mail server refused for good on their twelfth attempt.
     use diesel::connection::SimpleConnection;
     app.conn()
-        .batch_execute("UPDATE outbox SET attempts = 12, last_error = 'refused' WHERE id <= 2")
+        .batch_execute(
+            "UPDATE outbox SET attempts = 12, last_error = '550 refused', failed_at = created_at \
+             WHERE id <= 2",
+        )
         .expect("update");
     let counts: Value = app.get_json("/api/admin/outbox", &admin).await;
     assert_eq!(counts["failed"], 2);

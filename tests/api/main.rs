@@ -16,6 +16,7 @@ mod localstripe;
 mod mail;
 mod model;
 mod offline;
+mod outbox_review;
 mod pages;
 mod payouts;
 mod readiness;

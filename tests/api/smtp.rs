@@ -10,6 +10,8 @@ pub struct SmtpSink {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Seconds the server waits before accepting each message (0: at once).
+    delay: f64,
 }
 
 fn python() -> String {
@@ -32,6 +34,7 @@ impl SmtpSink {
             port,
             dir: tempfile::tempdir().expect("dir"),
             child: None,
+            delay: 0.0,
         }
     }
 
@@ -42,12 +45,21 @@ impl SmtpSink {
         s
     }
 
+    /// Starts a sink that takes `delay` to accept each message (a slow mail server).
+    pub async fn start_slow(delay: std::time::Duration) -> SmtpSink {
+        let mut s = SmtpSink::reserve();
+        s.delay = delay.as_secs_f64();
+        s.listen().await;
+        s
+    }
+
     /// Starts listening (ends the outage).
     pub async fn listen(&mut self) {
         let child = Command::new(python())
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_sink.py"))
             .arg(self.port.to_string())
             .arg(self.dir.path())
+            .arg(self.delay.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

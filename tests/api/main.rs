@@ -18,5 +18,6 @@ mod offline;
 mod pages;
 mod payouts;
 mod reports;
+mod slow_stripe;
 mod smtp;
 mod stripe;

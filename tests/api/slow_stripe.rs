@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use crowdledger::db::DbConn;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
@@ -154,34 +155,42 @@ async fn donate_with_key(app: &TestApp, amount: &str, key: &str) -> reqwest::Res
 
 /// (id, PaymentIntent) of every donation, read directly from the database.
 fn donations(app: &TestApp) -> Vec<(i64, Option<String>)> {
+    donations_in(&mut app.conn())
+}
+
+fn donations_in(conn: &mut DbConn) -> Vec<(i64, Option<String>)> {
     use crowdledger::db::schema::donations;
     donations::table
         .select((donations::id, donations::payment_intent_id))
         .order(donations::id)
-        .load(&mut app.conn())
+        .load(conn)
         .expect("donations")
 }
 
 /// The fund's strict-mode reservations, minor units, read directly from the database.
 fn reserved_minor(app: &TestApp) -> i64 {
+    reserved_minor_in(&mut app.conn())
+}
+
+fn reserved_minor_in(conn: &mut DbConn) -> i64 {
     use crowdledger::db::schema::funds;
     funds::table
         .select(funds::reserved_minor)
-        .first(&mut app.conn())
+        .first(conn)
         .expect("fund row")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_gets_the_same_donation_and_intent_once_a_slow_stripe_answers() {
-    // Deadline 2 s; Stripe answers the creation after 3 s.
+    // Deadline 3 s; Stripe answers the creation after 4.5 s, within the 6 s the app gives it.
     let (app, proxy) = app_behind_slow_stripe(&[
-        ("REQUEST_TIMEOUT", "2s"),
+        ("REQUEST_TIMEOUT", "3s"),
         ("FUND_TARGET", "100.00"),
         ("FUND_CAP_MODE", "strict"),
         ("RESERVATION_TTL", "10m"),
     ])
     .await;
-    proxy.delay_creates(Duration::from_secs(3));
+    proxy.delay_creates(Duration::from_millis(4500));
     let first = donate_with_key(&app, "60.00", "donor-slow-1").await;
     assert_problem(first, 503, "timeout").await;
 
@@ -226,8 +235,9 @@ async fn a_retry_gets_the_same_donation_and_intent_once_a_slow_stripe_answers() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strict_reservation_whose_intent_never_comes_is_released_promptly() {
+    // Deadline 2 s: the app gives Stripe 4 s.
     let (app, proxy) = app_behind_slow_stripe(&[
-        ("REQUEST_TIMEOUT", "1s"),
+        ("REQUEST_TIMEOUT", "2s"),
         ("FUND_TARGET", "100.00"),
         ("FUND_CAP_MODE", "strict"),
         ("RESERVATION_TTL", "10m"),
@@ -271,4 +281,107 @@ async fn a_strict_reservation_whose_intent_never_comes_is_released_promptly() {
     assert_eq!(donations(&app), vec![(id, Some(pi))]);
     assert_eq!(reserved_minor(&app), 7000);
     assert!(app.verify().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_donation_left_without_an_intent_by_a_crash_is_released_and_its_key_freed() {
+    use crowdledger::ledger::card::{CardGift, CreateCardDonation, Created};
+    use crowdledger::ledger::ops::Idempotency;
+    use sha2::{Digest, Sha256};
+
+    let ls = crate::localstripe::LocalStripe::start().await;
+    let (db_url, _dir) = crate::helpers::fresh_database();
+    let vars = std::collections::HashMap::from([
+        ("DATABASE_URL", crate::helpers::url_text(&db_url)),
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("JWT_SECRET", crate::helpers::JWT_SECRET.to_owned()),
+        ("HTTP_WORKERS", "1".to_owned()),
+        ("DATABASE_POOL_SIZE", "2".to_owned()),
+        ("STRIPE_SECRET_KEY", crate::localstripe::SECRET_KEY.to_owned()),
+        ("STRIPE_PUBLISHABLE_KEY", "pk_test_crowdledger".to_owned()),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_test_crash".to_owned()),
+        ("STRIPE_API_BASE", ls.base.clone()),
+        ("REQUEST_TIMEOUT", "1s".to_owned()),
+        ("FUND_TARGET", "100.00".to_owned()),
+        ("FUND_CAP_MODE", "strict".to_owned()),
+        ("RESERVATION_TTL", "10m".to_owned()),
+    ]);
+    let config = crowdledger::config::Config::from_lookup(|k| vars.get(k).cloned())
+        .expect("test config is valid");
+    let running = crowdledger::http::start(config).expect("app starts");
+    let addr = format!("http://127.0.0.1:{}", running.port);
+    let shutdown = running.shutdown.clone();
+    let state = running.state.clone();
+    tokio::spawn(running.server);
+
+    // What a donation request leaves behind when its process dies before Stripe answers: the
+    // pending donation, its reservation and its key in progress, and no task to finish them.
+    let gift = CardGift {
+        amount: crowdledger::money::DonationAmount::parse(
+            "70.00",
+            crowdledger::money::Currency::USD,
+            crowdledger::money::AmountBounds {
+                min_minor: 100,
+                max_minor: 10_000_000,
+            },
+        )
+        .expect("amount"),
+        amount_minor: 7000,
+        donor_name: "Wong Siu Ling".into(),
+        email: "siuling@example.org".into(),
+        anonymous: false,
+        locale: "zh-CN".into(),
+    };
+    let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(&gift).expect("json")));
+    let created = state
+        .writer
+        .submit(CreateCardDonation {
+            gift,
+            idempotency: Some(Idempotency {
+                scope_key: "donation:donor-crash-1".into(),
+                request_hash,
+            }),
+            reservation_ttl: chrono::Duration::minutes(10),
+        })
+        .await
+        .expect("donation created");
+    let Created::New { donation_id } = created else {
+        panic!("a new donation")
+    };
+    let mut conn = crowdledger::db::establish(&db_url).expect("database");
+    assert_eq!(reserved_minor_in(&mut conn), 7000);
+
+    // The sweep takes it for orphaned a few seconds after the 2 s budget, not after 10 minutes.
+    let mut left = (donations_in(&mut conn), reserved_minor_in(&mut conn));
+    for _ in 0..200 {
+        if left == (vec![], 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = (donations_in(&mut conn), reserved_minor_in(&mut conn));
+    }
+    assert_eq!(
+        left,
+        (vec![], 0),
+        "(donations, reserved minor units) 20 s after the crash"
+    );
+
+    // The donor's retry with the same key starts afresh.
+    let retry = reqwest::Client::new()
+        .post(format!("{addr}/api/donations"))
+        .header("Idempotency-Key", "donor-crash-1")
+        .json(&json!({
+            "amount": "70.00", "donor_name": "Wong Siu Ling", "email": "siuling@example.org",
+            "anonymous": false, "locale": "zh-CN",
+        }))
+        .send()
+        .await
+        .expect("donation request");
+    let status = retry.status();
+    let text = retry.text().await.expect("body");
+    assert_eq!(status, 201, "the retry with the same key: {text}");
+    let body: Value = serde_json::from_str(&text).expect("json");
+    assert_ne!(body["donation_id"].as_i64(), Some(donation_id));
+    assert_eq!(reserved_minor_in(&mut conn), 7000);
+    shutdown.shutdown();
 }

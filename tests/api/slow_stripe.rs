@@ -4,8 +4,8 @@
 //! the same donation and the same intent once Stripe answers, and a strict-mode reservation
 //! whose intent never comes must be released promptly, not after `RESERVATION_TTL`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -87,7 +87,8 @@ impl Drop for SlowStripe {
 
 async fn forward(req: HttpRequest, body: web::Bytes, st: web::Data<ProxyState>) -> HttpResponse {
     let arrived = tokio::time::Instant::now();
-    let create = req.method() == actix_web::http::Method::POST && req.path() == "/v1/payment_intents";
+    let create =
+        req.method() == actix_web::http::Method::POST && req.path() == "/v1/payment_intents";
     let delay = if create {
         st.creates.fetch_add(1, Ordering::SeqCst);
         *st.create_delay.lock().expect("delay")
@@ -209,7 +210,11 @@ async fn a_retry_gets_the_same_donation_and_intent_once_a_slow_stripe_answers() 
         vec![(id, Some(pi.clone()))],
         "one donation, tied to the intent the retry was given"
     );
-    assert_eq!(proxy.creates(), 1, "one PaymentIntent was created at Stripe");
+    assert_eq!(
+        proxy.creates(),
+        1,
+        "one PaymentIntent was created at Stripe"
+    );
     assert_eq!(
         reserved_minor(&app),
         6000,
@@ -248,7 +253,10 @@ async fn a_strict_reservation_whose_intent_never_comes_is_released_promptly() {
     let first = donate_with_key(&app, "70.00", "donor-gone-1").await;
     assert_problem(first, 503, "timeout").await;
     let refused = assert_problem(app.donate("40.00").await, 409, "exceeds_remaining").await;
-    assert_eq!(refused["remaining"], "30.00", "reserved while it may still come");
+    assert_eq!(
+        refused["remaining"], "30.00",
+        "reserved while it may still come"
+    );
 
     // Released well before RESERVATION_TTL (10 minutes).
     let mut left = (donations(&app), reserved_minor(&app));
@@ -297,7 +305,10 @@ async fn a_donation_left_without_an_intent_by_a_crash_is_released_and_its_key_fr
         ("JWT_SECRET", crate::helpers::JWT_SECRET.to_owned()),
         ("HTTP_WORKERS", "1".to_owned()),
         ("DATABASE_POOL_SIZE", "2".to_owned()),
-        ("STRIPE_SECRET_KEY", crate::localstripe::SECRET_KEY.to_owned()),
+        (
+            "STRIPE_SECRET_KEY",
+            crate::localstripe::SECRET_KEY.to_owned(),
+        ),
         ("STRIPE_PUBLISHABLE_KEY", "pk_test_crowdledger".to_owned()),
         ("STRIPE_WEBHOOK_SECRET", "whsec_test_crash".to_owned()),
         ("STRIPE_API_BASE", ls.base.clone()),

@@ -252,10 +252,8 @@ impl Op for AbandonDonation {
             diesel::delete(donations::table.find(d.id)).execute(cx.conn()?)?;
             release_reservation(cx, &d);
             // Its key, so the donor's retry starts afresh instead of waiting for this one.
-            diesel::delete(
-                idempotency_keys::table.filter(idempotency_keys::donation_id.eq(d.id)),
-            )
-            .execute(cx.conn()?)?;
+            diesel::delete(idempotency_keys::table.filter(idempotency_keys::donation_id.eq(d.id)))
+                .execute(cx.conn()?)?;
         }
         if let Some(key) = &self.idempotency_key {
             diesel::delete(idempotency_keys::table.find(key)).execute(cx.conn()?)?;

@@ -85,13 +85,17 @@ impl Op for CreateCardDonation {
                     ));
                 }
                 // Whoever gives up on the donation (the creating task past its time, the
-                // sweep after a crash) deletes it and this key together; while it exists
-                // without an intent, its intent is on its way.
+                // sweep after a crash) deletes it and this key together: while it exists, its
+                // creating task may still answer. (A Stripe fact naming it by metadata may
+                // already have tied it to its intent; the task's answer is still to come.)
                 Some(IdempotencyRow {
                     status_code: 0,
                     donation_id: Some(donation_id),
+                    created_at,
                     ..
-                }) if awaiting_intent(cx, donation_id)? => {
+                }) if created_at > cx.now - self.reservation_ttl
+                    && donation_exists(cx, donation_id)? =>
+                {
                     return Ok(Created::InFlight { donation_id });
                 }
                 // A key stored before keys named their donation.
@@ -290,17 +294,14 @@ impl Op for SetFees {
     }
 }
 
-/// Whether a card donation is still waiting for its PaymentIntent: it exists, pending, with
-/// none attached.
-fn awaiting_intent(cx: &mut Ctx<'_>, donation_id: i64) -> Result<bool, AppError> {
-    let waiting = donations::table
+/// Whether a donation exists (was not abandoned).
+fn donation_exists(cx: &mut Ctx<'_>, donation_id: i64) -> Result<bool, AppError> {
+    let found = donations::table
         .find(donation_id)
-        .filter(donations::status.eq("pending"))
-        .filter(donations::payment_intent_id.is_null())
         .select(donations::id)
         .first::<i64>(cx.donations_table()?)
         .optional()?;
-    Ok(waiting.is_some())
+    Ok(found.is_some())
 }
 
 /// Gives back a strict-mode reservation held by a donation.

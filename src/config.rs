@@ -101,6 +101,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// How long a new card donation may wait for its PaymentIntent: twice the request
+    /// deadline, the donor's request and one retry with the same `Idempotency-Key` (which
+    /// waits for the first one's intent). Past it the donation is abandoned and its
+    /// strict-mode reservation released, rather than held for `RESERVATION_TTL`.
+    pub fn intent_budget(&self) -> std::time::Duration {
+        self.limits.request_timeout.saturating_mul(2)
+    }
+
     /// Reads the process environment (after loading `.env` if present).
     pub fn from_env() -> Result<Config, ConfigError> {
         let _ = dotenvy::dotenv();

@@ -168,6 +168,9 @@ pub struct IdempotencyRow {
     pub status_code: i32,
     pub response_body: String,
     pub created_at: NaiveDateTime,
+    /// The card donation a key in progress belongs to (none for offline gifts and keys
+    /// stored before it was recorded).
+    pub donation_id: Option<i64>,
 }
 
 /// A new audit record.

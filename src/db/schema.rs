@@ -132,6 +132,7 @@ diesel::table! {
         status_code -> Integer,
         response_body -> Text,
         created_at -> Timestamp,
+        donation_id -> Nullable<BigInt>,
     }
 }
 

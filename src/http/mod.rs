@@ -131,6 +131,7 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
             writer: writer.clone(),
             pool: pool.clone(),
             reservation_ttl: config.reservation_ttl,
+            intent_budget: config.intent_budget(),
         };
         tokio::spawn(worker.run(payments_rx));
     } else {

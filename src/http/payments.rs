@@ -8,14 +8,14 @@ use super::limits::{DonationAttempt, read_body};
 use super::{PUBLIC_JSON_LIMIT, State, input, with_body_limit};
 use crate::auth::Email;
 use crate::error::{AppError, ErrorCode};
-use crate::ledger::card::{
-    AbandonDonation, ApplyStripeEvent, AttachIntent, CardGift, CreateCardDonation, Created,
-};
+use crate::ledger::card::{ApplyStripeEvent, CardGift, CreateCardDonation, Created};
 use crate::ledger::ops::{Idempotency, StoredResponse};
 use crate::money::Money;
 use crate::payments::Payments;
 use crate::payments::events::{Fact, parse_event};
 use crate::payments::signature;
+
+mod intent;
 
 /// Largest webhook body accepted.
 pub const WEBHOOK_LIMIT: usize = 512 * 1024;
@@ -122,7 +122,8 @@ pub(super) async fn create_donation(
     req: HttpRequest,
     body: input::JsonObject<DonationRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let stripe = payments(&state)?;
+    // Refused before anything is written when card giving is not configured.
+    payments(&state)?;
     let body = body.into_inner();
     let currency = state.config.fund.currency;
     let amount = input::amount(
@@ -149,61 +150,42 @@ pub(super) async fn create_donation(
     });
     let ttl = chrono::Duration::from_std(state.config.reservation_ttl)
         .unwrap_or(chrono::Duration::minutes(30));
-    let created = state
-        .writer
-        .submit(CreateCardDonation {
-            gift,
-            idempotency: idempotency.clone(),
-            reservation_ttl: ttl,
-        })
-        .await?;
-    let donation_id = match created {
-        Created::Replayed(r) => return Ok(stored(r)),
-        Created::New { donation_id } => donation_id,
-    };
-    tracing::Span::current().record("donation_id", donation_id);
-    let key = format!("{}-donation-{donation_id}", state.instance_key);
-    let intent = match stripe
-        .create_intent(&key, donation_id, amount.minor(), currency.code())
-        .await
-    {
-        Ok(intent) => intent,
-        Err(e) => {
-            tracing::warn!(error = %e, "PaymentIntent not created");
-            // Nothing was charged: remove the pending row so it cannot pass for money.
-            state
-                .writer
-                .submit(AbandonDonation {
-                    donation_id,
-                    idempotency_key: idempotency.map(|i| i.scope_key),
-                })
-                .await?;
-            return Err(AppError::new(
-                ErrorCode::PaymentProviderError,
-                "the card processor could not be reached; nothing was charged, please try again",
-            ));
+    let scope_key = idempotency.as_ref().map(|i| i.scope_key.clone());
+    // Twice at most: a retry whose first request's donation was abandoned while it waited
+    // (Stripe refused, or never answered) starts afresh with a new donation.
+    for _ in 0..2 {
+        let created = state
+            .writer
+            .submit(CreateCardDonation {
+                gift: gift.clone(),
+                idempotency: idempotency.clone(),
+                reservation_ttl: ttl,
+            })
+            .await?;
+        let answer = match created {
+            Created::Replayed(r) => Some(r),
+            Created::New { donation_id } => {
+                tracing::Span::current().record("donation_id", donation_id);
+                Some(intent::open(&state, donation_id, amount, scope_key.clone()).await?)
+            }
+            // The first request with this key died at its deadline while Stripe was slow;
+            // its intent is still on its way: answer with it.
+            Created::InFlight { donation_id } => {
+                tracing::Span::current().record("donation_id", donation_id);
+                match &scope_key {
+                    Some(k) => intent::await_answer(&state, k).await?,
+                    None => return Err(AppError::internal("in flight without a key")),
+                }
+            }
+        };
+        if let Some(answer) = answer {
+            return Ok(stored(answer));
         }
-    };
-    let body = DonationCreated {
-        donation_id,
-        client_secret: intent.client_secret,
-        publishable_key: stripe.publishable_key.clone(),
-        amount: Money::new(amount.minor(), currency),
-        status_token: status_token(&state, donation_id),
-    };
-    let resp = StoredResponse {
-        status: 201,
-        body: serde_json::to_string(&body).map_err(AppError::internal)?,
-    };
-    state
-        .writer
-        .submit(AttachIntent {
-            donation_id,
-            payment_intent: intent.id,
-            remember: idempotency.map(|i| (i.scope_key, resp.clone())),
-        })
-        .await?;
-    Ok(stored(resp))
+    }
+    Err(AppError::new(
+        ErrorCode::IdempotencyConflict,
+        "a request with this Idempotency-Key is still in progress; retry shortly",
+    ))
 }
 
 fn stored(r: StoredResponse) -> HttpResponse {

@@ -115,6 +115,7 @@ fn remember(cx: &mut Ctx<'_>, idem: &Idempotency, resp: &StoredResponse) -> Resu
             status_code: i32::from(resp.status),
             response_body: resp.body.clone(),
             created_at: cx.now,
+            donation_id: None,
         })
         .execute(cx.conn()?)?;
     Ok(())

@@ -52,11 +52,20 @@ pub struct Worker {
     pub writer: LedgerWriter,
     /// Reads.
     pub pool: Pool,
-    /// Strict-mode reservation lifetime (also how long a donation may wait for its intent).
+    /// Strict-mode reservation lifetime.
     pub reservation_ttl: Duration,
+    /// How long a new donation may wait for its intent (`Config::intent_budget`): the task
+    /// creating it gives up then; past it and [`ORPHAN_GRACE`], a donation still without one
+    /// lost that task (a crash) and is abandoned.
+    pub intent_budget: Duration,
 }
 
-/// Sweep interval for a reservation lifetime: a quarter of it, between 1 and 30 seconds.
+/// Time after the intent budget before the sweep takes a donation without an intent for
+/// orphaned: its creating task abandons it by itself at the budget, give or take a batch.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(5);
+
+/// Sweep interval for a reservation lifetime (or intent budget, if shorter): a quarter of it,
+/// between 1 and 30 seconds.
 pub fn sweep_interval(ttl: Duration) -> Duration {
     (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
@@ -69,7 +78,7 @@ impl Worker {
     /// a look-up fails to reach Stripe, none is tried for one sweep interval. In a burst during
     /// an outage those attempts took a tenth of the server's CPU (BENCHMARKS.md).
     pub async fn run(self, mut effects: Receiver<Effect>) {
-        let interval = sweep_interval(self.reservation_ttl);
+        let interval = sweep_interval(self.reservation_ttl.min(self.intent_budget));
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut fees_paused_until: Option<tokio::time::Instant> = None;
@@ -223,8 +232,9 @@ impl Worker {
 
     async fn sweep_once(&self) -> Result<(), AppError> {
         let now = crate::db::now();
-        let ttl = chrono::Duration::from_std(self.reservation_ttl)
-            .unwrap_or(chrono::Duration::minutes(30));
+        let orphaned_before = now
+            - chrono::Duration::from_std(self.intent_budget + ORPHAN_GRACE)
+                .unwrap_or(chrono::Duration::minutes(2));
         let settled_before = now - chrono::Duration::seconds(5);
         let (no_fees, expired, orphans) = self
             .rows(move |c| {
@@ -250,7 +260,7 @@ impl Worker {
                     .filter(open_card())
                     .filter(donations::status.eq("pending"))
                     .filter(donations::payment_intent_id.is_null())
-                    .filter(donations::created_at.lt(now - ttl))
+                    .filter(donations::created_at.lt(orphaned_before))
                     .select(donations::id)
                     .limit(SWEEP_LIMIT)
                     .load(c)?;

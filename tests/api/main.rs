@@ -22,6 +22,7 @@ mod payouts;
 mod readiness;
 mod reports;
 mod review;
+mod slow_stripe;
 mod smtp;
 mod stripe;
 mod stripe_review;

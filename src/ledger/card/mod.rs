@@ -45,6 +45,14 @@ pub enum Created {
     },
     /// The same request was answered before.
     Replayed(StoredResponse),
+    /// The same request is still being answered: its donation exists and its PaymentIntent
+    /// is on its way (the creation outlives the request that started it). The answer appears
+    /// under the key when the intent is attached, or the key is freed if the donation is
+    /// abandoned.
+    InFlight {
+        /// The donation the first request created.
+        donation_id: i64,
+    },
 }
 
 /// Writes a pending card donation: intake must be open; in strict mode the amount is
@@ -76,8 +84,25 @@ impl Op for CreateCardDonation {
                         "this Idempotency-Key was already used with a different request",
                     ));
                 }
+                // Whoever gives up on the donation (the creating task past its time, the
+                // sweep after a crash) deletes it and this key together: while it exists, its
+                // creating task may still answer. (A Stripe fact naming it by metadata may
+                // already have tied it to its intent; the task's answer is still to come.)
+                Some(IdempotencyRow {
+                    status_code: 0,
+                    donation_id: Some(donation_id),
+                    created_at,
+                    ..
+                }) if created_at > cx.now - self.reservation_ttl
+                    && donation_exists(cx, donation_id)? =>
+                {
+                    return Ok(Created::InFlight { donation_id });
+                }
+                // A key stored before keys named their donation.
                 Some(row)
-                    if row.status_code == 0 && row.created_at > cx.now - self.reservation_ttl =>
+                    if row.status_code == 0
+                        && row.donation_id.is_none()
+                        && row.created_at > cx.now - self.reservation_ttl =>
                 {
                     return Err(AppError::new(
                         ErrorCode::IdempotencyConflict,
@@ -159,6 +184,7 @@ impl Op for CreateCardDonation {
                     status_code: 0,
                     response_body: String::new(),
                     created_at: cx.now,
+                    donation_id: Some(id),
                 })
                 .execute(cx.conn()?)?;
         }
@@ -181,9 +207,17 @@ impl Op for AttachIntent {
     type Output = ();
 
     fn apply(&self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
-        diesel::update(donations::table.find(self.donation_id))
+        let attached = diesel::update(donations::table.find(self.donation_id))
             .set(donations::payment_intent_id.eq(&self.payment_intent))
             .execute(cx.donations_table()?)?;
+        if attached == 0 {
+            // Abandoned while Stripe was slow (its reservation is already released): the
+            // intent must not be handed out, since no donation would record its payment.
+            return Err(AppError::new(
+                ErrorCode::PaymentProviderError,
+                "the card processor answered too late; nothing was charged, please try again",
+            ));
+        }
         if let Some((key, resp)) = &self.remember {
             diesel::update(idempotency_keys::table.find(key))
                 .set((
@@ -197,8 +231,9 @@ impl Op for AttachIntent {
     }
 }
 
-/// Removes a pending donation whose PaymentIntent could not be created (nothing was charged),
-/// releasing its reservation and its idempotency key so the donor can retry.
+/// Removes a pending donation whose PaymentIntent could not be created, or did not come in
+/// time (nothing was charged), releasing its reservation and its idempotency key (the one
+/// given, and any that names the donation) so the donor can retry.
 #[derive(Debug)]
 pub struct AbandonDonation {
     /// Donation id.
@@ -220,6 +255,9 @@ impl Op for AbandonDonation {
         if let Some(d) = d.filter(|d| d.status == "pending" && d.payment_intent_id.is_none()) {
             diesel::delete(donations::table.find(d.id)).execute(cx.conn()?)?;
             release_reservation(cx, &d);
+            // Its key, so the donor's retry starts afresh instead of waiting for this one.
+            diesel::delete(idempotency_keys::table.filter(idempotency_keys::donation_id.eq(d.id)))
+                .execute(cx.conn()?)?;
         }
         if let Some(key) = &self.idempotency_key {
             diesel::delete(idempotency_keys::table.find(key)).execute(cx.conn()?)?;
@@ -273,6 +311,16 @@ impl Op for SetFees {
             .execute(cx.donations_table()?)?;
         Ok(())
     }
+}
+
+/// Whether a donation exists (was not abandoned).
+fn donation_exists(cx: &mut Ctx<'_>, donation_id: i64) -> Result<bool, AppError> {
+    let found = donations::table
+        .find(donation_id)
+        .select(donations::id)
+        .first::<i64>(cx.donations_table()?)
+        .optional()?;
+    Ok(found.is_some())
 }
 
 /// Gives back a strict-mode reservation held by a donation.

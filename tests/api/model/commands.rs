@@ -144,7 +144,7 @@ pub fn plan(
             let mut follow = None;
             let expect = match key.and_then(|k| model.card_keys.get(&k)) {
                 Some((h, _)) if *h != hash => Expect::Err(ErrorCode::IdempotencyConflict),
-                Some((_, KeyState::InProgress)) => Expect::Err(ErrorCode::IdempotencyConflict),
+                Some((_, KeyState::InProgress(id))) => Expect::InFlight(*id),
                 Some((_, KeyState::Done(body))) => {
                     Expect::Replayed(body.clone().unwrap_or_default())
                 }
@@ -192,7 +192,7 @@ pub fn plan(
                         if let Some(k) = key {
                             model
                                 .card_keys
-                                .insert(*k, (hash.clone(), KeyState::InProgress));
+                                .insert(*k, (hash.clone(), KeyState::InProgress(id)));
                         }
                         if intent == Intent::Attached {
                             follow = attach(model, w, id);

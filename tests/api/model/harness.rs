@@ -286,6 +286,10 @@ impl Run<'_> {
                 Ok(Got::Created(crowdledger::ledger::card::Created::New { donation_id })),
             ) if *id == donation_id => Ok(()),
             (
+                Expect::InFlight(id),
+                Ok(Got::Created(crowdledger::ledger::card::Created::InFlight { donation_id })),
+            ) if *id == donation_id => Ok(()),
+            (
                 Expect::Replayed(body),
                 Ok(Got::Created(crowdledger::ledger::card::Created::Replayed(r))),
             ) if *body == r.body => Ok(()),

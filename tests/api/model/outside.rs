@@ -12,7 +12,7 @@ use super::actions::{Pick, StripeAct};
 use super::checks::OrFail;
 use super::harness::{Run, tally};
 use super::plan::{self, Expect, Got};
-use super::world::{Dispute, Intake, Kind, MEvent, MFact, Pay};
+use super::world::{Dispute, Intake, KeyState, Kind, MEvent, MFact, Pay};
 
 impl Run<'_> {
     /// Something happens at Stripe; its webhook goes in flight.
@@ -200,8 +200,11 @@ impl Run<'_> {
         if attached {
             self.cancel(id)?;
         } else {
-            // The key stays in progress: the sweep does not know it.
+            // Its key, if any, is freed with it.
             self.model.donations.remove(&id);
+            self.model
+                .card_keys
+                .retain(|_, (_, s)| !matches!(s, KeyState::InProgress(d) if *d == id));
             let op = crowdledger::ledger::card::AbandonDonation {
                 donation_id: id,
                 idempotency_key: None,

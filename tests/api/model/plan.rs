@@ -36,6 +36,8 @@ pub enum Expect {
     Created(i64),
     /// The stored answer to a card creation's key.
     Replayed(String),
+    /// A card creation's key whose donation still waits for its intent.
+    InFlight(i64),
     /// A new offline gift with this id (its answer is remembered for `key`).
     Offline(i64, Option<u8>),
     /// The answer first given for this offline key.
@@ -55,6 +57,7 @@ impl Expect {
             Expect::Event(o) => format!("{o:?}").to_lowercase(),
             Expect::Created(_) => "card donation created".into(),
             Expect::Replayed(_) => "card key replayed".into(),
+            Expect::InFlight(_) => "card key in flight".into(),
             Expect::Offline(..) => "offline gift recorded".into(),
             Expect::OfflineReplay(_) => "offline key replayed".into(),
             Expect::Refund(_) => "offline refund".into(),
@@ -81,6 +84,7 @@ impl Expect {
             self,
             Expect::Event(EventOutcome::Duplicate)
                 | Expect::Replayed(_)
+                | Expect::InFlight(_)
                 | Expect::OfflineReplay(_)
                 | Expect::Err(_)
         )

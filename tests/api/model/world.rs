@@ -86,8 +86,9 @@ pub struct MEvent {
 /// An idempotency key's state, as the model expects it.
 #[derive(Debug, Clone)]
 pub enum KeyState {
-    /// Card creation under way (status 0 in the table).
-    InProgress,
+    /// Card creation of this donation under way (status 0 in the table): a retry waits for
+    /// its intent.
+    InProgress(i64),
     /// Answered; `None` until the answer of this step is known.
     Done(Option<String>),
 }

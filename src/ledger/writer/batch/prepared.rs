@@ -144,7 +144,7 @@ fn writer_with_donations(url: DatabaseUrl) -> (Writer, Arc<Mutex<Log>>) {
         .into_iter()
         .map(|c| match c {
             Created::New { donation_id } => donation_id,
-            Created::Replayed(_) => panic!("replayed"),
+            Created::Replayed(_) | Created::InFlight { .. } => panic!("not new"),
         })
         .collect();
     let attach = ids

@@ -44,6 +44,12 @@ impl LocalStripe {
             let port = free_port();
             let child = Command::new(binary())
                 .args(["--port", &port.to_string(), "--from-scratch"])
+                // `tests/peers/sitecustomize.py` loads the extensions there: what Stripe
+                // does and localstripe lacks.
+                .env(
+                    "PYTHONPATH",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers"),
+                )
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -42,6 +42,15 @@ pub struct Intent {
     pub client_secret: String,
 }
 
+/// A refund Stripe made.
+#[derive(Debug, Clone)]
+pub struct RefundMade {
+    /// `re_...`.
+    pub id: String,
+    /// The charge refunded, if the answer names it.
+    pub charge: Option<String>,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -255,20 +264,43 @@ impl Payments {
         })
     }
 
-    /// Refunds part of a payment; `key` makes a retry safe. Returns the refunded amount.
+    /// Refunds part of a payment. `key` names the refund request, so a retry (by this or
+    /// another instance) gets the refund Stripe already made instead of a second one.
     pub async fn refund(
         &self,
         key: &str,
         payment_intent: &str,
         amount_minor: i64,
-    ) -> Result<i64, StripeCallError> {
-        let form = serde_json::json!({ "payment_intent": payment_intent, "amount": amount_minor });
+        request_id: i64,
+    ) -> Result<RefundMade, StripeCallError> {
+        let form = serde_json::json!({
+            "payment_intent": payment_intent,
+            "amount": amount_minor,
+            "metadata": { "refund_request": request_id.to_string() },
+        });
         let v = self
             .call(StripeMethod::Post, "/refunds", Some(&form), None, Some(key))
             .await?;
-        Ok(v.get("amount")
+        Ok(RefundMade {
+            id: v.get("id").and_then(events::id_of).unwrap_or_default(),
+            charge: v.get("charge").and_then(events::id_of),
+        })
+    }
+
+    /// What a charge has refunded in all (cumulative, as `charge.refunded` reports it).
+    pub async fn amount_refunded(&self, charge: &str) -> Result<i64, StripeCallError> {
+        let ch = self
+            .call(
+                StripeMethod::Get,
+                &format!("/charges/{charge}"),
+                None,
+                None,
+                None,
+            )
+            .await?;
+        ch.get("amount_refunded")
             .and_then(events::int)
-            .unwrap_or(amount_minor))
+            .ok_or_else(|| StripeCallError::Transport("charge without amount_refunded".into()))
     }
 
     /// Fee and net of a payment, from its charge's balance transaction, with the charge id.

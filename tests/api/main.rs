@@ -17,6 +17,7 @@ mod model;
 mod offline;
 mod pages;
 mod payouts;
+mod refund_once;
 mod reports;
 mod smtp;
 mod stripe;

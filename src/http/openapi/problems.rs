@@ -107,6 +107,7 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
             &[
                 E::InvalidAmount,
                 E::RefundExceedsRemaining,
+                E::IdempotencyConflict,
                 E::NotFound,
                 E::PaymentsUnavailable,
                 E::PaymentProviderError,

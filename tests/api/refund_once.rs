@@ -1,0 +1,427 @@
+//! A refund happens once (issue 18, item 2): `POST /api/admin/donations/{id}/refund` honours
+//! `Idempotency-Key`, a retry after Stripe refunded but the ledger did not record never asks
+//! Stripe for a second refund, and two instances refunding one donation at once refund it
+//! once. Against a real localstripe, extended by `tests/peers/localstripe_refunds.py` with
+//! what Stripe does and it lacks (idempotency keys, `charge.refunded`, no refund beyond the
+//! charge), and, for the failed ledger write, a small real proxy in front of it.
+
+use std::sync::OnceLock;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use crowdledger::auth::Role;
+use crowdledger::config::{Config, DatabaseUrl};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::helpers::{JWT_SECRET, TestApp, assert_problem, spawn_app_with_stripe};
+use crate::localstripe::SECRET_KEY;
+
+/// A card gift of `amount`, paid at localstripe and recorded; returns (donation, intent).
+async fn paid_gift(app: &TestApp, amount: &str) -> (i64, String) {
+    let resp = app.donate(amount).await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.expect("json");
+    let secret = body["client_secret"].as_str().expect("client_secret");
+    let pi = secret.split("_secret_").next().expect("pi id").to_owned();
+    let ls = app.stripe.as_ref().expect("stripe");
+    assert_eq!(ls.confirm(&pi).await, "succeeded");
+    let fund = app.wait_for_fund(|f| f["donation_count"] == 1).await;
+    assert_eq!(fund["raised"], amount, "the gift is recorded");
+    (body["donation_id"].as_i64().expect("id"), pi)
+}
+
+/// `POST /api/admin/donations/{id}/refund` on the instance at `addr`.
+async fn refund(
+    client: &reqwest::Client,
+    addr: &str,
+    token: &str,
+    id: i64,
+    key: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut req = client
+        .post(format!("{addr}/api/admin/donations/{id}/refund"))
+        .bearer_auth(token)
+        .json(body);
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    req.send().await.expect("refund request")
+}
+
+/// The refunds localstripe made of `pi`, and what its charge says is refunded in all.
+async fn refunds_at_stripe(app: &TestApp, pi: &str) -> (Vec<i64>, i64) {
+    let ls = app.stripe.as_ref().expect("stripe");
+    let client = reqwest::Client::new();
+    let list: Value = client
+        .get(format!("{}/v1/refunds?payment_intent={pi}", ls.base))
+        .basic_auth(SECRET_KEY, Some(""))
+        .send()
+        .await
+        .expect("refunds listed")
+        .json()
+        .await
+        .expect("refunds json");
+    let amounts = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|r| r["amount"].as_i64().expect("amount"))
+        .collect();
+    let intent = ls.intent(pi).await;
+    let total = intent["latest_charge"]["amount_refunded"]
+        .as_i64()
+        .expect("amount_refunded");
+    (amounts, total)
+}
+
+/// Another instance of the app on the same database and the same Stripe.
+struct Instance {
+    addr: String,
+    shutdown: crowdledger::http::Shutdown,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.shutdown.shutdown();
+    }
+}
+
+fn second_instance(app: &TestApp) -> Instance {
+    let ls = app.stripe.as_ref().expect("stripe");
+    let vars = [
+        ("DATABASE_URL", app.database_url()),
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("JWT_SECRET", JWT_SECRET.to_owned()),
+        ("HTTP_WORKERS", "2".to_owned()),
+        ("DATABASE_POOL_SIZE", "3".to_owned()),
+        ("STRIPE_SECRET_KEY", SECRET_KEY.to_owned()),
+        ("STRIPE_PUBLISHABLE_KEY", "pk_test_crowdledger".to_owned()),
+        ("STRIPE_WEBHOOK_SECRET", app.webhook_secret.clone()),
+        ("STRIPE_API_BASE", ls.base.clone()),
+    ];
+    let config = Config::from_lookup(|k| {
+        vars.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("config");
+    let running = crowdledger::http::start(config).expect("second instance starts");
+    let addr = format!("http://127.0.0.1:{}", running.port);
+    let shutdown = running.shutdown.clone();
+    tokio::spawn(running.server);
+    Instance { addr, shutdown }
+}
+
+/// A real HTTP proxy in front of localstripe that, once armed, holds Stripe's answer to the
+/// next refund until the test has broken the app's database, so the app learns of a refund
+/// Stripe made exactly when it cannot record it.
+struct Proxy {
+    base: String,
+    state: web::Data<ProxyState>,
+}
+
+struct ProxyState {
+    upstream: OnceLock<String>,
+    client: reqwest::Client,
+    /// Told when the refund was made; waited on before answering it.
+    armed: tokio::sync::Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+}
+
+async fn forward(req: HttpRequest, body: web::Bytes, st: web::Data<ProxyState>) -> HttpResponse {
+    let upstream = st.upstream.get().expect("upstream set");
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).expect("method");
+    let mut out = st
+        .client
+        .request(method, format!("{upstream}{}", req.uri()))
+        .body(body.to_vec());
+    for (name, value) in req.headers() {
+        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+            out = out.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let resp = out.send().await.expect("localstripe answers");
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let bytes = resp.bytes().await.expect("localstripe body");
+    if req.method().as_str() == "POST" && req.path() == "/v1/refunds" {
+        let armed = st.armed.lock().await.take();
+        if let Some((made, go)) = armed {
+            let _ = made.send(());
+            let _ = go.await;
+        }
+    }
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
+        .content_type(content_type)
+        .body(bytes)
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let state = web::Data::new(ProxyState {
+            upstream: OnceLock::new(),
+            client: reqwest::Client::new(),
+            armed: tokio::sync::Mutex::new(None),
+        });
+        let data = state.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        let port = listener.local_addr().expect("addr").port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(forward))
+        })
+        .workers(1)
+        .listen(listener)
+        .expect("proxy listens")
+        .run();
+        tokio::spawn(server);
+        Proxy {
+            base: format!("http://127.0.0.1:{port}"),
+            state,
+        }
+    }
+
+    /// Holds the next refund's answer: returns (told when made, release it).
+    async fn arm(&self) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (made_tx, made_rx) = oneshot::channel();
+        let (go_tx, go_rx) = oneshot::channel();
+        *self.state.armed.lock().await = Some((made_tx, go_rx));
+        (made_rx, go_tx)
+    }
+}
+
+/// The database refusing the app's writes for a while, as in an outage: on SQLite another
+/// process holds the write lock (the writer gives up after its busy timeout); on PostgreSQL
+/// the server ends the app's connections (the writer reconnects at its next batch).
+enum Outage {
+    Sqlite(
+        #[expect(dead_code, reason = "held: the open transaction is the lock")] SqliteConnection,
+    ),
+    Postgres,
+}
+
+fn outage(app: &TestApp) -> Outage {
+    match &app.db_url {
+        DatabaseUrl::Sqlite(path) => {
+            let mut c = SqliteConnection::establish(path).expect("sqlite");
+            c.batch_execute("BEGIN IMMEDIATE")
+                .expect("write lock taken");
+            Outage::Sqlite(c)
+        }
+        DatabaseUrl::Postgres(url) => {
+            let mut c = PgConnection::establish(url).expect("postgres");
+            c.batch_execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .expect("connections ended");
+            Outage::Postgres
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_recorded_by_the_webhook_after_a_failed_write_is_not_made_again_on_retry() {
+    let proxy = Proxy::start();
+    let app = spawn_app_with_stripe(&[("STRIPE_API_BASE", &proxy.base)]).await;
+    let ls = app.stripe.as_ref().expect("stripe");
+    proxy
+        .state
+        .upstream
+        .set(ls.base.clone())
+        .expect("upstream set once");
+    let admin = app.token(Role::Admin).await;
+    let (id, pi) = paid_gift(&app, "60.00").await;
+    let body = json!({ "amount": "25.00", "reason": "donor asked" });
+
+    // Stripe refunds; as its answer comes back the database refuses writes.
+    let (made, go) = proxy.arm().await;
+    let first = {
+        let (client, addr, admin, body) = (
+            app.client.clone(),
+            app.addr.clone(),
+            admin.clone(),
+            body.clone(),
+        );
+        tokio::spawn(
+            async move { refund(&client, &addr, &admin, id, Some("refund-a-1"), &body).await },
+        )
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), made)
+        .await
+        .expect("the refund reached Stripe")
+        .expect("proxy told");
+    let down = outage(&app);
+    go.send(()).expect("proxy waits");
+    let first = first.await.expect("request task");
+    assert_problem(first, 503, "unavailable").await;
+    drop(down);
+    assert_eq!(refunds_at_stripe(&app, &pi).await, (vec![2500], 2500));
+
+    // Stripe's `charge.refunded` records it.
+    let fund = app.wait_for_fund(|f| f["raised"] == "35.00").await;
+    assert_eq!(fund["raised"], "35.00", "the webhook recorded the refund");
+
+    // The admin retries with the same key: the refund is finished, not made again.
+    let retry = refund(
+        &app.client,
+        &app.addr,
+        &admin,
+        id,
+        Some("refund-a-1"),
+        &body,
+    )
+    .await;
+    assert_eq!(retry.status(), 200);
+    let answer: Value = retry.json().await.expect("json");
+    assert_eq!(answer["refunded"], "25.00");
+    assert_eq!(answer["refunded_total"], "25.00");
+    assert_eq!(answer["refundable"], "35.00");
+    assert_eq!(answer["raised"], "35.00");
+    assert_eq!(refunds_at_stripe(&app, &pi).await, (vec![2500], 2500));
+
+    // And once more: the stored answer, still one refund.
+    let again = refund(
+        &app.client,
+        &app.addr,
+        &admin,
+        id,
+        Some("refund-a-1"),
+        &body,
+    )
+    .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.expect("json"), answer);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(refunds_at_stripe(&app, &pi).await, (vec![2500], 2500));
+    assert_eq!(app.fund().await["raised"], "35.00");
+    assert!(app.verify().is_ok(), "{:?}", app.verify());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_refunding_one_donation_at_once_refund_it_once() {
+    let app = spawn_app_with_stripe(&[]).await;
+    let other = second_instance(&app);
+    let admin = app.token(Role::Admin).await;
+    let (id, pi) = paid_gift(&app, "60.00").await;
+    let body = json!({ "amount": "60.00", "reason": "duplicate gift" });
+    let (a, b) = tokio::join!(
+        refund(
+            &app.client,
+            &app.addr,
+            &admin,
+            id,
+            Some("instance-a"),
+            &body
+        ),
+        refund(
+            &app.client,
+            &other.addr,
+            &admin,
+            id,
+            Some("instance-b"),
+            &body
+        ),
+    );
+    let mut answers = Vec::new();
+    for resp in [a, b] {
+        let status = resp.status().as_u16();
+        answers.push((status, resp.json::<Value>().await.expect("json")));
+    }
+    answers.sort_by_key(|(status, _)| *status);
+    assert_eq!(
+        answers.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![200, 422],
+        "{answers:?}"
+    );
+    assert_eq!(answers[0].1["refunded"], "60.00");
+    assert_eq!(answers[1].1["code"], "refund_exceeds_remaining");
+    assert_eq!(answers[1].1["refundable"], "0.00");
+    assert_eq!(refunds_at_stripe(&app, &pi).await, (vec![6000], 6000));
+    let fund = app.wait_for_fund(|f| f["raised"] == "0.00").await;
+    assert_eq!(fund["raised"], "0.00");
+    assert_eq!(fund["donation_count"], 0);
+    assert!(app.verify().is_ok(), "{:?}", app.verify());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_key_replays_the_answer_and_another_request_with_it_conflicts() {
+    let app = spawn_app_with_stripe(&[]).await;
+    let admin = app.token(Role::Admin).await;
+    let (id, pi) = paid_gift(&app, "60.00").await;
+    let ten = json!({ "amount": "10", "reason": "partial" });
+    let first = refund(&app.client, &app.addr, &admin, id, Some("k-card"), &ten).await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.expect("json");
+    assert_eq!(first["refunded"], "10.00");
+    // The same request ("10" and "10.00" are one amount): the same answer, no second refund.
+    let same = json!({ "amount": "10.00", "reason": "partial" });
+    let replay = refund(&app.client, &app.addr, &admin, id, Some("k-card"), &same).await;
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.json::<Value>().await.expect("json"), first);
+    assert_eq!(refunds_at_stripe(&app, &pi).await, (vec![1000], 1000));
+    // The key with another amount, or another donation: 409, nothing refunded.
+    let eleven = json!({ "amount": "11.00", "reason": "partial" });
+    let resp = refund(&app.client, &app.addr, &admin, id, Some("k-card"), &eleven).await;
+    assert_problem(resp, 409, "idempotency_conflict").await;
+    // An offline gift: refunded once per key as well.
+    let resp = app
+        .post_offline(&admin, &crate::helpers::gift("40.00"), None)
+        .await;
+    assert_eq!(resp.status(), 201);
+    let offline_id = resp.json::<Value>().await.expect("json")["donation_id"]
+        .as_i64()
+        .expect("id");
+    let resp = refund(
+        &app.client,
+        &app.addr,
+        &admin,
+        offline_id,
+        Some("k-card"),
+        &ten,
+    )
+    .await;
+    assert_problem(resp, 409, "idempotency_conflict").await;
+    let off = refund(
+        &app.client,
+        &app.addr,
+        &admin,
+        offline_id,
+        Some("k-off"),
+        &ten,
+    )
+    .await;
+    assert_eq!(off.status(), 200);
+    let off: Value = off.json().await.expect("json");
+    let again = refund(
+        &app.client,
+        &app.addr,
+        &admin,
+        offline_id,
+        Some("k-off"),
+        &same,
+    )
+    .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.expect("json"), off);
+    let fund = app.wait_for_fund(|f| f["raised"] == "80.00").await;
+    assert_eq!(
+        fund["raised"], "80.00",
+        "60 + 40 - 10 - 10, each refund once"
+    );
+    // A key that is not 1 to 255 visible ASCII characters is refused before anything.
+    let resp = refund(&app.client, &app.addr, &admin, id, Some("with space"), &ten).await;
+    assert_problem(resp, 422, "invalid_request").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(refunds_at_stripe(&app, &pi).await, (vec![1000], 1000));
+    assert_eq!(app.fund().await["raised"], "80.00");
+    assert!(app.verify().is_ok(), "{:?}", app.verify());
+}

@@ -189,6 +189,11 @@ impl AppError {
         )
     }
 
+    /// True when the problem document carries the extra member `name`.
+    pub fn extra_has(&self, name: &str) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.get(name).is_some())
+    }
+
     /// The problem+json document this error is answered with (stored by requests that
     /// replay their answer).
     pub fn problem(&self) -> serde_json::Value {

@@ -3,17 +3,20 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use diesel::prelude::*;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::admin::positive_amount;
 use super::donations::idempotency_key;
-use super::{Staff, State, input};
+use super::{Staff, State, input, with_conn};
 use crate::auth::Role;
+use crate::db::models::RefundRequestRow;
+use crate::db::schema::{donations, refund_requests};
 use crate::error::{AppError, ErrorCode};
 use crate::ledger::ops::{Idempotency, StoredResponse};
 use crate::ledger::refund_requests::{CardRefund, FailRefund, FinishRefund, OpenRefund, Opened};
-use crate::payments::StripeCallError;
+use crate::payments::{RefundMade, StripeCallError};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     use super::{JSON_LIMIT, with_body_limit};
@@ -80,22 +83,99 @@ pub(super) async fn refund(
             serde_json::json!([donation_id, amount_minor, reason]).to_string(),
         )),
     });
-    let opened = state
-        .writer
-        .submit(OpenRefund {
-            donation_id,
-            amount_minor,
-            reason,
-            actor: staff.email,
-            idempotency,
-            card_refunds: state.payments.is_some(),
-        })
-        .await?;
+    let open = || OpenRefund {
+        donation_id,
+        amount_minor,
+        reason: reason.clone(),
+        actor: staff.email.clone(),
+        idempotency: idempotency.clone(),
+        card_refunds: state.payments.is_some(),
+    };
+    let opened = match state.writer.submit(open()).await {
+        // Held back by requests whose attempt died: learn from Stripe what became of them,
+        // then ask once more.
+        Err(e) if e.code == ErrorCode::RefundExceedsRemaining && e.extra_has("pending") => {
+            if settle_abandoned(&state, donation_id).await? {
+                state.writer.submit(open()).await?
+            } else {
+                return Err(e);
+            }
+        }
+        other => other?,
+    };
     let answer = match opened {
         Opened::Answered(answer) => answer,
         Opened::Card(card) => card_refund(&state, &card).await?,
     };
     Ok(respond(answer))
+}
+
+/// An open request older than this has no call to Stripe in flight any more (a call gives
+/// up after three attempts of at most 20 s, and the request's deadline is shorter still).
+const ABANDONED_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// Settles the donation's open card refund requests whose attempt died (the instance
+/// stopped, or the admin never retried): one Stripe made (its metadata names the request) is
+/// recorded; one Stripe never made is closed, so its amount is no longer held back. Returns
+/// whether any was settled.
+async fn settle_abandoned(state: &State, donation_id: i64) -> Result<bool, AppError> {
+    let Some(stripe) = state.payments.as_ref() else {
+        return Ok(false);
+    };
+    let before = chrono::Utc::now().naive_utc() - ABANDONED_AFTER;
+    let (abandoned, intent) = with_conn(state, move |c| {
+        let rows: Vec<RefundRequestRow> = refund_requests::table
+            .filter(refund_requests::donation_id.eq(donation_id))
+            .filter(refund_requests::state.eq("requested"))
+            .filter(refund_requests::created_at.lt(before))
+            .select(RefundRequestRow::as_select())
+            .load(c)?;
+        let intent: Option<String> = donations::table
+            .find(donation_id)
+            .select(donations::payment_intent_id)
+            .first(c)?;
+        Ok((rows, intent))
+    })
+    .await?;
+    let Some(intent) = intent.filter(|_| !abandoned.is_empty()) else {
+        return Ok(false);
+    };
+    let made = stripe
+        .refunds_of(&intent)
+        .await
+        .map_err(|e| AppError::new(ErrorCode::PaymentProviderError, e.to_string()))?;
+    for row in abandoned {
+        match made.iter().find(|(_, request)| *request == Some(row.id)) {
+            Some((refund, _)) => {
+                let card = CardRefund {
+                    request_id: row.id,
+                    donation_id,
+                    amount_minor: row.amount_minor,
+                    payment_intent: intent.clone(),
+                    charge: refund.charge.clone(),
+                };
+                record(state, stripe, &card, refund.clone()).await?;
+            }
+            None => {
+                let e = AppError::new(
+                    ErrorCode::PaymentProviderError,
+                    "this refund was never made: its attempt stopped before Stripe made it; \
+                     ask again with a new Idempotency-Key",
+                );
+                let answer = StoredResponse {
+                    status: e.code.status().as_u16(),
+                    body: e.problem().to_string(),
+                };
+                let request_id = row.id;
+                state
+                    .writer
+                    .submit(FailRefund { request_id, answer })
+                    .await?;
+                tracing::warn!(request_id, donation_id, "abandoned refund request closed");
+            }
+        }
+    }
+    Ok(true)
 }
 
 fn respond(answer: StoredResponse) -> HttpResponse {
@@ -164,6 +244,22 @@ async fn card_refund(state: &State, card: &CardRefund) -> Result<StoredResponse,
             ));
         }
     };
+    let answer = record(state, stripe, card, made).await?;
+    tracing::info!(
+        donation_id = card.donation_id,
+        request = card.request_id,
+        "card refund made"
+    );
+    Ok(answer)
+}
+
+/// Records a refund Stripe made for `card`'s request, with the charge's cumulative total.
+async fn record(
+    state: &State,
+    stripe: &crate::payments::Payments,
+    card: &CardRefund,
+    made: RefundMade,
+) -> Result<StoredResponse, AppError> {
     let charge = made
         .charge
         .or_else(|| card.charge.clone())
@@ -178,7 +274,7 @@ async fn card_refund(state: &State, card: &CardRefund) -> Result<StoredResponse,
             ),
         )
     })?;
-    let answer = state
+    state
         .writer
         .submit(FinishRefund {
             request_id: card.request_id,
@@ -187,11 +283,5 @@ async fn card_refund(state: &State, card: &CardRefund) -> Result<StoredResponse,
             amount_refunded,
             stripe_refund_id: made.id,
         })
-        .await?;
-    tracing::info!(
-        donation_id = card.donation_id,
-        request = card.request_id,
-        "card refund made"
-    );
-    Ok(answer)
+        .await
 }

@@ -287,6 +287,33 @@ impl Payments {
         })
     }
 
+    /// The refunds of a payment (newest first, up to 100), each with the refund request
+    /// named in its metadata, to learn what became of requests whose attempt died.
+    pub async fn refunds_of(
+        &self,
+        payment_intent: &str,
+    ) -> Result<Vec<(RefundMade, Option<i64>)>, StripeCallError> {
+        let q = serde_json::json!({ "payment_intent": payment_intent, "limit": 100 });
+        let v = self
+            .call(StripeMethod::Get, "/refunds", None, Some(&q), None)
+            .await?;
+        Ok(v.get("data")
+            .and_then(Value::as_array)
+            .map(|data| {
+                data.iter()
+                    .map(|r| {
+                        let made = RefundMade {
+                            id: r.get("id").and_then(events::id_of).unwrap_or_default(),
+                            charge: r.get("charge").and_then(events::id_of),
+                        };
+                        let request = r.pointer("/metadata/refund_request").and_then(events::int);
+                        (made, request)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// What a charge has refunded in all (cumulative, as `charge.refunded` reports it).
     pub async fn amount_refunded(&self, charge: &str) -> Result<i64, StripeCallError> {
         let ch = self

@@ -425,3 +425,84 @@ async fn the_same_key_replays_the_answer_and_another_request_with_it_conflicts()
     assert_eq!(app.fund().await["raised"], "80.00");
     assert!(app.verify().is_ok(), "{:?}", app.verify());
 }
+
+/// A card refund request left open by an attempt that died an hour ago (the instance
+/// stopped between writing it and recording Stripe's answer); returns its id.
+fn abandoned_request(app: &TestApp, donation_id: i64, amount_minor: i64) -> i64 {
+    use crowdledger::db::models::NewRefundRequest;
+    use crowdledger::db::schema::refund_requests;
+    let then = chrono::Utc::now().naive_utc() - chrono::TimeDelta::hours(1);
+    diesel::insert_into(refund_requests::table)
+        .values(&NewRefundRequest {
+            idempotency_key: None,
+            request_hash: "",
+            donation_id,
+            amount_minor,
+            actor: "admin-0@example.org",
+            reason: "asked before the crash",
+            state: "requested",
+            status_code: None,
+            response_body: None,
+            created_at: then,
+            updated_at: then,
+        })
+        .returning(refund_requests::id)
+        .get_result(&mut app.conn())
+        .expect("request row")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_whose_attempt_died_are_settled_from_stripe_when_they_hold_money_back() {
+    use crowdledger::db::schema::refund_requests;
+    let app = spawn_app_with_stripe(&[]).await;
+    let admin = app.token(Role::Admin).await;
+    let (id, pi) = paid_gift(&app, "60.00").await;
+    // One attempt died after Stripe made its refund (20.00), one before (30.00).
+    let made = abandoned_request(&app, id, 2000);
+    let never = abandoned_request(&app, id, 3000);
+    let ls = app.stripe.as_ref().expect("stripe");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/refunds", ls.base))
+        .basic_auth(SECRET_KEY, Some(""))
+        .form(&[
+            ("payment_intent", pi.as_str()),
+            ("amount", "2000"),
+            ("metadata[refund_request]", &made.to_string()),
+        ])
+        .send()
+        .await
+        .expect("refund at localstripe");
+    assert!(resp.status().is_success());
+    let fund = app.wait_for_fund(|f| f["raised"] == "40.00").await;
+    assert_eq!(fund["raised"], "40.00", "charge.refunded recorded");
+    // 40.00 is left, but the open requests hold 50.00 of it: the app learns from Stripe what
+    // became of them (one made, one never), and the refund goes through.
+    let body = json!({ "amount": "40.00", "reason": "the rest" });
+    let resp = refund(
+        &app.client,
+        &app.addr,
+        &admin,
+        id,
+        Some("after-crash"),
+        &body,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.expect("json");
+    assert_eq!(answer["refunded"], "40.00");
+    assert_eq!(answer["refunded_total"], "60.00");
+    assert_eq!(answer["refundable"], "0.00");
+    let (mut amounts, total) = refunds_at_stripe(&app, &pi).await;
+    amounts.sort_unstable();
+    assert_eq!((amounts, total), (vec![2000, 4000], 6000));
+    let states: Vec<(i64, String)> = refund_requests::table
+        .select((refund_requests::id, refund_requests::state))
+        .order(refund_requests::id)
+        .load(&mut app.conn())
+        .expect("rows");
+    assert_eq!(states[0], (made, "done".to_owned()));
+    assert_eq!(states[1], (never, "failed".to_owned()));
+    assert_eq!(states[2].1, "done");
+    assert_eq!(app.fund().await["raised"], "0.00");
+    assert!(app.verify().is_ok(), "{:?}", app.verify());
+}

@@ -5,15 +5,14 @@
 //! what Stripe does and it lacks (idempotency keys, `charge.refunded`, no refund beyond the
 //! charge), and, for the failed ledger write, a small real proxy in front of it.
 
-use std::sync::OnceLock;
+mod outage;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use crowdledger::auth::Role;
-use crowdledger::config::{Config, DatabaseUrl};
-use diesel::connection::SimpleConnection;
+use crowdledger::config::Config;
 use diesel::prelude::*;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+
+use outage::{Proxy, outage};
 
 use crate::helpers::{JWT_SECRET, TestApp, assert_problem, spawn_app_with_stripe};
 use crate::localstripe::SECRET_KEY;
@@ -113,119 +112,6 @@ fn second_instance(app: &TestApp) -> Instance {
     let shutdown = running.shutdown.clone();
     tokio::spawn(running.server);
     Instance { addr, shutdown }
-}
-
-/// A real HTTP proxy in front of localstripe that, once armed, holds Stripe's answer to the
-/// next refund until the test has broken the app's database, so the app learns of a refund
-/// Stripe made exactly when it cannot record it.
-struct Proxy {
-    base: String,
-    state: web::Data<ProxyState>,
-}
-
-struct ProxyState {
-    upstream: OnceLock<String>,
-    client: reqwest::Client,
-    /// Told when the refund was made; waited on before answering it.
-    armed: tokio::sync::Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
-}
-
-async fn forward(req: HttpRequest, body: web::Bytes, st: web::Data<ProxyState>) -> HttpResponse {
-    let upstream = st.upstream.get().expect("upstream set");
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).expect("method");
-    let mut out = st
-        .client
-        .request(method, format!("{upstream}{}", req.uri()))
-        .body(body.to_vec());
-    for (name, value) in req.headers() {
-        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
-            out = out.header(name.as_str(), value.as_bytes());
-        }
-    }
-    let resp = out.send().await.expect("localstripe answers");
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_owned();
-    let bytes = resp.bytes().await.expect("localstripe body");
-    if req.method().as_str() == "POST" && req.path() == "/v1/refunds" {
-        let armed = st.armed.lock().await.take();
-        if let Some((made, go)) = armed {
-            let _ = made.send(());
-            let _ = go.await;
-        }
-    }
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
-        .content_type(content_type)
-        .body(bytes)
-}
-
-impl Proxy {
-    fn start() -> Proxy {
-        let state = web::Data::new(ProxyState {
-            upstream: OnceLock::new(),
-            client: reqwest::Client::new(),
-            armed: tokio::sync::Mutex::new(None),
-        });
-        let data = state.clone();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy port");
-        let port = listener.local_addr().expect("addr").port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(forward))
-        })
-        .workers(1)
-        .listen(listener)
-        .expect("proxy listens")
-        .run();
-        tokio::spawn(server);
-        Proxy {
-            base: format!("http://127.0.0.1:{port}"),
-            state,
-        }
-    }
-
-    /// Holds the next refund's answer: returns (told when made, release it).
-    async fn arm(&self) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
-        let (made_tx, made_rx) = oneshot::channel();
-        let (go_tx, go_rx) = oneshot::channel();
-        *self.state.armed.lock().await = Some((made_tx, go_rx));
-        (made_rx, go_tx)
-    }
-}
-
-/// The database refusing the app's writes for a while, as in an outage: on SQLite another
-/// process holds the write lock (the writer gives up after its busy timeout); on PostgreSQL
-/// the server ends the app's connections (the writer reconnects at its next batch).
-enum Outage {
-    Sqlite(
-        #[expect(dead_code, reason = "held: the open transaction is the lock")] SqliteConnection,
-    ),
-    Postgres,
-}
-
-fn outage(app: &TestApp) -> Outage {
-    match &app.db_url {
-        DatabaseUrl::Sqlite(path) => {
-            let mut c = SqliteConnection::establish(path).expect("sqlite");
-            c.batch_execute("BEGIN IMMEDIATE")
-                .expect("write lock taken");
-            Outage::Sqlite(c)
-        }
-        DatabaseUrl::Postgres(url) => {
-            let mut c = PgConnection::establish(url).expect("postgres");
-            c.batch_execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            )
-            .expect("connections ended");
-            Outage::Postgres
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,5 +390,38 @@ async fn requests_whose_attempt_died_are_settled_from_stripe_when_they_hold_mone
     assert_eq!(states[1], (never, "failed".to_owned()));
     assert_eq!(states[2].1, "done");
     assert_eq!(app.fund().await["raised"], "0.00");
+    assert!(app.verify().is_ok(), "{:?}", app.verify());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_stripe_refuses_is_answered_the_same_again_and_holds_nothing_back() {
+    let app = spawn_app_with_stripe(&[]).await;
+    let admin = app.token(Role::Admin).await;
+    let (id, pi) = paid_gift(&app, "60.00").await;
+    // Refunded in Stripe's dashboard while its event is lost: the ledger still counts 60.00.
+    let ls = app.stripe.as_ref().expect("stripe");
+    ls.lose_webhooks().await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/refunds", ls.base))
+        .basic_auth(SECRET_KEY, Some(""))
+        .form(&[("payment_intent", pi.as_str()), ("amount", "6000")])
+        .send()
+        .await
+        .expect("refund at localstripe");
+    assert!(resp.status().is_success());
+    let body = json!({ "amount": "10.00", "reason": "asked" });
+    let resp = refund(&app.client, &app.addr, &admin, id, Some("refused"), &body).await;
+    let refused = assert_problem(resp, 502, "payment_provider_error").await;
+    // The same request: the stored refusal.
+    let resp = refund(&app.client, &app.addr, &admin, id, Some("refused"), &body).await;
+    assert_eq!(
+        assert_problem(resp, 502, "payment_provider_error").await,
+        refused
+    );
+    // The refused request holds nothing back: a new one reaches Stripe (refused again).
+    let resp = refund(&app.client, &app.addr, &admin, id, Some("refused-2"), &body).await;
+    assert_problem(resp, 502, "payment_provider_error").await;
+    assert_eq!(refunds_at_stripe(&app, &pi).await, (vec![6000], 6000));
+    assert_eq!(app.fund().await["raised"], "60.00");
     assert!(app.verify().is_ok(), "{:?}", app.verify());
 }

@@ -211,9 +211,11 @@ async fn card_refund(state: &State, card: &CardRefund) -> Result<StoredResponse,
         .await
     {
         Ok(made) => made,
-        // A refusal Stripe would repeat for this key: the request is closed with it.
+        // A refusal Stripe would repeat for this key: the request is closed with it. Not
+        // so a key in use (409), a rate limit (429) or our own credentials refused (401,
+        // 403): Stripe did not run the request, so it stays open for a retry.
         Err(StripeCallError::Api { status, message })
-            if (400..500).contains(&status) && status != 409 && status != 429 =>
+            if (400..500).contains(&status) && ![401, 403, 409, 429].contains(&status) =>
         {
             tracing::warn!(status, %message, request = card.request_id, "refund refused");
             let e = AppError::new(

@@ -153,6 +153,7 @@ async fn settle_abandoned(state: &State, donation_id: i64) -> Result<bool, AppEr
                     amount_minor: row.amount_minor,
                     payment_intent: intent.clone(),
                     charge: refund.charge.clone(),
+                    opened_at: row.created_at,
                 };
                 record(state, stripe, &card, refund.clone()).await?;
             }
@@ -200,6 +201,19 @@ async fn card_refund(state: &State, card: &CardRefund) -> Result<StoredResponse,
             "Stripe is not configured; card refunds are unavailable",
         )
     })?;
+    if chrono::Utc::now().naive_utc() - card.opened_at > ABANDONED_AFTER {
+        // Resumed long after it was opened: Stripe may have made it and forgotten the key.
+        let made = stripe
+            .refunds_of(&card.payment_intent)
+            .await
+            .map_err(|e| AppError::new(ErrorCode::PaymentProviderError, e.to_string()))?;
+        if let Some((refund, _)) = made
+            .into_iter()
+            .find(|(_, request)| *request == Some(card.request_id))
+        {
+            return record(state, stripe, card, refund).await;
+        }
+    }
     let key = format!("{}-refund-request-{}", state.instance_key, card.request_id);
     let made = match stripe
         .refund(

@@ -70,6 +70,9 @@ pub struct CardRefund {
     pub payment_intent: String,
     /// Its charge, if known.
     pub charge: Option<String>,
+    /// When the request was first made (Stripe forgets idempotency keys after a day: a
+    /// request resumed long after is looked for among Stripe's refunds before it is asked).
+    pub opened_at: chrono::NaiveDateTime,
 }
 
 fn donation(cx: &mut Ctx<'_>, id: i64) -> Result<DonationRow, AppError> {
@@ -119,6 +122,7 @@ fn card_refund(row: &RefundRequestRow, d: &DonationRow) -> Result<CardRefund, Ap
             .clone()
             .ok_or_else(|| AppError::internal("a succeeded card gift has no PaymentIntent"))?,
         charge: d.charge_id.clone(),
+        opened_at: row.created_at,
     })
 }
 

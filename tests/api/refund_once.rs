@@ -315,13 +315,23 @@ async fn the_same_key_replays_the_answer_and_another_request_with_it_conflicts()
 /// A card refund request left open by an attempt that died an hour ago (the instance
 /// stopped between writing it and recording Stripe's answer); returns its id.
 fn abandoned_request(app: &TestApp, donation_id: i64, amount_minor: i64) -> i64 {
+    opened_long_ago(app, donation_id, amount_minor, None, "")
+}
+
+fn opened_long_ago(
+    app: &TestApp,
+    donation_id: i64,
+    amount_minor: i64,
+    key: Option<&str>,
+    hash: &str,
+) -> i64 {
     use crowdledger::db::models::NewRefundRequest;
     use crowdledger::db::schema::refund_requests;
     let then = chrono::Utc::now().naive_utc() - chrono::TimeDelta::hours(1);
     diesel::insert_into(refund_requests::table)
         .values(&NewRefundRequest {
-            idempotency_key: None,
-            request_hash: "",
+            idempotency_key: key,
+            request_hash: hash,
             donation_id,
             amount_minor,
             actor: "admin-0@example.org",
@@ -423,5 +433,42 @@ async fn a_refund_stripe_refuses_is_answered_the_same_again_and_holds_nothing_ba
     assert_problem(resp, 502, "payment_provider_error").await;
     assert_eq!(refunds_at_stripe(&app, &pi).await, (vec![6000], 6000));
     assert_eq!(app.fund().await["raised"], "60.00");
+    assert!(app.verify().is_ok(), "{:?}", app.verify());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_resumed_long_after_finds_the_refund_stripe_made_instead_of_asking_again() {
+    use sha2::Digest;
+    let app = spawn_app_with_stripe(&[]).await;
+    let admin = app.token(Role::Admin).await;
+    let (id, pi) = paid_gift(&app, "60.00").await;
+    // An hour ago: the request was written, Stripe made its refund, the instance died and
+    // the event was lost. Stripe may have forgotten the key since (after a day it does).
+    let ls = app.stripe.as_ref().expect("stripe");
+    ls.lose_webhooks().await;
+    let hash = hex::encode(sha2::Sha256::digest(
+        json!([id, 2500, "donor asked"]).to_string(),
+    ));
+    let request = opened_long_ago(&app, id, 2500, Some("refund:late"), &hash);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/refunds", ls.base))
+        .basic_auth(SECRET_KEY, Some(""))
+        .form(&[
+            ("payment_intent", pi.as_str()),
+            ("amount", "2500"),
+            ("metadata[refund_request]", &request.to_string()),
+        ])
+        .send()
+        .await
+        .expect("refund at localstripe");
+    assert!(resp.status().is_success());
+    // The admin retries with the same key: the refund Stripe made is recorded, not made again.
+    let body = json!({ "amount": "25.00", "reason": "donor asked" });
+    let resp = refund(&app.client, &app.addr, &admin, id, Some("late"), &body).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.expect("json");
+    assert_eq!(answer["refunded_total"], "25.00");
+    assert_eq!(answer["raised"], "35.00");
+    assert_eq!(refunds_at_stripe(&app, &pi).await, (vec![2500], 2500));
     assert!(app.verify().is_ok(), "{:?}", app.verify());
 }

@@ -193,6 +193,32 @@ impl AppError {
         )
     }
 
+    /// True when the problem document carries the extra member `name`.
+    pub fn extra_has(&self, name: &str) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.get(name).is_some())
+    }
+
+    /// The problem+json document this error is answered with (stored by requests that
+    /// replay their answer).
+    pub fn problem(&self) -> serde_json::Value {
+        let problem = Problem {
+            kind: "about:blank",
+            title: self.code.title(),
+            status: self.code.status().as_u16(),
+            code: self.code,
+            detail: &self.detail,
+        };
+        let mut body = serde_json::to_value(&problem).unwrap_or_default();
+        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(map)) =
+            (&self.extra, &mut body)
+        {
+            for (k, v) in extra {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        body
+    }
+
     /// The database could not be reached; the caller may retry.
     pub fn unavailable(cause: impl std::fmt::Display) -> AppError {
         tracing::warn!(%cause, "database unavailable");
@@ -260,21 +286,7 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.code.status();
-        let problem = Problem {
-            kind: "about:blank",
-            title: self.code.title(),
-            status: status.as_u16(),
-            code: self.code,
-            detail: &self.detail,
-        };
-        let mut body = serde_json::to_value(&problem).unwrap_or_default();
-        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(map)) =
-            (&self.extra, &mut body)
-        {
-            for (k, v) in extra {
-                map.insert(k.clone(), v.clone());
-            }
-        }
+        let body = self.problem();
         let mut resp = HttpResponse::build(status);
         resp.content_type("application/problem+json");
         if self.code == ErrorCode::Unauthorized {

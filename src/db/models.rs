@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::{
     audit_log, donations, funds, idempotency_keys, ledger_entries, outbox, payouts, periods,
-    stripe_events, users,
+    refund_requests, stripe_events, users,
 };
 
 /// The fund row: settings, running totals and the head of the ledger chain.
@@ -247,4 +247,40 @@ pub struct PayoutRow {
     pub missing_in_stripe: i32,
     pub differences: i32,
     pub report: String,
+}
+
+/// A refund asked of the admin route (`requested` until Stripe's answer is recorded).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = refund_requests)]
+pub struct RefundRequestRow {
+    pub id: i64,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+    pub donation_id: i64,
+    pub amount_minor: i64,
+    pub actor: String,
+    pub reason: String,
+    pub state: String,
+    pub stripe_refund_id: Option<String>,
+    pub status_code: Option<i32>,
+    pub response_body: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A new refund request (its id comes from the database).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = refund_requests)]
+pub struct NewRefundRequest<'a> {
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: &'a str,
+    pub donation_id: i64,
+    pub amount_minor: i64,
+    pub actor: &'a str,
+    pub reason: &'a str,
+    pub state: &'a str,
+    pub status_code: Option<i32>,
+    pub response_body: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
 }

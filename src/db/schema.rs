@@ -171,7 +171,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    refund_requests (id) {
+        id -> BigInt,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Text,
+        donation_id -> BigInt,
+        amount_minor -> BigInt,
+        actor -> Text,
+        reason -> Text,
+        state -> Text,
+        stripe_refund_id -> Nullable<Text>,
+        status_code -> Nullable<Integer>,
+        response_body -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(ledger_entries -> donations (donation_id));
+diesel::joinable!(refund_requests -> donations (donation_id));
 diesel::joinable!(outbox -> donations (donation_id));
 diesel::allow_tables_to_appear_in_same_query!(
     funds,
@@ -185,4 +204,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     stripe_events,
     payouts,
     login_limits,
+    refund_requests,
 );

@@ -50,8 +50,6 @@ pub struct AppState {
     pub payments: Option<crate::payments::Payments>,
     /// Prefix of Stripe idempotency keys, unique to this fund's database.
     pub instance_key: String,
-    /// Card refunds are made one at a time (check, call Stripe, record).
-    pub refund_lock: tokio::sync::Mutex<()>,
     /// Per-client rate limits.
     pub limits: Arc<limits::Limits>,
 }
@@ -173,7 +171,6 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         keys,
         payments,
         instance_key,
-        refund_lock: tokio::sync::Mutex::new(()),
         limits,
     });
     crate::web::check()?;

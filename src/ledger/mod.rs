@@ -18,6 +18,7 @@ pub mod payouts;
 mod pg_write;
 pub mod prefetch;
 pub mod refund;
+pub mod refund_requests;
 mod snapshot;
 mod state;
 pub mod verify;

@@ -44,12 +44,13 @@ impl LocalStripe {
             let port = free_port();
             let child = Command::new(binary())
                 .args(["--port", &port.to_string(), "--from-scratch"])
-                // What the tests add to localstripe (`tests/peers/sitecustomize.py`).
+                // `tests/peers/sitecustomize.py` loads the extensions there: what Stripe
+                // does and localstripe lacks.
+                .env("CROWDLEDGER_PEER_PATCHES", "1")
                 .env(
                     "PYTHONPATH",
                     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers"),
                 )
-                .env("CROWDLEDGER_PEER_PATCHES", "1")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -20,6 +20,7 @@ mod outbox_review;
 mod pages;
 mod payouts;
 mod readiness;
+mod refund_once;
 mod reports;
 mod review;
 mod slow_stripe;

@@ -1,79 +1,22 @@
-"""What crowdledger's tests add to localstripe, loaded by Python at start-up.
+"""Loaded by every Python the tests start with `PYTHONPATH=tests/peers`; when
+`CROWDLEDGER_PEER_PATCHES=1` (the localstripe peer, see `tests/api/localstripe.rs`) it
+imports each `localstripe_*.py` module beside this file, each of which adds to localstripe a behaviour of Stripe's that crowdledger relies on
+and localstripe lacks. A module per behaviour, so extensions do not touch one another."""
 
-`tests/api/localstripe.rs` starts localstripe with this folder on `PYTHONPATH` and
-`CROWDLEDGER_PEER_PATCHES=1`; any other Python process is left alone.
-
-localstripe writes every balance transaction in its charge's currency with a fee of 0. A
-Stripe account may settle in another currency than it charges in, so after
-
-    POST /_config/settlement  currency=usd&exchange_rate=1.1&fee_percent=2.9&fee_fixed=30
-
-the balance transactions of later charges and refunds in another currency have the shape
-Stripe documents for a converted payment (API reference, "The Balance Transaction object"):
-
-- `currency`: the settlement currency (lower case);
-- `exchange_rate`: the rate such that the charge's amount times the rate is `amount`;
-- `amount`: the charge's (or refund's, negative) amount converted, in the settlement
-  currency's minor units (both currencies are taken to have the same minor digits);
-- `fee`: for a charge, `fee_percent` % of `amount`, rounded, plus `fee_fixed`, with one
-  `fee_details` line `{amount, application, currency, description, type: "stripe_fee"}`;
-  0 for a refund (Stripe keeps the fee);
-- `net`: `amount - fee` (localstripe's own property).
-
-`DELETE /_config/settlement` goes back to localstripe's behaviour.
-"""
-
+import importlib
 import os
+import sys
 
+_here = os.path.dirname(os.path.abspath(__file__))
 
-def _install():
-    from aiohttp import web
-    from localstripe import resources, server
+if os.environ.get('CROWDLEDGER_PEER_PATCHES') != '1':
+    _names = []  # another Python than the test peer: nothing to extend
+else:
+    _names = sorted(os.listdir(_here))
 
-    settlement = {}
-    original = resources.BalanceTransaction.__init__
-
-    def __init__(self, amount=None, currency=None, exchange_rate=None, type=None,
-                 **kwargs):
-        original(self, amount=amount, currency=currency,
-                 exchange_rate=exchange_rate, type=type, **kwargs)
-        to = settlement.get('currency')
-        if to is None or to == currency:
-            return
-        rate = settlement['exchange_rate']
-        self.currency = to
-        self.exchange_rate = rate
-        self.amount = int(round(self.amount * rate))
-        if type == 'charge':
-            self.fee = (int(round(self.amount * settlement['fee_percent'] / 100))
-                        + settlement['fee_fixed'])
-            self.fee_details = [{
-                'amount': self.fee, 'application': None, 'currency': to,
-                'description': 'Stripe processing fees', 'type': 'stripe_fee',
-            }]
-
-    resources.BalanceTransaction.__init__ = __init__
-
-    async def set_settlement(request):
-        data = await server.get_post_data(request) or {}
+for _name in _names:
+    if _name.startswith('localstripe_') and _name.endswith('.py'):
         try:
-            settlement.update({
-                'currency': str(data['currency']).lower(),
-                'exchange_rate': float(data['exchange_rate']),
-                'fee_percent': float(data.get('fee_percent', 0)),
-                'fee_fixed': int(data.get('fee_fixed', 0)),
-            })
-        except (KeyError, ValueError):
-            raise resources.UserError(400, 'Bad request')
-        return web.Response()
-
-    async def clear_settlement(request):
-        settlement.clear()
-        return web.Response()
-
-    server.app.router.add_post('/_config/settlement', set_settlement)
-    server.app.router.add_delete('/_config/settlement', clear_settlement)
-
-
-if os.environ.get('CROWDLEDGER_PEER_PATCHES') == '1':
-    _install()
+            importlib.import_module(_name[:-3])
+        except ImportError as e:  # not the localstripe venv: nothing to extend
+            print('tests/peers: %s not loaded: %s' % (_name, e), file=sys.stderr)

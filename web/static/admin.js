@@ -526,6 +526,10 @@
       el('div', { className: 'button-row' }, submit, cancel),
     );
     cancel.addEventListener('click', () => toggleRefund(row, button, d));
+    // One Idempotency-Key per refund asked: sending the same form again (after a lost answer
+    // or a 503) finishes that refund instead of making a second one.
+    let sentBody = null;
+    let refundKey = null;
     formEl.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const payload = { reason: reason.value.trim() };
@@ -538,8 +542,15 @@
       }
       submit.disabled = true;
       error.textContent = '';
+      const text = JSON.stringify(payload);
+      if (text !== sentBody) {
+        sentBody = text;
+        refundKey = uuid();
+      }
       try {
-        await api('POST', `/api/admin/donations/${encodeURIComponent(d.id)}/refund`, payload);
+        await api('POST', `/api/admin/donations/${encodeURIComponent(d.id)}/refund`, payload, {
+          idempotencyKey: refundKey,
+        });
         say('donations-status', t('refund_done'));
         await Promise.all([loadDonations(), loadFund()]);
         loadCharts();

@@ -112,6 +112,7 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
             &[
                 E::InvalidAmount,
                 E::RefundExceedsRemaining,
+                E::IdempotencyConflict,
                 E::NotFound,
                 E::PaymentsUnavailable,
                 E::PaymentProviderError,

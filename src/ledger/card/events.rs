@@ -46,6 +46,31 @@ pub struct ApplyStripeEvent {
     pub keep_unknown: bool,
 }
 
+impl ApplyStripeEvent {
+    /// A refund learnt from Stripe's answer to our own request (not a webhook): the charge's
+    /// cumulative refunded amount, applied exactly like `charge.refunded`, so whichever of the
+    /// two arrives first records the money and the other changes nothing.
+    pub fn local_refund(
+        event_id: String,
+        created: i64,
+        payment_intent: &str,
+        charge: &str,
+        amount_refunded: i64,
+    ) -> ApplyStripeEvent {
+        ApplyStripeEvent {
+            event_id,
+            event_type: "local.refund".into(),
+            created,
+            fact: Fact::ChargeRefunded {
+                payment_intent: Some(payment_intent.to_owned()),
+                charge: charge.to_owned(),
+                amount_refunded,
+            },
+            keep_unknown: false,
+        }
+    }
+}
+
 /// True if the event id was recorded before (in the database, or earlier in this batch).
 fn seen(cx: &mut Ctx<'_>, event_id: &str) -> Result<bool, AppError> {
     if let Some(cache) = cx.cache.as_deref() {

@@ -10,6 +10,9 @@ pub struct SmtpSink {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// While the sink does not listen: the port held by a listener that drops every
+    /// connection (an SMTP server that is down), so no other test's server can take it.
+    down: Option<Down>,
     /// Seconds the server waits before accepting each message (0: at once).
     delay: f64,
 }
@@ -24,16 +27,15 @@ fn python() -> String {
 }
 
 impl SmtpSink {
-    /// Reserves a port without listening on it yet (an SMTP outage).
+    /// Reserves a port without serving SMTP on it yet (an SMTP outage): every connection is
+    /// closed at once, and the port stays this sink's until [`SmtpSink::listen`].
     pub fn reserve() -> SmtpSink {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let down = Down::hold();
         SmtpSink {
-            port,
+            port: down.port,
             dir: tempfile::tempdir().expect("dir"),
             child: None,
+            down: Some(down),
             delay: 0.0,
         }
     }
@@ -55,6 +57,7 @@ impl SmtpSink {
 
     /// Starts listening (ends the outage).
     pub async fn listen(&mut self) {
+        drop(self.down.take());
         let child = Command::new(python())
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_sink.py"))
             .arg(self.port.to_string())
@@ -113,6 +116,46 @@ impl Drop for SmtpSink {
         if let Some(c) = &mut self.child {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+/// A port held by a listener that closes every connection it gets, on a thread of its own.
+struct Down {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Down {
+    fn hold() -> Down {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        let port = listener.local_addr().expect("address").port();
+        listener.set_nonblocking(true).expect("non-blocking");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => drop(conn),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        Down {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Down {
+    /// Frees the port (the listener closes when its thread ends).
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

@@ -54,15 +54,7 @@ impl Op for RecordRefund {
                     format!("no donation {}", self.donation_id),
                 )
             })?;
-        if d.status != "succeeded" {
-            return Err(AppError::new(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "donation {} is {}; only succeeded donations can be refunded",
-                    d.id, d.status
-                ),
-            ));
-        }
+        refundable_status(&d)?;
         let refundable = d.amount_minor - d.refunded_minor - d.disputed_minor;
         let amount = self.amount_minor.unwrap_or(refundable);
         if amount <= 0 || amount > refundable {
@@ -108,4 +100,18 @@ impl Op for RecordRefund {
             raised: Money::new(cx.st.row.raised_minor, c),
         })
     }
+}
+
+/// Only a gift whose money arrived can be refunded.
+pub(super) fn refundable_status(d: &DonationRow) -> Result<(), AppError> {
+    if d.status == "succeeded" {
+        return Ok(());
+    }
+    Err(AppError::new(
+        ErrorCode::InvalidRequest,
+        format!(
+            "donation {} is {}; only succeeded donations can be refunded",
+            d.id, d.status
+        ),
+    ))
 }

@@ -15,7 +15,7 @@ use diesel::prelude::*;
 
 use super::card::ApplyStripeEvent;
 use super::ops::{Idempotency, StoredResponse};
-use super::refund::{RecordRefund, RefundOutcome};
+use super::refund::{RecordRefund, RefundOutcome, refundable_status};
 use super::{Ctx, Op};
 use crate::db::models::{DonationRow, NewRefundRequest, RefundRequestRow};
 use crate::db::schema::{donations, refund_requests};
@@ -183,15 +183,7 @@ impl Op for OpenRefund {
             }
         }
         let d = donation(cx, self.donation_id)?;
-        if d.status != "succeeded" {
-            return Err(AppError::new(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "donation {} is {}; only succeeded donations can be refunded",
-                    d.id, d.status
-                ),
-            ));
-        }
+        refundable_status(&d)?;
         let held = held_back(cx, d.id)?;
         let refundable = d.amount_minor - d.refunded_minor - d.disputed_minor - held;
         let amount = self.amount_minor.unwrap_or(refundable);

@@ -94,13 +94,7 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_app_with_stripe(env: &[(&str, &str)]) -> TestApp {
     let ls = crate::localstripe::LocalStripe::start().await;
     let app = spawn(env, Some(ls)).await;
-    if let Some(ls) = &app.stripe {
-        ls.register_webhook(
-            &format!("{}/webhooks/stripe", app.addr),
-            &app.webhook_secret,
-        )
-        .await;
-    }
+    app.register_webhook().await;
     app
 }
 
@@ -119,14 +113,19 @@ impl TestApp {
         let secret = self.webhook_secret.clone();
         drop(self);
         let app = spawn_on(db_url, dir, secret, env, stripe).await;
-        if let Some(ls) = &app.stripe {
+        app.register_webhook().await;
+        app
+    }
+
+    /// Points the fake Stripe's webhook (if any) at this app.
+    async fn register_webhook(&self) {
+        if let Some(ls) = &self.stripe {
             ls.register_webhook(
-                &format!("{}/webhooks/stripe", app.addr),
-                &app.webhook_secret,
+                &format!("{}/webhooks/stripe", self.addr),
+                &self.webhook_secret,
             )
             .await;
         }
-        app
     }
 }
 

@@ -312,6 +312,26 @@ async fn the_same_key_replays_the_answer_and_another_request_with_it_conflicts()
     assert!(app.verify().is_ok(), "{:?}", app.verify());
 }
 
+/// A refund made at the fake Stripe directly (as in Stripe's dashboard, or by an attempt
+/// that died before recording it), naming `request` in its metadata when given.
+async fn refund_at_stripe(app: &TestApp, pi: &str, amount_minor: i64, request: Option<i64>) {
+    let ls = app.stripe.as_ref().expect("stripe");
+    let amount = amount_minor.to_string();
+    let request = request.map(|r| r.to_string());
+    let mut form = vec![("payment_intent", pi), ("amount", amount.as_str())];
+    if let Some(r) = &request {
+        form.push(("metadata[refund_request]", r.as_str()));
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/refunds", ls.base))
+        .basic_auth(SECRET_KEY, Some(""))
+        .form(&form)
+        .send()
+        .await
+        .expect("refund at localstripe");
+    assert!(resp.status().is_success());
+}
+
 /// A card refund request left open by an attempt that died an hour ago (the instance
 /// stopped between writing it and recording Stripe's answer); returns its id.
 fn abandoned_request(app: &TestApp, donation_id: i64, amount_minor: i64) -> i64 {
@@ -356,19 +376,7 @@ async fn requests_whose_attempt_died_are_settled_from_stripe_when_they_hold_mone
     // One attempt died after Stripe made its refund (20.00), one before (30.00).
     let made = abandoned_request(&app, id, 2000);
     let never = abandoned_request(&app, id, 3000);
-    let ls = app.stripe.as_ref().expect("stripe");
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/refunds", ls.base))
-        .basic_auth(SECRET_KEY, Some(""))
-        .form(&[
-            ("payment_intent", pi.as_str()),
-            ("amount", "2000"),
-            ("metadata[refund_request]", &made.to_string()),
-        ])
-        .send()
-        .await
-        .expect("refund at localstripe");
-    assert!(resp.status().is_success());
+    refund_at_stripe(&app, &pi, 2000, Some(made)).await;
     let fund = app.wait_for_fund(|f| f["raised"] == "40.00").await;
     assert_eq!(fund["raised"], "40.00", "charge.refunded recorded");
     // 40.00 is left, but the open requests hold 50.00 of it: the app learns from Stripe what
@@ -411,14 +419,7 @@ async fn a_refund_stripe_refuses_is_answered_the_same_again_and_holds_nothing_ba
     // Refunded in Stripe's dashboard while its event is lost: the ledger still counts 60.00.
     let ls = app.stripe.as_ref().expect("stripe");
     ls.lose_webhooks().await;
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/refunds", ls.base))
-        .basic_auth(SECRET_KEY, Some(""))
-        .form(&[("payment_intent", pi.as_str()), ("amount", "6000")])
-        .send()
-        .await
-        .expect("refund at localstripe");
-    assert!(resp.status().is_success());
+    refund_at_stripe(&app, &pi, 6000, None).await;
     let body = json!({ "amount": "10.00", "reason": "asked" });
     let resp = refund(&app.client, &app.addr, &admin, id, Some("refused"), &body).await;
     let refused = assert_problem(resp, 502, "payment_provider_error").await;
@@ -450,18 +451,7 @@ async fn a_request_resumed_long_after_finds_the_refund_stripe_made_instead_of_as
         json!([id, 2500, "donor asked"]).to_string(),
     ));
     let request = opened_long_ago(&app, id, 2500, Some("refund:late"), &hash);
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/refunds", ls.base))
-        .basic_auth(SECRET_KEY, Some(""))
-        .form(&[
-            ("payment_intent", pi.as_str()),
-            ("amount", "2500"),
-            ("metadata[refund_request]", &request.to_string()),
-        ])
-        .send()
-        .await
-        .expect("refund at localstripe");
-    assert!(resp.status().is_success());
+    refund_at_stripe(&app, &pi, 2500, Some(request)).await;
     // The admin retries with the same key: the refund Stripe made is recorded, not made again.
     let body = json!({ "amount": "25.00", "reason": "donor asked" });
     let resp = refund(&app.client, &app.addr, &admin, id, Some("late"), &body).await;

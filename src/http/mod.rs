@@ -14,6 +14,7 @@ mod outbox;
 mod payments;
 mod refunds;
 mod reports;
+pub mod request_log;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -184,6 +185,8 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
                 limits::within_deadline(deadline, path, srv.call(req))
             })
             .wrap(crate::web::security_headers(&csp))
+            // Outermost, so the line has the final status and the whole latency.
+            .wrap_fn(request_log::log_request)
             .configure(|cfg| routes(cfg, app_state.clone()))
     })
     // Slow clients: the request head must arrive in time, idle connections close.

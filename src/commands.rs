@@ -5,21 +5,33 @@ use std::io::Read;
 use anyhow::{Context, bail};
 
 use crate::auth::{Email, Role};
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::db;
 use crate::ledger::ops::{PeriodInput, SavePeriod};
 use crate::ledger::verify::verify;
 use crate::ledger::{BatchTuning, LedgerWriter};
 
-/// Logs to stderr; `RUST_LOG` overrides the default `info`.
-pub fn init_tracing() {
+/// Logs to stderr in `format` (one JSON object per line for `LOG_FORMAT=json`); `RUST_LOG`
+/// overrides the default `info`.
+pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        // Fields at the top level (not under "fields") and the current span's fields, so a
+        // shipper can index `status`, `route` and `request_id` without unnesting.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// A connection to the configured database, migrated; `config` then speaks the stored fund's

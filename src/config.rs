@@ -9,6 +9,7 @@ use crate::money::AmountBounds;
 mod database;
 mod fund;
 mod limits;
+mod logging;
 mod mail;
 mod proxy;
 mod stripe;
@@ -17,6 +18,7 @@ use database::default_fill_wait_us;
 pub use database::{BatchTuning, DatabaseUrl};
 pub use fund::{BoundsText, FundDefaults, StoredFund};
 pub use limits::{LimitsConfig, Rate};
+pub use logging::LogFormat;
 pub use mail::MailConfig;
 pub use proxy::{IpNet, TrustedProxy};
 pub use stripe::StripeConfig;
@@ -98,6 +100,8 @@ pub struct Config {
     pub mail: MailConfig,
     /// Rate limits, the trusted proxy, timeouts.
     pub limits: LimitsConfig,
+    /// How log lines are written (`LOG_FORMAT`).
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -161,8 +165,10 @@ impl Config {
         let stripe = StripeConfig::from_lookup(&var)?;
         let mail = MailConfig::from_lookup(&var)?;
         let limits = LimitsConfig::from_lookup(&var)?;
+        let log_format = LogFormat::from_lookup(&var)?;
         let fill_wait_us = number("WRITER_BATCH_WAIT_US", default_fill_wait_us(&database_url))?;
         Ok(Config {
+            log_format,
             mail,
             limits,
             stripe,
@@ -240,6 +246,20 @@ mod tests {
                 let err = config(&[(key, bad)]).expect_err(bad);
                 assert!(err.0.contains(key), "{key}={bad}: {err}");
             }
+        }
+    }
+
+    #[test]
+    fn log_format_is_text_or_json_and_nothing_else() {
+        let format = |pairs: &[(&str, &str)]| config(pairs).expect("valid").log_format;
+        assert_eq!(format(&[]), LogFormat::Text);
+        assert_eq!(format(&[("LOG_FORMAT", "text")]), LogFormat::Text);
+        assert_eq!(format(&[("LOG_FORMAT", "json")]), LogFormat::Json);
+        assert_eq!(format(&[("LOG_FORMAT", " JSON ")]), LogFormat::Json);
+        for bad in ["yaml", "jsonl", "logfmt", "1"] {
+            let err = config(&[("LOG_FORMAT", bad)]).expect_err(bad);
+            assert!(err.0.contains("LOG_FORMAT"), "{bad}: {err}");
+            assert!(err.0.contains("text or json"), "{bad}: {err}");
         }
     }
 

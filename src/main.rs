@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use crowdledger::commands;
-use crowdledger::config::Config;
+use crowdledger::config::{Config, LogFormat};
 
 /// A donation ledger for a legal-defense fund.
 #[derive(Parser)]
@@ -121,10 +121,11 @@ enum PeriodCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    commands::init_tracing();
-    let result = Config::from_env()
-        .map_err(anyhow::Error::from)
-        .and_then(|mut config| match cli.command.unwrap_or(Command::Serve) {
+    let config = Config::from_env();
+    // A refused configuration is reported on stderr below, in plain text.
+    commands::init_tracing(config.as_ref().map_or(LogFormat::Text, |c| c.log_format));
+    let result = config.map_err(anyhow::Error::from).and_then(|mut config| {
+        match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => commands::serve(config).map(|()| true),
             Command::Migrate => commands::migrate(&config).map(|()| true),
             Command::User {
@@ -167,7 +168,8 @@ fn main() -> std::process::ExitCode {
                 command: ReceiptsCommand::YearEnd { year, send, out },
             } => crowdledger::receipts::year_end(&mut config, year, send, out.as_deref())
                 .map(|_| true),
-        });
+        }
+    });
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,

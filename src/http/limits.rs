@@ -277,7 +277,7 @@ pub async fn read_body(
 /// routing, and the server renders the error as problem+json all the same.
 pub async fn within_deadline<B, F>(
     limit: Duration,
-    path: String,
+    route: String,
     call: F,
 ) -> Result<ServiceResponse<B>, actix_web::Error>
 where
@@ -286,7 +286,7 @@ where
     match tokio::time::timeout(limit, call).await {
         Ok(res) => res,
         Err(_) => {
-            tracing::warn!(%path, "request stopped at its deadline");
+            tracing::warn!(%route, "request stopped at its deadline");
             Err(AppError::timeout(limit).into())
         }
     }

@@ -14,6 +14,7 @@ mod outbox;
 mod payments;
 mod refunds;
 mod reports;
+pub mod request_log;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -180,10 +181,15 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap_fn(move |req, srv| {
-                let path = req.path().to_owned();
-                limits::within_deadline(deadline, path, srv.call(req))
+                // The route pattern, not the raw path (which can carry ids and tokens).
+                let route = req
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_owned());
+                limits::within_deadline(deadline, route, srv.call(req))
             })
             .wrap(crate::web::security_headers(&csp))
+            // Outermost, so the line has the final status and the whole latency.
+            .wrap_fn(request_log::log_request)
             .configure(|cfg| routes(cfg, app_state.clone()))
     })
     // Slow clients: the request head must arrive in time, idle connections close.

@@ -359,8 +359,104 @@ fn canary(tag: &str) -> String {
     format!("canary-{tag}@donor-secret.example")
 }
 
+/// A distinctive donor name for the log test.
+fn canary_name(tag: &str) -> String {
+    format!("Secretdonorname {tag}")
+}
+
+/// The donor data that must never reach the log at the default level.
+const DONOR_NEEDLES: [&str; 3] = ["canary-", "donor-secret.example", "secretdonorname"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn donor_emails_never_reach_the_log_above_debug() {
+    let (log, refund_path) = donor_log_scenario("text").await;
+    assert!(
+        log.contains("crowdledger listening"),
+        "the log was captured:\n{log}"
+    );
+    assert!(
+        log.contains("email not sent; will retry"),
+        "the refused recipient was logged as a failure:\n{log}"
+    );
+    assert!(
+        log.contains("route=/api/donations/offline status=201"),
+        "requests are logged with their route and status:\n{log}"
+    );
+    assert!(!log.contains(&refund_path), "no raw path:\n{log}");
+    assert_no_donor_data(&log);
+}
+
+/// `LOG_FORMAT=json`: the same traffic gives one JSON object per line, request lines carry
+/// the request id, the route pattern (never the raw path), the status and the latency, and
+/// still no donor address or name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn donor_emails_never_reach_the_json_log_above_debug() {
+    let (log, refund_path) = donor_log_scenario("json").await;
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "crowdledger listening" && l["level"] == "INFO"),
+        "the log was captured:\n{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "email not sent; will retry"),
+        "the refused recipient was logged as a failure:\n{log}"
+    );
+    let requests: Vec<&Value> = lines.iter().filter(|l| l["message"] == "request").collect();
+    for r in &requests {
+        assert!(r["request_id"].is_string(), "request id: {r}");
+        assert!(r["route"].is_string(), "route: {r}");
+        assert!(r["status"].is_u64(), "status: {r}");
+        assert!(r["latency_ms"].is_u64(), "latency: {r}");
+    }
+    let has = |method: &str, route: &str, status: u64| {
+        requests
+            .iter()
+            .any(|r| r["method"] == method && r["route"] == route && r["status"] == status)
+    };
+    assert!(has("POST", "/api/donations/offline", 201), "{log}");
+    assert!(has("POST", "/api/donations/offline", 422), "{log}");
+    assert!(has("POST", "/api/auth/login", 401), "{log}");
+    assert!(has("POST", "/webhooks/stripe", 200), "{log}");
+    assert!(
+        has("POST", "/api/admin/donations/{id}/refund", 200),
+        "the route pattern, not the path:\n{log}"
+    );
+    assert!(has("GET", "unmatched", 404), "{log}");
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["request_id"] == "ops-trace-7f3a" && r["route"] == "/api/fund"),
+        "a plain client request id is kept:\n{log}"
+    );
+    assert!(
+        !log.contains(&refund_path) && !log.contains("no-such-page") && !log.contains("utm_source"),
+        "no raw path or query string in the log:\n{log}"
+    );
+    assert_no_donor_data(&log);
+}
+
+fn assert_no_donor_data(log: &str) {
+    let lower = log.to_lowercase();
+    for needle in DONOR_NEEDLES {
+        assert!(
+            !lower.contains(needle),
+            "donor data ({needle}) reached the log at info:\n{log}"
+        );
+    }
+}
+
+/// Runs the real binary with `LOG_FORMAT=format` through receipts, a refused recipient, bad
+/// input, a card gift with its webhook, a failed login and a refund; returns its stdout and
+/// stderr, and the raw path of the refund (which must not be logged).
+async fn donor_log_scenario(format: &str) -> (String, String) {
     let stripe = LocalStripe::start().await;
     let sink = SmtpSink::start().await;
     let (db, _dir) = fresh_database();
@@ -395,6 +491,7 @@ async fn donor_emails_never_reach_the_log_above_debug() {
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("JWT_SECRET", JWT_SECRET)
         .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", format)
         .env("SMTP_URL", sink.url())
         .env("MAIL_RETRY_BASE", "200ms")
         .env("STRIPE_SECRET_KEY", crate::localstripe::SECRET_KEY)
@@ -445,7 +542,7 @@ async fn donor_emails_never_reach_the_log_above_debug() {
     .expect("json");
     let token = login["access_token"].as_str().expect("token").to_owned();
     let t = Some(token.as_str());
-    let offline = |email: &str, amount: &str| json!({ "amount": amount, "donor_name": "Log Test", "email": email, "method": "check" });
+    let offline = |email: &str, amount: &str| json!({ "amount": amount, "donor_name": canary_name("offline"), "email": email, "method": "check" });
 
     // A receipt sent, one the mail server refuses (naming the address), a bad address,
     // an idempotency conflict, a card gift with its webhook, a bad card gift, a failed
@@ -495,7 +592,7 @@ async fn donor_emails_never_reach_the_log_above_debug() {
     let card: Value = post(
         "/api/donations",
         None,
-        json!({ "amount": "20.00", "donor_name": "Card Donor", "email": canary("card") }),
+        json!({ "amount": "20.00", "donor_name": canary_name("card"), "email": canary("card") }),
         None,
     )
     .await
@@ -512,7 +609,7 @@ async fn donor_emails_never_reach_the_log_above_debug() {
     let resp = post(
         "/api/donations",
         None,
-        json!({ "amount": "0.001", "donor_name": "Bad", "email": canary("badamount") }),
+        json!({ "amount": "0.001", "donor_name": canary_name("bad"), "email": canary("badamount") }),
         None,
     )
     .await
@@ -541,28 +638,47 @@ async fn donor_emails_never_reach_the_log_above_debug() {
     // retried meanwhile.
     let msgs = sink.wait_for(4, 20).await;
     assert!(msgs.len() >= 4, "{} messages", msgs.len());
+
+    // The request id: a plain one from the client is kept and echoed, anything else replaced.
+    let traced = client
+        .get(format!("{addr}/api/fund"))
+        .header("X-Request-Id", "ops-trace-7f3a")
+        .send()
+        .await
+        .expect("fund");
+    assert_eq!(traced.headers()["x-request-id"], "ops-trace-7f3a");
+    let hostile_id = canary("id");
+    let replaced = client
+        .get(format!("{addr}/no-such-page?utm_source=x"))
+        .header("X-Request-Id", &hostile_id)
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(replaced.status(), 404);
+    let new_id = replaced.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        new_id.len() == 32 && new_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a generated id: {new_id}"
+    );
+    let long = "a".repeat(65);
+    let resp = client
+        .get(format!("{addr}/healthz"))
+        .header("X-Request-Id", &long)
+        .send()
+        .await
+        .expect("healthz");
+    assert_ne!(resp.headers()["x-request-id"], long.as_str());
+
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let _ = server.kill();
     let _ = server.wait();
-
     let log = format!(
         "{}{}",
         std::fs::read_to_string(logs.path().join("out")).unwrap_or_default(),
         std::fs::read_to_string(logs.path().join("err")).unwrap_or_default()
     );
-    assert!(
-        log.contains("crowdledger listening"),
-        "the log was captured:\n{log}"
-    );
-    assert!(
-        log.contains("email not sent; will retry"),
-        "the refused recipient was logged as a failure:\n{log}"
-    );
-    let lower = log.to_lowercase();
-    for needle in ["canary-", "donor-secret.example"] {
-        assert!(
-            !lower.contains(needle),
-            "a donor address reached the log at info:\n{log}"
-        );
-    }
+    (log, format!("/api/admin/donations/{ok_id}/refund"))
 }

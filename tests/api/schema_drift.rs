@@ -54,10 +54,10 @@ fn parse_schema(text: &str) -> BTreeMap<String, BTreeMap<String, DeclaredColumn>
                     },
                 );
             }
-        } else if line == "}" {
-            if let Some((name, cols)) = current.take() {
-                tables.insert(name, cols);
-            }
+        } else if line == "}"
+            && let Some((name, cols)) = current.take()
+        {
+            tables.insert(name, cols);
         }
     }
     tables
@@ -66,6 +66,13 @@ fn parse_schema(text: &str) -> BTreeMap<String, BTreeMap<String, DeclaredColumn>
 /// The type names an engine may report for a diesel type (SQLite: as declared; PostgreSQL:
 /// `information_schema.columns.data_type`).
 fn engine_types(diesel_type: &str, postgres: bool) -> &'static [&'static str] {
+    // `diesel print-schema` writes PostgreSQL's aliases of the same types.
+    let diesel_type = match diesel_type {
+        "Int8" => "BigInt",
+        "Int4" => "Integer",
+        "Bytea" => "Binary",
+        other => other,
+    };
     match (diesel_type, postgres) {
         ("BigInt", true) => &["bigint"],
         ("Integer", true) => &["integer"],

@@ -170,3 +170,57 @@ fn the_database_refuses_a_period_that_ends_before_it_starts() {
     .expect("count");
     assert_eq!(rows.first().map(|r| r.n), Some(0), "nothing half-written");
 }
+
+#[test]
+fn an_index_migration_interrupted_part_way_runs_again() {
+    if !engine_is_postgres() {
+        println!("interrupted migration: PostgreSQL-only (run with TEST_DATABASE=postgres)");
+        return;
+    }
+    let (url, _dir) = fresh_database();
+    let mut conn = db::establish(&url).expect("connect");
+    db::migrate(&mut conn).expect("migrate");
+    db::revert_migrations_after(&mut conn, BEFORE_INDEX_BUILDS).expect("revert");
+    // What `000005_lean_indexes` leaves when stopped after a few of its statements (each
+    // commits on its own): the hash constraint gone, the narrower index built beside the old.
+    conn.batch_execute(
+        "ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_hash_key;
+         CREATE INDEX donations_charge_lean ON donations (charge_id)
+             WHERE charge_id IS NOT NULL;",
+    )
+    .expect("a part-way state");
+    db::migrate(&mut conn).expect("the migration runs again over its own partial work");
+
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Index {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        def: String,
+    }
+    use diesel::RunQueryDsl;
+    let DbConn::Pg(pg) = &mut conn else {
+        panic!("a PostgreSQL connection")
+    };
+    let indexes: Vec<Index> = diesel::sql_query(
+        "SELECT indexname::text AS name, indexdef AS def FROM pg_indexes \
+         WHERE tablename = 'donations' AND indexname LIKE 'donations_%' ORDER BY indexname",
+    )
+    .load(pg)
+    .expect("indexes");
+    let names: Vec<&str> = indexes.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "donations_charge",
+            "donations_created_at",
+            "donations_payment_intent_id_key",
+            "donations_pending_card",
+            "donations_pkey",
+            "donations_status"
+        ],
+        "{indexes:?}"
+    );
+    let charge = &indexes[0].def;
+    assert!(charge.contains("WHERE (charge_id IS NOT NULL)"), "{charge}");
+}

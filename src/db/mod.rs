@@ -2,9 +2,11 @@
 //! migrations, and the rows as Rust types.
 
 pub mod models;
+mod online;
 pub mod schema;
 
 use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
 use diesel::prelude::*;
 use diesel::r2d2;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -12,7 +14,10 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::config::DatabaseUrl;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// PostgreSQL's migrations; those that build indexes on tables in use run outside a
+/// transaction, statement by statement (`online`).
+const POSTGRES_MIGRATIONS: online::PgMigrations =
+    online::PgMigrations(embed_migrations!("migrations/postgres"));
 
 /// How long an SQLite connection waits for another writer's lock before failing.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -149,9 +154,9 @@ pub fn pending_migrations(conn: &mut DbConn) -> Result<usize, anyhow::Error> {
 /// than `version` (digits only, e.g. `20261129000004`); returns how many. The tests use it to
 /// run migrations again over existing rows.
 pub fn revert_migrations_after(conn: &mut DbConn, version: &str) -> Result<usize, anyhow::Error> {
-    fn revert<C: MigrationHarness<B>, B: diesel::backend::Backend>(
+    fn revert<C: MigrationHarness<B>, B: diesel::backend::Backend, S: MigrationSource<B>>(
         c: &mut C,
-        source: fn() -> EmbeddedMigrations,
+        source: fn() -> S,
         version: &str,
     ) -> diesel::migration::Result<usize> {
         let mut reverted = 0;

@@ -1,1 +1,1 @@
-DROP INDEX outbox_donation;
+DROP INDEX CONCURRENTLY IF EXISTS outbox_donation;

@@ -1,2 +1,2 @@
-DROP INDEX idempotency_keys_donation;
-ALTER TABLE idempotency_keys DROP COLUMN donation_id;
+DROP INDEX CONCURRENTLY IF EXISTS idempotency_keys_donation;
+ALTER TABLE idempotency_keys DROP COLUMN IF EXISTS donation_id;

@@ -1,0 +1,1 @@
+ALTER TABLE periods DROP CONSTRAINT IF EXISTS periods_dates_ordered;

@@ -1,0 +1,2 @@
+DROP TRIGGER periods_dates_ordered_update;
+DROP TRIGGER periods_dates_ordered_insert;

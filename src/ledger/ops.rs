@@ -87,24 +87,31 @@ pub struct Idempotency {
     pub request_hash: String,
 }
 
+impl Idempotency {
+    /// The row stored under this key by the same request, if any; 409
+    /// `idempotency_conflict` when the key was used with another request.
+    pub(super) fn stored(&self, cx: &mut Ctx<'_>) -> Result<Option<IdempotencyRow>, AppError> {
+        let found = idempotency_keys::table
+            .find(&self.scope_key)
+            .select(IdempotencyRow::as_select())
+            .get_result(cx.conn()?)
+            .optional()?;
+        match found {
+            Some(row) if row.request_hash != self.request_hash => Err(AppError::new(
+                ErrorCode::IdempotencyConflict,
+                "this Idempotency-Key was already used with a different request",
+            )),
+            found => Ok(found),
+        }
+    }
+}
+
 /// Looks up a key: the stored response for the same request, a conflict for another.
 fn replay(cx: &mut Ctx<'_>, idem: &Idempotency) -> Result<Option<StoredResponse>, AppError> {
-    let found = idempotency_keys::table
-        .find(&idem.scope_key)
-        .select(IdempotencyRow::as_select())
-        .get_result(cx.conn()?)
-        .optional()?;
-    match found {
-        None => Ok(None),
-        Some(row) if row.request_hash == idem.request_hash => Ok(Some(StoredResponse {
-            status: u16::try_from(row.status_code).unwrap_or(200),
-            body: row.response_body,
-        })),
-        Some(_) => Err(AppError::new(
-            ErrorCode::IdempotencyConflict,
-            "this Idempotency-Key was already used with a different request",
-        )),
-    }
+    Ok(idem.stored(cx)?.map(|row| StoredResponse {
+        status: u16::try_from(row.status_code).unwrap_or(200),
+        body: row.response_body,
+    }))
 }
 
 fn remember(cx: &mut Ctx<'_>, idem: &Idempotency, resp: &StoredResponse) -> Result<(), AppError> {

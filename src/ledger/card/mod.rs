@@ -72,18 +72,7 @@ impl Op for CreateCardDonation {
 
     fn apply(&self, cx: &mut Ctx<'_>) -> Result<Created, AppError> {
         if let Some(idem) = &self.idempotency {
-            let found = idempotency_keys::table
-                .find(&idem.scope_key)
-                .select(IdempotencyRow::as_select())
-                .get_result(cx.conn()?)
-                .optional()?;
-            match found {
-                Some(row) if row.request_hash != idem.request_hash => {
-                    return Err(AppError::new(
-                        ErrorCode::IdempotencyConflict,
-                        "this Idempotency-Key was already used with a different request",
-                    ));
-                }
+            match idem.stored(cx)? {
                 // Whoever gives up on the donation (the creating task past its time, the
                 // sweep after a crash) deletes it and this key together: while it exists, its
                 // creating task may still answer. (A Stripe fact naming it by metadata may

@@ -90,6 +90,9 @@ pub struct Config {
     pub pool_size: u32,
     /// HTTP worker threads (0 = one per core).
     pub http_workers: usize,
+    /// `SHUTDOWN_TIMEOUT`: the most a stop (SIGTERM or Ctrl-C) may take, from the signal to
+    /// the exit: requests in flight, the writer's last batch and the email being sent.
+    pub shutdown_timeout: std::time::Duration,
     /// Stripe, if card giving is configured.
     pub stripe: Option<StripeConfig>,
     /// How long a strict-mode reservation holds before its intent is cancelled.
@@ -158,6 +161,14 @@ impl Config {
                 ))
             })?,
         };
+        let shutdown_timeout = match var("SHUTDOWN_TIMEOUT") {
+            None => std::time::Duration::from_secs(30),
+            Some(t) => parse_duration(&t).filter(|d| !d.is_zero()).ok_or_else(|| {
+                ConfigError(format!(
+                    "SHUTDOWN_TIMEOUT: not a duration: {t:?} (e.g. 30s)"
+                ))
+            })?,
+        };
         let stripe = StripeConfig::from_lookup(&var)?;
         let mail = MailConfig::from_lookup(&var)?;
         let limits = LimitsConfig::from_lookup(&var)?;
@@ -167,6 +178,7 @@ impl Config {
             limits,
             stripe,
             reservation_ttl,
+            shutdown_timeout,
             database_url,
             bind_addr,
             public_base_url,

@@ -23,6 +23,7 @@ mod readiness;
 mod refund_once;
 mod reports;
 mod review;
+mod shutdown;
 mod slow_stripe;
 mod smtp;
 mod stripe;

@@ -53,11 +53,11 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let mut server = actix_web::rt::spawn(running.server);
         let clean = tokio::select! {
             served = &mut server => {
-                // The server ended by itself (it only does on an error): stop the rest too.
+                // The server ended without a signal: report its error, or stop the rest too.
                 served??;
                 shutdown.graceful(within, "server ended").await
             }
-            signal = stop_signal() => {
+            signal = crate::http::stop_signal() => {
                 let clean = shutdown.graceful(within, signal?).await;
                 let _ = server.await;
                 clean
@@ -87,26 +87,6 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
-}
-
-/// Resolves with the signal's name at the first SIGTERM or SIGINT (Ctrl-C).
-async fn stop_signal() -> anyhow::Result<&'static str> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").context("listening for Ctrl-C"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .context("listening for Ctrl-C")?;
-        Ok("Ctrl-C")
-    }
 }
 
 /// `migrate`: applies pending migrations.

@@ -223,6 +223,20 @@ mod tests {
     }
 
     #[test]
+    fn the_shutdown_timeout_defaults_to_30s_and_refuses_nonsense() {
+        let timeout = |pairs: &[(&str, &str)]| config(pairs).map(|c| c.shutdown_timeout);
+        assert_eq!(timeout(&[]).ok(), Some(std::time::Duration::from_secs(30)));
+        assert_eq!(
+            timeout(&[("SHUTDOWN_TIMEOUT", "90s")]).ok(),
+            Some(std::time::Duration::from_secs(90))
+        );
+        for bad in ["0", "soon", "-5s"] {
+            let err = timeout(&[("SHUTDOWN_TIMEOUT", bad)]).expect_err(bad);
+            assert!(err.0.starts_with("SHUTDOWN_TIMEOUT"), "{}", err.0);
+        }
+    }
+
+    #[test]
     fn the_group_commit_wait_defaults_by_engine_and_can_be_set() {
         let wait = |pairs: &[(&str, &str)]| config(pairs).expect("valid").writer.fill_wait;
         let pg = ("DATABASE_URL", "postgres://db/x");

@@ -24,7 +24,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{App, HttpRequest, HttpServer, guard, web};
 
 pub use auth::Staff;
-pub use stop::Shutdown;
+pub use stop::{Shutdown, stop_signal};
 
 use crate::auth::TokenKeys;
 use crate::config::{Config, DatabaseUrl};

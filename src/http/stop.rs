@@ -87,6 +87,27 @@ impl Shutdown {
     }
 }
 
+/// Resolves with the signal's name at the first SIGTERM or SIGINT (Ctrl-C).
+pub async fn stop_signal() -> anyhow::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| anyhow::anyhow!("listening for SIGTERM: {e}"))?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").map_err(|e| anyhow::anyhow!("listening for Ctrl-C: {e}")),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("listening for Ctrl-C")?;
+        Ok("Ctrl-C")
+    }
+}
+
 /// Once a stop began, the request refused with 503 `unavailable` before anything is read or
 /// written (its connection closes); otherwise the request back, to be served.
 pub fn refused_when_stopping(

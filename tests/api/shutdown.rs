@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crowdledger::config::DatabaseUrl;
@@ -61,35 +61,41 @@ enum Outcome {
     NoConnection,
 }
 
+/// Posts one gift of `amount`.
+async fn post_gift(http: &reqwest::Client, addr: &str, token: &str, amount: String) -> Attempt {
+    let body = serde_json::json!({
+        "amount": amount, "donor_name": "Ann Lee", "method": "check", "reference": "1001"
+    });
+    let sent = Instant::now();
+    let resp = http
+        .post(format!("{addr}/api/donations/offline"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await;
+    let outcome = match resp {
+        Err(_) => Outcome::NoConnection,
+        Ok(r) if r.status().as_u16() == 201 => {
+            let v: serde_json::Value = r.json().await.expect("201 body");
+            Outcome::Created(
+                v["donation_id"].as_i64().expect("donation_id"),
+                v["amount"].as_str().expect("amount").to_owned(),
+            )
+        }
+        Ok(r) => Outcome::Status(r.status().as_u16()),
+    };
+    Attempt { sent, outcome }
+}
+
 /// Posts gifts until the server stops answering; returns every attempt.
 async fn client(n: usize, addr: String, token: String) -> Vec<Attempt> {
     let http = reqwest::Client::new();
     let mut attempts = Vec::new();
     for seq in 0_u32.. {
         let amount = format!("{}.{:02}", n + 1, seq % 100);
-        let body = serde_json::json!({
-            "amount": amount, "donor_name": "Ann Lee", "method": "check", "reference": "1001"
-        });
-        let sent = Instant::now();
-        let resp = http
-            .post(format!("{addr}/api/donations/offline"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await;
-        let outcome = match resp {
-            Err(_) => Outcome::NoConnection,
-            Ok(r) if r.status().as_u16() == 201 => {
-                let v: serde_json::Value = r.json().await.expect("201 body");
-                Outcome::Created(
-                    v["donation_id"].as_i64().expect("donation_id"),
-                    v["amount"].as_str().expect("amount").to_owned(),
-                )
-            }
-            Ok(r) => Outcome::Status(r.status().as_u16()),
-        };
-        let done = matches!(outcome, Outcome::NoConnection);
-        attempts.push(Attempt { sent, outcome });
+        let attempt = post_gift(&http, &addr, &token, amount).await;
+        let done = matches!(attempt.outcome, Outcome::NoConnection);
+        attempts.push(attempt);
         if done {
             break;
         }
@@ -208,25 +214,28 @@ async fn sigterm_mid_burst_keeps_every_acknowledged_gift_and_acknowledges_none_a
     sigterm(&child);
     // The stop began when the server says so (it logs the signal once new requests are
     // refused): only requests sent after that line was seen are held to "no 201".
-    let seen = Arc::new(Mutex::new(None::<Instant>));
     let watching = Arc::new(AtomicBool::new(true));
     let watcher = {
-        let (seen, watching, log_path) =
-            (Arc::clone(&seen), Arc::clone(&watching), log_path.clone());
-        std::thread::spawn(move || {
+        let (watching, log_path) = (Arc::clone(&watching), log_path.clone());
+        let (addr, token) = (addr.clone(), token.clone());
+        tokio::spawn(async move {
             while watching.load(Ordering::Relaxed) {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 if log.contains("SIGTERM") {
-                    *seen.lock().expect("lock") = Some(Instant::now());
-                    return;
+                    let began = Instant::now();
+                    // One more gift, on a new connection, surely sent after the stop began.
+                    let http = reqwest::Client::new();
+                    let late = post_gift(&http, &addr, &token, "9.99".into()).await;
+                    return Some((began, late));
                 }
-                std::thread::sleep(Duration::from_millis(1));
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
+            None
         })
     };
     let exit = exit_within(&mut child, Duration::from_secs(SHUTDOWN_TIMEOUT_SECS + 5)).await;
     watching.store(false, Ordering::Relaxed);
-    watcher.join().expect("log watcher");
+    let seen = watcher.await.expect("log watcher");
     let mut attempts = Vec::new();
     for c in clients {
         attempts.extend(c.await.expect("client"));
@@ -240,10 +249,8 @@ async fn sigterm_mid_burst_keeps_every_acknowledged_gift_and_acknowledges_none_a
         stopped_in <= Duration::from_secs(SHUTDOWN_TIMEOUT_SECS),
         "stopped in {stopped_in:?}, SHUTDOWN_TIMEOUT is {SHUTDOWN_TIMEOUT_SECS}s"
     );
-    let began = seen
-        .lock()
-        .expect("lock")
-        .unwrap_or_else(|| panic!("the server never logged the stop\n{log}"));
+    let (began, late) = seen.unwrap_or_else(|| panic!("the server never logged the stop\n{log}"));
+    attempts.push(late);
     let stored = stored_donations(&url);
     let mut acked = 0;
     let mut after = 0;

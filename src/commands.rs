@@ -54,12 +54,28 @@ pub fn writer(config: &Config) -> anyhow::Result<LedgerWriter> {
     )
 }
 
-/// `serve`: runs the service until interrupted.
+/// `serve`: runs the service until SIGTERM or Ctrl-C, then stops it in order within
+/// `SHUTDOWN_TIMEOUT` (see [`crate::http::Shutdown::graceful`]); an error if that took longer.
 pub fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
+        let within = config.shutdown_timeout;
         let running = crate::http::start(config)?;
         let writer = running.state.writer.clone();
-        running.server.await?;
+        let shutdown = running.shutdown.clone();
+        let mut server = actix_web::rt::spawn(running.server);
+        let clean = tokio::select! {
+            served = &mut server => {
+                // The server ended without a signal: report its error, or stop the rest too.
+                served??;
+                shutdown.graceful(within, "server ended").await
+            }
+            signal = crate::http::stop_signal() => {
+                let clean = shutdown.graceful(within, signal?).await;
+                let _ = server.await;
+                clean
+            }
+        };
+        drop(running.state);
         let stats = writer.stats();
         let (batches, commands) = (
             stats.batches.load(std::sync::atomic::Ordering::Relaxed),
@@ -77,6 +93,10 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
                 .load(std::sync::atomic::Ordering::Relaxed),
             "ledger writer totals"
         );
+        if !clean {
+            bail!("the stop did not finish within SHUTDOWN_TIMEOUT ({within:?})");
+        }
+        tracing::info!("stopped");
         Ok(())
     })
 }

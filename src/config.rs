@@ -92,6 +92,9 @@ pub struct Config {
     pub pool_size: u32,
     /// HTTP worker threads (0 = one per core).
     pub http_workers: usize,
+    /// `SHUTDOWN_TIMEOUT`: the most a stop (SIGTERM or Ctrl-C) may take, from the signal to
+    /// the exit: requests in flight, the writer's last batch and the email being sent.
+    pub shutdown_timeout: std::time::Duration,
     /// Stripe, if card giving is configured.
     pub stripe: Option<StripeConfig>,
     /// How long a strict-mode reservation holds before its intent is cancelled.
@@ -162,6 +165,14 @@ impl Config {
                 ))
             })?,
         };
+        let shutdown_timeout = match var("SHUTDOWN_TIMEOUT") {
+            None => std::time::Duration::from_secs(30),
+            Some(t) => parse_duration(&t).filter(|d| !d.is_zero()).ok_or_else(|| {
+                ConfigError(format!(
+                    "SHUTDOWN_TIMEOUT: not a duration: {t:?} (e.g. 30s)"
+                ))
+            })?,
+        };
         let stripe = StripeConfig::from_lookup(&var)?;
         let mail = MailConfig::from_lookup(&var)?;
         let limits = LimitsConfig::from_lookup(&var)?;
@@ -173,6 +184,7 @@ impl Config {
             limits,
             stripe,
             reservation_ttl,
+            shutdown_timeout,
             database_url,
             bind_addr,
             public_base_url,
@@ -214,6 +226,20 @@ mod tests {
         assert!(c.jwt_secret_generated);
         assert_eq!(c.fund.target_minor, 100_000_000);
         assert_eq!(c.fund.name, "Legal Defense Fund");
+    }
+
+    #[test]
+    fn the_shutdown_timeout_defaults_to_30s_and_refuses_nonsense() {
+        let timeout = |pairs: &[(&str, &str)]| config(pairs).map(|c| c.shutdown_timeout);
+        assert_eq!(timeout(&[]).ok(), Some(std::time::Duration::from_secs(30)));
+        assert_eq!(
+            timeout(&[("SHUTDOWN_TIMEOUT", "90s")]).ok(),
+            Some(std::time::Duration::from_secs(90))
+        );
+        for bad in ["0", "soon", "-5s"] {
+            let err = timeout(&[("SHUTDOWN_TIMEOUT", bad)]).expect_err(bad);
+            assert!(err.0.starts_with("SHUTDOWN_TIMEOUT"), "{}", err.0);
+        }
     }
 
     #[test]

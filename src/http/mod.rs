@@ -15,6 +15,7 @@ mod payments;
 mod refunds;
 mod reports;
 pub mod request_log;
+mod stop;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{App, HttpRequest, HttpServer, guard, web};
 
 pub use auth::Staff;
+pub use stop::{Shutdown, stop_signal};
 
 use crate::auth::TokenKeys;
 use crate::config::{Config, DatabaseUrl};
@@ -63,25 +65,9 @@ pub struct Running {
     pub server: Server,
     /// Shared state (tests read the writer's snapshot through it).
     pub state: web::Data<AppState>,
-    /// Stops the server and the watcher; the writer and the pool close once nothing holds them.
+    /// Stops the service: at once ([`Shutdown::shutdown`], tests) or in order
+    /// ([`Shutdown::graceful`], `serve` on SIGTERM).
     pub shutdown: Shutdown,
-}
-
-/// Stops a started service (tests start many in one process).
-#[derive(Clone)]
-pub struct Shutdown {
-    server: actix_web::dev::ServerHandle,
-    watcher: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Shutdown {
-    /// Asks the server to stop now and the watcher to end at its next tick.
-    pub fn shutdown(&self) {
-        self.watcher
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        // The stop command is sent when called; the returned future only waits for it.
-        drop(self.server.stop(false));
-    }
 }
 
 /// Migrates the database, starts the writer, the watcher and the HTTP server (not yet
@@ -119,6 +105,9 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     let instance_key = format!("crowdledger-{created}");
     let mail_wake = Arc::new(tokio::sync::Notify::new());
     let (payments_tx, payments_rx) = tokio::sync::mpsc::channel(PAYMENT_FOLLOW_UPS);
+    // The mailer and the payments worker end after what they are doing when this turns true.
+    let (tasks_stop, _) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
     tokio::spawn(dispatch_effects(
         effects_rx,
         Arc::clone(&mail_wake),
@@ -132,7 +121,9 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
             reservation_ttl: config.reservation_ttl,
             intent_budget: config.intent_budget(),
         };
-        tokio::spawn(worker.run(payments_rx));
+        tasks.push(tokio::spawn(
+            worker.run(payments_rx, tasks_stop.subscribe()),
+        ));
     } else {
         tracing::warn!("STRIPE_SECRET_KEY is not set: card donations are unavailable");
     }
@@ -150,7 +141,7 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         config.public_base_url.clone(),
         created.to_string(),
     )?;
-    tokio::spawn(mailer.run());
+    tasks.push(tokio::spawn(mailer.run(tasks_stop.subscribe())));
     let keys = TokenKeys::new(config.jwt_secret.bytes())?;
     let listener = TcpListener::bind(config.bind_addr)?;
     let port = listener.local_addr()?.port();
@@ -178,14 +169,25 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     let csp = crate::web::content_security_policy(&state.config);
     let app_state = state.clone();
     let deadline = timeouts.request_timeout;
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refusing = Arc::clone(&stopping);
+    let shutdown_timeout = config_shutdown_timeout(&state.config);
     let mut server = HttpServer::new(move || {
+        let refusing = Arc::clone(&refusing);
         App::new()
             .wrap_fn(move |req, srv| {
-                // The route pattern, not the raw path (which can carry ids and tokens).
-                let route = req
-                    .match_pattern()
-                    .unwrap_or_else(|| "unmatched".to_owned());
-                limits::within_deadline(deadline, route, srv.call(req))
+                use futures_util::future::{Either, ready};
+                match stop::refused_when_stopping(&refusing, req) {
+                    Ok(refused) => Either::Left(ready(Ok(refused))),
+                    Err(req) => {
+                        // The route pattern, not the raw path (which can carry ids and tokens).
+                        let route = req
+                            .match_pattern()
+                            .unwrap_or_else(|| "unmatched".to_owned());
+                        let call = limits::within_deadline(deadline, route, srv.call(req));
+                        Either::Right(stop::closing_when_stopping(Arc::clone(&refusing), call))
+                    }
+                }
             })
             .wrap(crate::web::security_headers(&csp))
             // Outermost, so the line has the final status and the whole latency.
@@ -197,7 +199,9 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     .client_disconnect_timeout(std::time::Duration::from_secs(2))
     .keep_alive(timeouts.keep_alive)
     .listen(listener)?
-    .shutdown_timeout(5);
+    // `serve` handles the signals itself, to stop the writer and the mailer after the server.
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout);
     if workers > 0 {
         server = server.workers(workers);
     }
@@ -208,10 +212,20 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         shutdown: Shutdown {
             server: server.handle(),
             watcher: stop,
+            stopping,
+            tasks_stop: Arc::new(tasks_stop),
+            tasks: Arc::new(std::sync::Mutex::new(tasks)),
+            writer: state.writer.clone(),
         },
         server,
         state,
     })
+}
+
+/// The server's own graceful stop, in whole seconds (what actix takes): the requests in
+/// flight get `SHUTDOWN_TIMEOUT` less a second, which is left for the writer and the mailer.
+fn config_shutdown_timeout(config: &Config) -> u64 {
+    config.shutdown_timeout.as_secs().saturating_sub(1).max(1)
 }
 
 /// Routes the writer's after-commit effects: mail wakes the mailer, the rest go to the

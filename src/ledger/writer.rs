@@ -2,7 +2,7 @@
 //! batch loop is in `batch`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use tokio::sync::oneshot;
@@ -120,6 +120,9 @@ pub struct LedgerWriter {
     tx: SyncSender<Box<dyn Job>>,
     snapshot: Arc<SnapshotCell>,
     stats: Arc<WriterStats>,
+    /// Set by [`LedgerWriter::close`]: new commands are refused, the thread ends once the
+    /// queue is empty.
+    closing: Arc<AtomicBool>,
     _thread: Arc<Joined>,
 }
 
@@ -158,6 +161,8 @@ impl LedgerWriter {
         let checkpoint = Checkpointer::start(url, &mut conn, Arc::clone(&stats));
         let shared = (Arc::clone(&snapshot), Arc::clone(&stats));
         let done = Arc::clone(&stats);
+        let closing = Arc::new(AtomicBool::new(false));
+        let closed = Arc::clone(&closing);
         let url = url.clone();
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -173,6 +178,7 @@ impl LedgerWriter {
                     none_kept_at: None,
                     checkpoint,
                     effects,
+                    closing: closed,
                 };
                 writer.run(&rx);
                 drop(writer);
@@ -182,6 +188,7 @@ impl LedgerWriter {
             tx,
             snapshot,
             stats,
+            closing,
             _thread: Arc::new(Joined(Some(thread))),
         })
     }
@@ -196,10 +203,34 @@ impl LedgerWriter {
         &self.snapshot
     }
 
+    /// Stops the writer in order (a graceful stop): commands submitted from now on are
+    /// refused with 503; those already queued are applied, committed and answered, and then
+    /// the thread closes its connection and ends. Returns at once; see
+    /// [`LedgerWriter::wait_stopped`].
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    /// Waits (asynchronously) until the writer thread has answered its last command and
+    /// closed its connection, at most `within`; false if it had not by then.
+    pub async fn wait_stopped(&self, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.stats.stopped.load(Ordering::Acquire) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     fn enqueue<O: Op>(
         &self,
         op: O,
     ) -> Result<oneshot::Receiver<Result<O::Output, AppError>>, AppError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(AppError::unavailable("ledger writer stopped"));
+        }
         let (reply, rx) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Submitted {
             op,

@@ -104,30 +104,39 @@ impl Mailer {
             .map_err(AppError::internal)?
     }
 
-    /// Runs forever: sends what is due whenever woken or once a second.
-    pub async fn run(self) {
+    /// Sends what is due whenever woken or once a second, until `stop` turns true: then it
+    /// finishes the message it is sending (and records it), starts no other, and returns.
+    /// Never cut a send short from outside: a message the server accepted but not recorded
+    /// as sent would go again at the next start.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         if self.transport.is_none() {
             tracing::warn!("SMTP_URL is not set: emails are logged and stay queued");
         }
         let mut logged_up_to = 0_i64;
-        loop {
+        while !*stop.borrow() {
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(POLL) => {}
+                _ = stop.changed() => break,
             }
             if self.transport.is_none() {
                 logged_up_to = self.log_unsent(logged_up_to).await;
             } else {
-                self.drain().await;
+                self.drain(&stop).await;
             }
-            tokio::time::sleep(WAKE_GAP).await;
+            tokio::select! {
+                () = tokio::time::sleep(WAKE_GAP) => {}
+                _ = stop.changed() => break,
+            }
         }
+        tracing::info!("mailer stopped");
     }
 
-    /// Passes until one comes back short (a full pass means more may be due), or fails.
-    async fn drain(&self) {
-        loop {
-            match self.pass().await {
+    /// Passes until one comes back short (a full pass means more may be due), fails, or the
+    /// mailer is asked to stop.
+    async fn drain(&self, stop: &tokio::sync::watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            match self.pass_until(stop).await {
                 Ok(n) if i64::try_from(n).is_ok_and(|n| n >= CLAIM) => {}
                 Ok(_) => break,
                 Err(e) => {
@@ -183,6 +192,16 @@ impl Mailer {
     /// a row whose lease ran out while the rows before it went to a slow server may have been
     /// claimed by another instance, which then sends it; this one skips it.
     pub async fn pass(&self) -> Result<usize, AppError> {
+        let (_keep, never) = tokio::sync::watch::channel(false);
+        self.pass_until(&never).await
+    }
+
+    /// [`Mailer::pass`], stopping before the next row once `stop` is true; the rows of the
+    /// claim not sent are given back.
+    async fn pass_until(
+        &self,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<usize, AppError> {
         let now = crate::db::now();
         let lease = chrono::Duration::from_std(self.cfg.lease).map_err(AppError::internal)?;
         let token = format!("{}-{:016x}", self.instance, rand::random::<u64>());
@@ -192,6 +211,12 @@ impl Mailer {
             .await?;
         let n = rows.len();
         for row in rows {
+            if *stop.borrow() {
+                let t = token.clone();
+                self.db(move |c| outbox::release(c, &t, crate::db::now()))
+                    .await?;
+                break;
+            }
             let id = row.id;
             let attempts = row.attempts;
             let t = token.clone();

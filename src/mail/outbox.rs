@@ -86,6 +86,19 @@ pub fn renew(
     Ok(n == 1)
 }
 
+/// Gives back the rows of `token`'s claim that were not sent (the mailer is stopping), so
+/// the next start sends them at once instead of after the lease.
+pub fn release(conn: &mut DbConn, token: &str, now: NaiveDateTime) -> Result<usize, AppError> {
+    Ok(diesel::update(
+        outbox::table
+            .filter(outbox::claim_token.eq(token))
+            .filter(outbox::sent_at.is_null())
+            .filter(outbox::next_attempt_at.gt(now)),
+    )
+    .set(outbox::next_attempt_at.eq(now))
+    .execute(conn)?)
+}
+
 /// Records that the server accepted the message; false if the row was no longer under
 /// `token`'s claim (the lease was shorter than the send: see `MAIL_LEASE`).
 pub fn mark_sent(

@@ -71,19 +71,26 @@ pub fn sweep_interval(ttl: Duration) -> Duration {
 }
 
 impl Worker {
-    /// Runs until the writer's effect channel closes.
+    /// Runs until the writer's effect channel closes or `stop` turns true (a graceful stop:
+    /// the follow-up under way finishes, no other starts; what is left is the sweep's after
+    /// the next start).
     ///
     /// While Stripe cannot be reached, the fee look-ups of new successes are left to the sweep
     /// (which fetches every missing fee) rather than each costing a failed connection: after
     /// a look-up fails to reach Stripe, none is tried for one sweep interval. In a burst during
     /// an outage those attempts took a tenth of the server's CPU (BENCHMARKS.md).
-    pub async fn run(self, mut effects: Receiver<Effect>) {
+    pub async fn run(
+        self,
+        mut effects: Receiver<Effect>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         let interval = sweep_interval(self.reservation_ttl.min(self.intent_budget));
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut fees_paused_until: Option<tokio::time::Instant> = None;
-        loop {
+        while !*stop.borrow() {
             tokio::select! {
+                _ = stop.changed() => break,
                 effect = effects.recv() => match effect {
                     Some(Effect::FetchFees { .. })
                         if fees_paused_until.is_some_and(|t| tokio::time::Instant::now() < t) =>

@@ -25,6 +25,7 @@ mod refund_once;
 mod reports;
 mod review;
 mod schema_drift;
+mod shutdown;
 mod slow_stripe;
 mod smtp;
 mod stripe;

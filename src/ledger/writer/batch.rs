@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -63,6 +63,8 @@ pub(super) struct Writer {
     /// SQLite's WAL checkpoints, on their own thread.
     pub(super) checkpoint: Option<Checkpointer>,
     pub(super) effects: Option<tokio::sync::mpsc::UnboundedSender<Effect>>,
+    /// Set by `LedgerWriter::close`: end once the queue is empty.
+    pub(super) closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Writer {
@@ -73,9 +75,22 @@ impl Writer {
             let max = self.tuning.max;
             let mut jobs = std::mem::take(&mut carried);
             if jobs.is_empty() {
-                match rx.recv() {
+                // Woken now and then to notice a graceful stop: the queue's handles may live
+                // on (a detached task holds one), so its closing is not the only way to end.
+                match rx.recv_timeout(CLOSE_CHECK) {
                     Ok(job) => jobs.push(job),
-                    Err(_) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if self.closing.load(Ordering::Acquire) {
+                            // Commands queued just before the close are still answered.
+                            match rx.try_recv() {
+                                Ok(job) => jobs.push(job),
+                                Err(_) => break,
+                            }
+                        } else {
+                            continue;
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
             while jobs.len() < max {
@@ -279,6 +294,9 @@ impl Writer {
 /// callers on their way back arrive close together, and once they stop, waiting longer for a
 /// straggler only idles the writer (BENCHMARKS.md, "Fifth session": 100 µs of a 1 ms wait).
 const FILL_GAP_DIVISOR: u32 = 10;
+
+/// How often an idle writer looks whether it is asked to stop.
+const CLOSE_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The rest of a batch's group-commit wait: more commands, up to `want` in all, until
 /// `deadline`, or until none has come for `gap`.

@@ -120,6 +120,7 @@ fn writer_with_donations(url: DatabaseUrl) -> (Writer, Arc<Mutex<Log>>) {
         none_kept_at: None,
         checkpoint: None,
         effects: None,
+        closing: Arc::default(),
     };
     let bounds = AmountBounds {
         min_minor: 1,

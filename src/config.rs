@@ -11,6 +11,7 @@ mod fund;
 mod limits;
 mod logging;
 mod mail;
+mod metrics;
 mod proxy;
 mod stripe;
 
@@ -20,6 +21,7 @@ pub use fund::{BoundsText, FundDefaults, StoredFund};
 pub use limits::{LimitsConfig, Rate};
 pub use logging::LogFormat;
 pub use mail::MailConfig;
+pub use metrics::{MetricsConfig, MetricsToken};
 pub use proxy::{IpNet, TrustedProxy};
 pub use stripe::StripeConfig;
 
@@ -105,6 +107,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How log lines are written (`LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// Where `GET /metrics` is served (`METRICS_ADDR`, `METRICS_TOKEN`); nowhere by default.
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -177,9 +181,11 @@ impl Config {
         let mail = MailConfig::from_lookup(&var)?;
         let limits = LimitsConfig::from_lookup(&var)?;
         let log_format = LogFormat::from_lookup(&var)?;
+        let metrics = MetricsConfig::from_lookup(&var)?;
         let fill_wait_us = number("WRITER_BATCH_WAIT_US", default_fill_wait_us(&database_url))?;
         Ok(Config {
             log_format,
+            metrics,
             mail,
             limits,
             stripe,

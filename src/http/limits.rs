@@ -40,6 +40,7 @@ pub struct Limits {
     clock: DefaultClock,
     shared: Option<SharedLogins>,
     config: LimitsConfig,
+    metrics: Option<Arc<super::metrics::Metrics>>,
 }
 
 fn limiter<K: Clone + std::hash::Hash + Eq>(
@@ -77,6 +78,7 @@ impl Limits {
             clock: DefaultClock::default(),
             shared: None,
             config: config.clone(),
+            metrics: None,
         }
     }
 
@@ -94,25 +96,44 @@ impl Limits {
             .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), rate_key)
     }
 
+    /// Counts this service's refusals in `metrics` (`crowdledger_rate_limited_total`).
+    pub fn counting(mut self, metrics: Arc<super::metrics::Metrics>) -> Limits {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts `result` when it is a rate limit's refusal (a shared limit can also fail
+    /// otherwise, e.g. its database being away).
+    fn count<T>(&self, limit: &str, result: Result<T, AppError>) -> Result<T, AppError> {
+        if let (Err(e), Some(m)) = (&result, &self.metrics)
+            && e.code == ErrorCode::RateLimited
+        {
+            m.rate_limited(limit);
+        }
+        result
+    }
+
     fn donation(&self, req: &HttpRequest) -> Result<(), AppError> {
         let key = self.client_key(req);
-        take(self.donations.as_ref(), &key, &self.clock).inspect_err(|_| {
+        let taken = take(self.donations.as_ref(), &key, &self.clock).inspect_err(|_| {
             tracing::debug!(client = %key, "donation attempt refused: rate limit");
-        })
+        });
+        self.count("donation", taken)
     }
 
     fn login(&self, req: &HttpRequest) -> Result<(), AppError> {
         let key = self.client_key(req);
-        take(self.login.as_ref(), &key, &self.clock).inspect_err(|_| {
+        let taken = take(self.login.as_ref(), &key, &self.clock).inspect_err(|_| {
             tracing::info!(client = %key, "login refused: rate limit per address");
-        })
+        });
+        self.count("login", taken)
     }
 
     /// Spends one login attempt from address `key` in the budget the instances share (on
     /// PostgreSQL; `login` spent this instance's).
     async fn login_everywhere(&self, key: IpAddr) -> Result<(), AppError> {
         match &self.shared {
-            Some(shared) => shared.address(key).await,
+            Some(shared) => self.count("login", shared.address(key).await),
             None => Ok(()),
         }
     }
@@ -122,7 +143,7 @@ impl Limits {
     pub async fn login_account_everywhere(&self, email: &str) -> Result<(), AppError> {
         let key = self.login_account(email)?;
         match &self.shared {
-            Some(shared) => shared.account(&key).await,
+            Some(shared) => self.count("account", shared.account(&key).await),
             None => Ok(()),
         }
     }
@@ -139,9 +160,10 @@ impl Limits {
             }
             key.truncate(cut);
         }
-        take(self.login_account.as_ref(), &key, &self.clock).inspect_err(|_| {
+        let taken = take(self.login_account.as_ref(), &key, &self.clock).inspect_err(|_| {
             tracing::info!("login refused: rate limit per account");
-        })?;
+        });
+        self.count("account", taken)?;
         Ok(key)
     }
 

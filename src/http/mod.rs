@@ -9,6 +9,7 @@ mod fund;
 mod input;
 pub mod limits;
 mod limits_shared;
+pub mod metrics;
 pub(crate) mod openapi;
 mod outbox;
 mod payments;
@@ -55,12 +56,16 @@ pub struct AppState {
     pub instance_key: String,
     /// Per-client rate limits.
     pub limits: Arc<limits::Limits>,
+    /// This service's figures for `GET /metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// A started service.
 pub struct Running {
     /// The port it listens on.
     pub port: u16,
+    /// The port of the `METRICS_ADDR` listener, when there is one.
+    pub metrics_port: Option<u16>,
     /// The server future; await it to serve, or spawn it.
     pub server: Server,
     /// Shared state (tests read the writer's snapshot through it).
@@ -146,7 +151,8 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     let listener = TcpListener::bind(config.bind_addr)?;
     let port = listener.local_addr()?.port();
     let workers = config.http_workers;
-    let limits = limits::Limits::new(&config.limits);
+    let metrics = Arc::new(metrics::Metrics::new(&writer.stats())?);
+    let limits = limits::Limits::new(&config.limits).counting(Arc::clone(&metrics));
     // Login limits shared by the instances of one PostgreSQL database (see `limits_shared`).
     let limits = Arc::new(match config.database_url {
         DatabaseUrl::Postgres(_) => limits.shared_through(pool.clone()),
@@ -164,6 +170,7 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         payments,
         instance_key,
         limits,
+        metrics: Arc::clone(&metrics),
     });
     crate::web::check()?;
     let csp = crate::web::content_security_policy(&state.config);
@@ -191,7 +198,10 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
             })
             .wrap(crate::web::security_headers(&csp))
             // Outermost, so the line has the final status and the whole latency.
-            .wrap_fn(request_log::log_request)
+            .wrap_fn({
+                let metrics = Arc::clone(&metrics);
+                move |req, srv| request_log::log_request(req, srv, Arc::clone(&metrics))
+            })
             .configure(|cfg| routes(cfg, app_state.clone()))
     })
     // Slow clients: the request head must arrive in time, idle connections close.
@@ -207,10 +217,16 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     }
     tracing::info!(port, "crowdledger listening");
     let server = server.run();
+    let (metrics_port, metrics_server) = match serve_metrics(&state)? {
+        Some((port, handle)) => (Some(port), Some(handle)),
+        None => (None, None),
+    };
     Ok(Running {
         port,
+        metrics_port,
         shutdown: Shutdown {
             server: server.handle(),
+            metrics_server,
             watcher: stop,
             stopping,
             tasks_stop: Arc::new(tasks_stop),
@@ -226,6 +242,38 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
 /// flight get `SHUTDOWN_TIMEOUT` less a second, which is left for the writer and the mailer.
 fn config_shutdown_timeout(config: &Config) -> u64 {
     config.shutdown_timeout.as_secs().saturating_sub(1).max(1)
+}
+
+/// Starts the `METRICS_ADDR` listener, when configured: one worker serving only
+/// `GET /metrics` (and 404 for anything else), apart from the donation port.
+fn serve_metrics(
+    state: &web::Data<AppState>,
+) -> Result<Option<(u16, actix_web::dev::ServerHandle)>, anyhow::Error> {
+    let Some(addr) = state.config.metrics.addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)?;
+    let port = listener.local_addr()?.port();
+    let state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(metrics::scrape))
+            .default_service(web::to(|| async {
+                actix_web::ResponseError::error_response(&AppError::new(
+                    ErrorCode::NotFound,
+                    "only GET /metrics is served here",
+                ))
+            }))
+    })
+    .workers(1)
+    .listen(listener)?
+    .shutdown_timeout(1)
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    tracing::info!(port, "metrics listening");
+    Ok(Some((port, handle)))
 }
 
 /// Routes the writer's after-commit effects: mail wakes the mailer, the rest go to the
@@ -260,6 +308,7 @@ const PAYMENT_FOLLOW_UPS: usize = 4_096;
 
 /// Registers every route, with the shared state and error handlers.
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    let metrics_on_main_port = state.config.metrics.token.is_some();
     cfg.app_data(state)
         .app_data(json_body(JSON_LIMIT))
         .app_data(web::QueryConfig::default().error_handler(|e, _req| query_error(&e).into()))
@@ -274,6 +323,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(reports::routes)
         .configure(openapi::routes)
         .configure(crate::web::routes)
+        .configure(|cfg| {
+            // On the donation port only with a token: never public by default.
+            if metrics_on_main_port {
+                cfg.route("/metrics", web::get().to(metrics::scrape));
+            }
+        })
         .default_service(web::to(not_found));
 }
 

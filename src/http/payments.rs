@@ -270,6 +270,7 @@ pub(super) async fn stripe_webhook(
             said: Box::new(event.fact),
         };
     }
+    let event_type = event.event_type.clone();
     let outcome = state
         .writer
         .submit(ApplyStripeEvent {
@@ -280,6 +281,7 @@ pub(super) async fn stripe_webhook(
             keep_unknown: true,
         })
         .await?;
+    state.metrics.webhook(&event_type, outcome);
     Ok(HttpResponse::Ok().json(WebhookAck {
         received: true,
         outcome,

@@ -6,12 +6,15 @@
 //! id follows the request through), otherwise it is made here; either way it is sent back in
 //! the `X-Request-Id` response header and is on every event logged while the request runs.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use tracing::Instrument;
+
+use super::metrics::Metrics;
 
 /// The request id header, read from clients and always answered.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -35,11 +38,13 @@ fn request_id(req: &ServiceRequest) -> String {
         .map_or_else(|| hex::encode(rand::random::<[u8; 16]>()), str::to_owned)
 }
 
-/// Runs `req` through `srv` inside a span carrying the request id, then logs the request line
-/// and adds `X-Request-Id` to the answer (an error's answer too).
+/// Runs `req` through `srv` inside a span carrying the request id, then logs the request line,
+/// counts it in `metrics` (same route, status and latency) and adds `X-Request-Id` to the
+/// answer (an error's answer too).
 pub fn log_request<S, B>(
     req: ServiceRequest,
     srv: &S,
+    metrics: Arc<Metrics>,
 ) -> impl std::future::Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>> + use<S, B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
@@ -54,17 +59,20 @@ where
     let call = span.in_scope(|| srv.call(req));
     async move {
         let result = call.instrument(span).await;
-        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let took = started.elapsed();
+        let latency_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
         let header = HeaderValue::from_str(&id).ok();
         match result {
             Ok(res) => {
                 let route = res.request().match_pattern().or(pattern);
                 let mut res = res.map_into_boxed_body();
                 let status = res.status().as_u16();
+                let route = route.as_deref().unwrap_or("unmatched");
+                metrics.request(&method, route, status, took);
                 tracing::info!(
                     request_id = %id,
                     %method,
-                    route = %route.as_deref().unwrap_or("unmatched"),
+                    route = %route,
                     status,
                     latency_ms,
                     "request"
@@ -77,10 +85,12 @@ where
             Err(err) => {
                 let mut resp = err.error_response();
                 let status = resp.status().as_u16();
+                let route = pattern.as_deref().unwrap_or("unmatched");
+                metrics.request(&method, route, status, took);
                 tracing::info!(
                     request_id = %id,
                     %method,
-                    route = %pattern.as_deref().unwrap_or("unmatched"),
+                    route = %route,
                     status,
                     latency_ms,
                     "request"

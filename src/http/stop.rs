@@ -20,6 +20,8 @@ use crate::ledger::LedgerWriter;
 #[derive(Clone)]
 pub struct Shutdown {
     pub(super) server: actix_web::dev::ServerHandle,
+    /// The `METRICS_ADDR` listener, when configured.
+    pub(super) metrics_server: Option<actix_web::dev::ServerHandle>,
     pub(super) watcher: Arc<AtomicBool>,
     /// Set once a stop began: every request from then on is refused with 503.
     pub(super) stopping: Arc<AtomicBool>,
@@ -38,6 +40,9 @@ impl Shutdown {
         self.watcher.store(true, Ordering::Relaxed);
         // The stop command is sent when called; the returned future only waits for it.
         drop(self.server.stop(false));
+        if let Some(m) = &self.metrics_server {
+            drop(m.stop(false));
+        }
     }
 
     /// True once a stop began.
@@ -63,6 +68,9 @@ impl Shutdown {
         tracing::info!(cause, timeout = ?within, "stopping: new requests are refused");
         // Waits for the connections in flight, at most the server's `shutdown_timeout`.
         self.server.stop(true).await;
+        if let Some(m) = &self.metrics_server {
+            m.stop(true).await;
+        }
         tracing::info!("stopping: HTTP server stopped");
         self.watcher.store(true, Ordering::Relaxed);
         self.writer.close();

@@ -50,4 +50,4 @@ pub enum Effect {
 pub use crate::config::BatchTuning;
 pub use snapshot::{FundSnapshot, FundView, IntakeView, PeriodView, SnapshotCell};
 pub use state::{FundState, adopt_stored_fund, entries_after, stored_fund};
-pub use writer::{LedgerWriter, Op, WriterStats};
+pub use writer::{LedgerWriter, Op, WriterHistograms, WriterStats};

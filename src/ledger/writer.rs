@@ -109,6 +109,19 @@ pub struct WriterStats {
     pub checkpointed_frames: AtomicU64,
     /// Set by the writer thread once it has stopped and closed its connection.
     pub stopped: std::sync::atomic::AtomicBool,
+    /// Histograms the writer observes after each commit, once the service registered them
+    /// for `/metrics` (the CLI's writers have none and observe nothing).
+    pub histograms: std::sync::OnceLock<WriterHistograms>,
+}
+
+/// What `/metrics` shows of the writer's batches. Observing is a few atomic adds, so the
+/// writer thread pays no lock for it.
+#[derive(Debug, Clone)]
+pub struct WriterHistograms {
+    /// Commands per committed batch.
+    pub batch_size: prometheus::Histogram,
+    /// Seconds from the batch's first statement to its commit (reruns included).
+    pub commit_seconds: prometheus::Histogram,
 }
 
 /// Handle to the writer thread; cheap to clone. When the last handle is dropped the thread

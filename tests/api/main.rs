@@ -14,6 +14,7 @@ mod ledger;
 mod limits;
 mod localstripe;
 mod mail;
+mod metrics;
 mod migrations;
 mod model;
 mod offline;

@@ -163,6 +163,7 @@ impl Writer {
         // to run as below, in a transaction under the lock; nothing was written.
         let mut at_once =
             matches!(c, DbConn::Pg(_)) && cached.is_some() && jobs.iter().all(|j| j.buffered());
+        let started = std::time::Instant::now();
         let mut effects = Vec::new();
         let outcome = loop {
             let mut body = |conn: &mut DbConn, at_once: bool| -> Result<FundState, Abort> {
@@ -248,6 +249,11 @@ impl Writer {
         match outcome {
             Ok(st) => {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                if let Some(h) = self.stats.histograms.get() {
+                    h.commit_seconds.observe(started.elapsed().as_secs_f64());
+                    #[allow(clippy::cast_precision_loss)] // a batch is far below 2^52
+                    h.batch_size.observe(answered as f64);
+                }
                 self.snapshot.publish(&st);
                 self.cached = Some(st);
                 self.none_kept_at = none_kept_after;

@@ -1,0 +1,418 @@
+//! `crowdledger backup` and `crowdledger restore`: one portable file for both engines.
+//!
+//! The format (version 1) is text, one JSON object per line: a header
+//! `{"format":"crowdledger-backup","version":1,"engine":..,"head_seq":..,"head_hash":..,
+//! "taken_at":..,"tables":[..]}`, then `{"t":TABLE,"r":ROW}` for every row of every table in
+//! [`TABLES`] order (each table by primary key), then a trailer `{"end":{"rows":N,"sha256":H}}`
+//! where `H` is the SHA-256 of every byte before the trailer. Every row is read in ONE read
+//! transaction (REPEATABLE READ on PostgreSQL, a WAL snapshot on SQLite), so the head in the
+//! header and every row are one snapshot while the server keeps writing.
+//!
+//! Restore reads the same file into an empty database in one transaction, then runs the
+//! checks of `verify` inside it and rolls everything back when anything differs.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::db::{self, DbConn, schema};
+use crate::ledger::verify::verify_snapshot;
+
+/// The `format` value of a backup's header.
+pub const FORMAT: &str = "crowdledger-backup";
+/// The format version written and read.
+pub const VERSION: i64 = 1;
+/// Rows read per query while dumping, so memory stays flat however large the fund.
+const PAGE: i64 = 2_000;
+
+/// The first line of a backup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Always [`VERSION`].
+    pub version: i64,
+    /// `sqlite` or `postgres`: where it was taken (the rows are the same either way).
+    pub engine: String,
+    /// The ledger's last entry at the snapshot.
+    pub head_seq: i64,
+    /// That entry's hash.
+    pub head_hash: String,
+    /// When the snapshot was taken (UTC).
+    pub taken_at: NaiveDateTime,
+    /// The tables, in the order their rows follow.
+    pub tables: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Trailer {
+    rows: u64,
+    sha256: String,
+}
+
+/// Declares one full-row type per table (read with `Selectable`, written with `Insertable`,
+/// serialised with serde; unknown fields are refused) and the dump/insert code over all of
+/// them in a fixed order: parents before the rows that name them (foreign keys on SQLite,
+/// statement-level reference triggers on PostgreSQL).
+macro_rules! tables {
+    ($( $t:ident => $S:ident by $pk:ident { $($c:ident : $ty:ty),* $(,)? } )*) => {
+        $(
+            #[derive(Queryable, Selectable, Insertable, Serialize, Deserialize)]
+            #[diesel(table_name = schema::$t, treat_none_as_default_value = false)]
+            #[serde(deny_unknown_fields)]
+            struct $S { $($c: $ty),* }
+        )*
+
+        /// Every table of the schema, in the order a backup holds them.
+        pub const TABLES: &[&str] = &[$(stringify!($t)),*];
+
+        fn dump_tables(conn: &mut DbConn, out: &mut Sink) -> anyhow::Result<()> {
+            $(
+                let mut offset = 0_i64;
+                loop {
+                    // Paged by primary key inside the one snapshot: OFFSET is stable there.
+                    let page: Vec<$S> = schema::$t::table
+                        .order(schema::$t::$pk.asc())
+                        .limit(PAGE)
+                        .offset(offset)
+                        .select($S::as_select())
+                        .load(conn)
+                        .with_context(|| format!("reading {}", stringify!($t)))?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    offset += i64::try_from(page.len()).unwrap_or(PAGE);
+                    for row in &page {
+                        out.row(stringify!($t), row)?;
+                    }
+                }
+            )*
+            Ok(())
+        }
+
+        fn insert_row(conn: &mut DbConn, table: &str, row: serde_json::Value) -> anyhow::Result<()> {
+            match table {
+                $(
+                    stringify!($t) => {
+                        let row: $S = serde_json::from_value(row)
+                            .with_context(|| format!("a {} row does not fit the table", stringify!($t)))?;
+                        diesel::insert_into(schema::$t::table).values(&row).execute(conn)?;
+                    }
+                )*
+                other => bail!("unknown table {other:?}"),
+            }
+            Ok(())
+        }
+    };
+}
+
+tables! {
+    funds => Fund by id {
+        id: i64, name: String, currency: String, target_minor: i64, raised_minor: i64,
+        donation_count: i64, reserved_minor: i64, cap_mode: String, intake_state: String,
+        intake_message: String, intake_changed_at: NaiveDateTime, ledger_seq: i64,
+        last_donation_id: i64, ledger_head: String, version: i64, created_at: NaiveDateTime,
+        updated_at: NaiveDateTime,
+    }
+    periods => Period by id {
+        id: i64, label: String, starts_on: NaiveDate, ends_on: NaiveDate, budget_minor: i64,
+        created_at: NaiveDateTime, updated_at: NaiveDateTime,
+    }
+    donations => Donation by id {
+        id: i64, method: String, status: String, amount_minor: i64, refunded_minor: i64,
+        disputed_minor: i64, fee_minor: Option<i64>, net_minor: Option<i64>, currency: String,
+        donor_name: String, email: Option<String>, anonymous: bool, locale: String,
+        reference: Option<String>, received_on: Option<NaiveDate>,
+        payment_intent_id: Option<String>, after_close: bool, recorded_by: Option<String>,
+        created_at: NaiveDateTime, succeeded_at: Option<NaiveDateTime>,
+        charge_id: Option<String>, reserved_until: Option<NaiveDateTime>,
+        dispute_status: Option<String>, payout_id: Option<String>,
+        fee_currency: Option<String>, settled_minor: Option<i64>,
+        exchange_rate: Option<String>,
+    }
+    ledger_entries => Entry by seq {
+        seq: i64, created_at: NaiveDateTime, kind: String, donation_id: Option<i64>,
+        amount_minor: i64, count_delta: i64, raised_after_minor: i64, target_after_minor: i64,
+        intake_after: String, memo: String, prev_hash: String, hash: String,
+    }
+    users => User by id {
+        id: i64, email: String, password_hash: String, role: String, created_at: NaiveDateTime,
+    }
+    idempotency_keys => IdempotencyKey by scope_key {
+        scope_key: String, request_hash: String, status_code: i32, response_body: String,
+        created_at: NaiveDateTime, donation_id: Option<i64>,
+    }
+    audit_log => Audit by id {
+        id: i64, at: NaiveDateTime, actor: String, action: String, detail: String,
+    }
+    outbox => Outbox by id {
+        id: i64, kind: String, dedupe_key: String, donation_id: Option<i64>, locale: String,
+        payload: String, created_at: NaiveDateTime, attempts: i32,
+        next_attempt_at: NaiveDateTime, last_error: Option<String>,
+        sent_at: Option<NaiveDateTime>, claim_token: Option<String>,
+        failed_at: Option<NaiveDateTime>,
+    }
+    stripe_events => StripeEvent by event_id {
+        event_id: String, event_type: String, payment_intent_id: Option<String>,
+        charge_id: Option<String>, created: i64, received_at: NaiveDateTime,
+        applied_at: Option<NaiveDateTime>, fact: String,
+    }
+    payouts => Payout by id {
+        id: String, amount_minor: i64, currency: String, status: String,
+        arrival_date: Option<i64>, created: i64, updated_at: NaiveDateTime,
+        reconciled_at: Option<NaiveDateTime>, matched: i32, missing_in_ledger: i32,
+        missing_in_stripe: i32, differences: i32, report: String,
+    }
+    login_limits => LoginLimit by key {
+        key: String, tat_us: i64,
+    }
+    refund_requests => RefundRequest by id {
+        id: i64, idempotency_key: Option<String>, request_hash: String, donation_id: i64,
+        amount_minor: i64, actor: String, reason: String, state: String,
+        stripe_refund_id: Option<String>, status_code: Option<i32>,
+        response_body: Option<String>, created_at: NaiveDateTime, updated_at: NaiveDateTime,
+    }
+}
+
+/// PostgreSQL tables whose `id` is a BIGSERIAL: their sequences move past the restored ids.
+const PG_SERIAL_TABLES: &[&str] = &["periods", "users", "audit_log", "outbox", "refund_requests"];
+
+/// Writes lines and hashes every byte written, for the trailer.
+struct Sink {
+    out: BufWriter<File>,
+    digest: Sha256,
+    rows: u64,
+}
+
+impl Sink {
+    fn line(&mut self, value: &impl Serialize) -> anyhow::Result<()> {
+        let mut text = serde_json::to_string(value)?;
+        text.push('\n');
+        self.digest.update(text.as_bytes());
+        self.out.write_all(text.as_bytes())?;
+        Ok(())
+    }
+
+    fn row(&mut self, table: &str, row: &impl Serialize) -> anyhow::Result<()> {
+        self.rows += 1;
+        self.line(&serde_json::json!({ "t": table, "r": row }))
+    }
+}
+
+/// What a backup or restore ended at.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// The ledger's last entry.
+    pub seq: i64,
+    /// Its hash.
+    pub hash: String,
+    /// Rows in the file.
+    pub rows: u64,
+}
+
+/// Writes a consistent copy of the database at `url` to `out` (through a temporary file beside
+/// it, renamed at the end, so a failed backup leaves no partial file under that name).
+pub fn backup(url: &crate::config::DatabaseUrl, out: &Path) -> anyhow::Result<Head> {
+    let mut conn = db::establish(url).context("connecting to the database")?;
+    let tmp = PathBuf::from(format!("{}.partial", out.display()));
+    let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut sink = Sink {
+        out: BufWriter::new(file),
+        digest: Sha256::new(),
+        rows: 0,
+    };
+    let result = conn.transaction(|conn| -> anyhow::Result<Head> {
+        let engine = match conn {
+            DbConn::Pg(pg) => {
+                diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(pg)?;
+                "postgres"
+            }
+            DbConn::Sqlite(_) => "sqlite",
+        };
+        // The first read fixes the snapshot; the head is the fund row's as of then.
+        let fund = fund_head(conn)?;
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            engine: engine.into(),
+            head_seq: fund.ledger_seq,
+            head_hash: fund.ledger_head.clone(),
+            taken_at: chrono::Utc::now().naive_utc(),
+            tables: TABLES.iter().map(|t| (*t).to_owned()).collect(),
+        };
+        sink.line(&header)?;
+        dump_tables(conn, &mut sink)?;
+        Ok(Head {
+            seq: fund.ledger_seq,
+            hash: fund.ledger_head,
+            rows: sink.rows,
+        })
+    });
+    let finish = result.and_then(|head| {
+        let trailer = Trailer {
+            rows: sink.rows,
+            sha256: hex::encode(sink.digest.clone().finalize()),
+        };
+        sink.line(&serde_json::json!({ "end": trailer }))?;
+        sink.out.flush()?;
+        sink.out.get_ref().sync_all()?;
+        std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+        Ok(head)
+    });
+    if finish.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    finish
+}
+
+/// Reads the backup `from` into the empty database at `url`: refuses a database that holds a
+/// fund, then inserts every row and runs `verify`'s checks in one transaction, which is rolled
+/// back (nothing written) when the file is not a whole backup or anything fails to verify.
+pub fn restore(url: &crate::config::DatabaseUrl, from: &Path) -> anyhow::Result<Head> {
+    let file = File::open(from).with_context(|| format!("opening {}", from.display()))?;
+    let mut lines = BufReader::new(file);
+    let mut first = String::new();
+    let not_backup = || anyhow!("{} is not a crowdledger backup", from.display());
+    lines.read_line(&mut first).map_err(|_| not_backup())?;
+    let header: Header = serde_json::from_str(&first).map_err(|_| not_backup())?;
+    if header.format != FORMAT {
+        return Err(not_backup());
+    }
+    if header.version != VERSION {
+        bail!(
+            "{} is a backup of version {}; this crowdledger reads version {VERSION}",
+            from.display(),
+            header.version
+        );
+    }
+    let mut conn = db::establish(url).context("connecting to the target database")?;
+    db::migrate(&mut conn)?;
+    let funds: i64 = schema::funds::table.count().get_result(&mut conn)?;
+    if funds > 0 {
+        bail!("the target database already holds a fund; restore only into an empty database");
+    }
+    let mut digest = Sha256::new();
+    digest.update(first.as_bytes());
+    conn.transaction(|conn| -> anyhow::Result<Head> {
+        let rows = read_rows(conn, &mut lines, &mut digest, &header)?;
+        reset_sequences(conn)?;
+        let report = verify_snapshot(conn).map_err(|e| anyhow!("verifying: {}", e.detail))?;
+        if !report.is_ok() {
+            let first_bad = report
+                .first_bad_seq
+                .map_or(String::new(), |s| format!(" (first bad entry: {s})"));
+            bail!(
+                "the backup does not verify{first_bad}: {}; nothing was restored",
+                report.problems.join("; ")
+            );
+        }
+        let fund = fund_head(conn)?;
+        if fund.ledger_seq != header.head_seq || fund.ledger_head != header.head_hash {
+            bail!(
+                "the backup's rows do not end at the head its header names; nothing was restored"
+            );
+        }
+        Ok(Head {
+            seq: fund.ledger_seq,
+            hash: fund.ledger_head,
+            rows,
+        })
+    })
+}
+
+fn read_rows(
+    conn: &mut DbConn,
+    lines: &mut impl BufRead,
+    digest: &mut Sha256,
+    header: &Header,
+) -> anyhow::Result<u64> {
+    if header
+        .tables
+        .iter()
+        .map(String::as_str)
+        .ne(TABLES.iter().copied())
+    {
+        bail!(
+            "the backup's tables are not this version's: {:?}",
+            header.tables
+        );
+    }
+    let mut rows = 0_u64;
+    let mut table_at = 0_usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = lines.read_line(&mut line).context("reading the backup")?;
+        let number = rows + 2;
+        if n == 0 {
+            bail!("the backup ends without its trailer (truncated); nothing was restored");
+        }
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("line {number} of the backup is not JSON (corrupt)"))?;
+        if let Some(end) = value.get("end") {
+            let trailer: Trailer = serde_json::from_value(end.clone())
+                .with_context(|| format!("line {number}: a malformed trailer"))?;
+            let actual = hex::encode(digest.clone().finalize());
+            if trailer.sha256 != actual || trailer.rows != rows {
+                bail!(
+                    "the backup's checksum does not match its contents (corrupt); nothing was restored"
+                );
+            }
+            return Ok(rows);
+        }
+        digest.update(line.as_bytes());
+        let (Some(table), Some(row)) = (value.get("t").and_then(|t| t.as_str()), value.get("r"))
+        else {
+            bail!("line {number} of the backup is not a row");
+        };
+        // Tables come in the fixed order, so parents are in before the rows naming them.
+        let Some(at) = TABLES.iter().position(|t| *t == table) else {
+            bail!("line {number}: unknown table {table:?}");
+        };
+        if at < table_at {
+            bail!("line {number}: table {table} out of order");
+        }
+        table_at = at;
+        insert_row(conn, table, row.clone()).with_context(|| format!("line {number}"))?;
+        rows += 1;
+    }
+}
+
+/// The fund row's ledger head (a database holds one fund).
+struct FundHead {
+    ledger_seq: i64,
+    ledger_head: String,
+}
+
+fn fund_head(conn: &mut DbConn) -> anyhow::Result<FundHead> {
+    let (ledger_seq, ledger_head) = schema::funds::table
+        .select((schema::funds::ledger_seq, schema::funds::ledger_head))
+        .order(schema::funds::id.asc())
+        .first::<(i64, String)>(conn)
+        .optional()?
+        .ok_or_else(|| anyhow!("the database holds no fund"))?;
+    Ok(FundHead {
+        ledger_seq,
+        ledger_head,
+    })
+}
+
+fn reset_sequences(conn: &mut DbConn) -> anyhow::Result<()> {
+    if let DbConn::Pg(pg) = conn {
+        for table in PG_SERIAL_TABLES {
+            diesel::sql_query(format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+                 COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+            ))
+            .execute(pg)?;
+        }
+    }
+    Ok(())
+}

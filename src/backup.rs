@@ -74,20 +74,23 @@ macro_rules! tables {
 
         fn dump_tables(conn: &mut DbConn, out: &mut Sink) -> anyhow::Result<()> {
             $(
-                let mut offset = 0_i64;
+                let mut after = None;
                 loop {
-                    // Paged by primary key inside the one snapshot: OFFSET is stable there.
-                    let page: Vec<$S> = schema::$t::table
+                    // Keyset paging by primary key inside the one snapshot: each page is an
+                    // index range, so time stays linear and memory flat however large.
+                    let mut query = schema::$t::table
                         .order(schema::$t::$pk.asc())
                         .limit(PAGE)
-                        .offset(offset)
                         .select($S::as_select())
+                        .into_boxed();
+                    if let Some(last) = after.take() {
+                        query = query.filter(schema::$t::$pk.gt(last));
+                    }
+                    let page: Vec<$S> = query
                         .load(conn)
                         .with_context(|| format!("reading {}", stringify!($t)))?;
-                    if page.is_empty() {
-                        break;
-                    }
-                    offset += i64::try_from(page.len()).unwrap_or(PAGE);
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.$pk.clone());
                     for row in &page {
                         out.row(stringify!($t), row)?;
                     }
@@ -292,6 +295,17 @@ pub fn restore(url: &crate::config::DatabaseUrl, from: &Path) -> anyhow::Result<
             header.version
         );
     }
+    if header
+        .tables
+        .iter()
+        .map(String::as_str)
+        .ne(TABLES.iter().copied())
+    {
+        bail!(
+            "the backup's tables are not this version's: {:?}",
+            header.tables
+        );
+    }
     let mut conn = db::establish(url).context("connecting to the target database")?;
     db::migrate(&mut conn)?;
     let funds: i64 = schema::funds::table.count().get_result(&mut conn)?;
@@ -301,7 +315,7 @@ pub fn restore(url: &crate::config::DatabaseUrl, from: &Path) -> anyhow::Result<
     let mut digest = Sha256::new();
     digest.update(first.as_bytes());
     conn.transaction(|conn| -> anyhow::Result<Head> {
-        let rows = read_rows(conn, &mut lines, &mut digest, &header)?;
+        let rows = read_rows(conn, &mut lines, &mut digest)?;
         reset_sequences(conn)?;
         let report = verify_snapshot(conn).map_err(|e| anyhow!("verifying: {}", e.detail))?;
         if !report.is_ok() {
@@ -331,19 +345,7 @@ fn read_rows(
     conn: &mut DbConn,
     lines: &mut impl BufRead,
     digest: &mut Sha256,
-    header: &Header,
 ) -> anyhow::Result<u64> {
-    if header
-        .tables
-        .iter()
-        .map(String::as_str)
-        .ne(TABLES.iter().copied())
-    {
-        bail!(
-            "the backup's tables are not this version's: {:?}",
-            header.tables
-        );
-    }
     let mut rows = 0_u64;
     let mut table_at = 0_usize;
     let mut line = String::new();

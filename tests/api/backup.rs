@@ -308,3 +308,36 @@ async fn restore_refuses_a_database_that_holds_a_fund() {
     assert_eq!(app.count("ledger_entries"), before, "nothing written");
     assert!(app.verify().is_ok());
 }
+
+/// An empty database of the engine this run does NOT use.
+fn other_engine_database() -> (DatabaseUrl, Option<tempfile::TempDir>) {
+    if crate::helpers::engine_is_postgres() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("moved.db");
+        (DatabaseUrl::Sqlite(path.display().to_string()), Some(dir))
+    } else {
+        use diesel::connection::SimpleConnection;
+        let base = crate::helpers::postgres_base();
+        let name = format!("cl_backup_move_{}", rand::random::<u32>());
+        let mut admin = PgConnection::establish(&base).expect("PostgreSQL reachable for tests");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        let (prefix, _) = base.rsplit_once('/').expect("database in url");
+        (DatabaseUrl::Postgres(format!("{prefix}/{name}")), None)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_into_the_other_engine() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, path) = small_fund(dir.path()).await;
+    let (target, _keep) = other_engine_database();
+    let (ok, text) = restore(&app, &target, &path);
+    assert!(ok, "restore into the other engine: {text}");
+    let mut moved = db::establish(&target).expect("target");
+    let report = crowdledger::ledger::verify::verify(&mut moved).expect("verify runs");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.raised_minor, 103_550);
+    assert_eq!(rows_in(&target), rows_in(&app.db_url));
+}

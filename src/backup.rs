@@ -24,6 +24,9 @@ use sha2::{Digest, Sha256};
 use crate::db::{self, DbConn, schema};
 use crate::ledger::verify::verify_snapshot;
 
+mod copy;
+pub use copy::copy;
+
 /// The `format` value of a backup's header.
 pub const FORMAT: &str = "crowdledger-backup";
 /// The format version written and read.
@@ -186,6 +189,15 @@ tables! {
 /// PostgreSQL tables whose `id` is a BIGSERIAL: their sequences move past the restored ids.
 const PG_SERIAL_TABLES: &[&str] = &["periods", "users", "audit_log", "outbox", "refund_requests"];
 
+/// Creates `path` readable by its owner only: a backup holds donors' names and emails.
+fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 /// Writes lines and hashes every byte written, for the trailer.
 struct Sink {
     out: BufWriter<File>,
@@ -224,7 +236,7 @@ pub struct Head {
 pub fn backup(url: &crate::config::DatabaseUrl, out: &Path) -> anyhow::Result<Head> {
     let mut conn = db::establish(url).context("connecting to the database")?;
     let tmp = PathBuf::from(format!("{}.partial", out.display()));
-    let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let file = private_file(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut sink = Sink {
         out: BufWriter::new(file),
         digest: Sha256::new(),
@@ -306,12 +318,7 @@ pub fn restore(url: &crate::config::DatabaseUrl, from: &Path) -> anyhow::Result<
             header.tables
         );
     }
-    let mut conn = db::establish(url).context("connecting to the target database")?;
-    db::migrate(&mut conn)?;
-    let funds: i64 = schema::funds::table.count().get_result(&mut conn)?;
-    if funds > 0 {
-        bail!("the target database already holds a fund; restore only into an empty database");
-    }
+    let mut conn = open_empty_target(url)?;
     let mut digest = Sha256::new();
     digest.update(first.as_bytes());
     conn.transaction(|conn| -> anyhow::Result<Head> {
@@ -339,6 +346,17 @@ pub fn restore(url: &crate::config::DatabaseUrl, from: &Path) -> anyhow::Result<
             rows,
         })
     })
+}
+
+/// Connects to `url`, applies the migrations and refuses a database that holds a fund.
+fn open_empty_target(url: &crate::config::DatabaseUrl) -> anyhow::Result<DbConn> {
+    let mut conn = db::establish(url).context("connecting to the target database")?;
+    db::migrate(&mut conn).context("migrating the target database")?;
+    let funds: i64 = schema::funds::table.count().get_result(&mut conn)?;
+    if funds > 0 {
+        bail!("the target database already holds a fund; restore only into an empty database");
+    }
+    Ok(conn)
 }
 
 fn read_rows(

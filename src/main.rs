@@ -43,6 +43,13 @@ enum Command {
         #[arg(long)]
         from: std::path::PathBuf,
     },
+    /// Copy this fund into an EMPTY database (e.g. SQLite to PostgreSQL), verified there;
+    /// prints the head on both sides.
+    Copy {
+        /// The target database URL (postgres://... or sqlite://PATH).
+        #[arg(long)]
+        to: String,
+    },
     /// Write a report as CSV to stdout (the same as the HTTP exports).
     Export {
         /// donations, periods or ledger.
@@ -166,6 +173,17 @@ fn main() -> std::process::ExitCode {
                     true
                 })
             }
+            Command::Copy { to } => crowdledger::config::DatabaseUrl::parse(&to)
+                .map_err(|e| anyhow::anyhow!("--to: {}", e.0))
+                .and_then(|to| crowdledger::backup::copy(&config.database_url, &to))
+                .map(|(source, target)| {
+                    println!("source: head seq {} hash {}", source.seq, source.hash);
+                    println!(
+                        "target: head seq {} hash {} ({} rows, verified)",
+                        target.seq, target.hash, target.rows
+                    );
+                    true
+                }),
             Command::Restore { from } => crowdledger::backup::restore(&config.database_url, &from)
                 .map(|head| {
                     println!(

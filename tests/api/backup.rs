@@ -97,12 +97,19 @@ async fn backup_mid_burst_holds_exactly_the_gifts_committed_before_its_head() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("mid-burst.backup");
 
+    // Half the clients give without pause; the other half give half their gifts, then wait
+    // for the backup to finish before the rest, so the burst surely goes on past its head.
+    let (backup_done, done_rx) = tokio::sync::watch::channel(false);
     let mut clients = tokio::task::JoinSet::new();
     for c in 0..CLIENTS {
         let client = app.client.clone();
         let (addr, token) = (app.addr.clone(), token.clone());
+        let mut done_rx = done_rx.clone();
         clients.spawn(async move {
             for i in 0..GIFTS / CLIENTS {
+                if c % 2 == 1 && i == GIFTS / CLIENTS / 2 {
+                    done_rx.wait_for(|done| *done).await.expect("backup signal");
+                }
                 let amount = format!("{}.{:02}", 1 + c, i % 100);
                 let resp = client
                     .post(format!("{addr}/api/donations/offline"))
@@ -139,6 +146,7 @@ async fn backup_mid_burst_holds_exactly_the_gifts_committed_before_its_head() {
         .await
         .expect("backup task")
     };
+    backup_done.send(true).expect("clients listening");
     while let Some(done) = clients.join_next().await {
         done.expect("client finished");
     }
@@ -340,4 +348,63 @@ async fn a_backup_restores_into_the_other_engine() {
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.raised_minor, 103_550);
     assert_eq!(rows_in(&target), rows_in(&app.db_url));
+}
+
+/// Runs `copy --to target` on the app's database; returns (success, stdout + stderr).
+fn copy_to(app: &TestApp, target: &str) -> (bool, String) {
+    let out = app.cli(&["copy", "--to", target], &[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_moves_the_fund_into_an_empty_database_of_the_other_engine() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, _path) = small_fund(dir.path()).await;
+    let (target, _keep) = other_engine_database();
+    let (ok, text) = copy_to(&app, &url_text(&target));
+    assert!(ok, "copy: {text}");
+    let mut source = app.conn();
+    let (seq, hash): (i64, String) = schema::funds::table
+        .select((schema::funds::ledger_seq, schema::funds::ledger_head))
+        .first(&mut source)
+        .expect("source fund");
+    assert!(
+        text.contains(&format!("source: head seq {seq} hash {hash}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("target: head seq {seq} hash {hash}")),
+        "{text}"
+    );
+    let mut moved = db::establish(&target).expect("target");
+    let report = crowdledger::ledger::verify::verify(&mut moved).expect("verify runs");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(rows_in(&target), rows_in(&app.db_url));
+
+    // Again: the target now holds a fund, so the copy is refused and changes nothing.
+    let before = rows_in(&target);
+    let (ok, text) = copy_to(&app, &url_text(&target));
+    assert!(!ok && text.contains("already holds a fund"), "{text}");
+    assert_eq!(rows_in(&target), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_refuses_an_unreachable_or_unusable_target() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, _path) = small_fund(dir.path()).await;
+    let (ok, text) = copy_to(&app, "postgres://postgres@127.0.0.1:1/nowhere");
+    assert!(
+        !ok && text.contains("connecting to the target database"),
+        "{text}"
+    );
+    let (ok, text) = copy_to(&app, "mysql://somewhere/fund");
+    assert!(!ok && text.contains("--to"), "{text}");
+    let (ok, text) = copy_to(&app, &app.database_url());
+    assert!(!ok && text.contains("being copied"), "{text}");
+    assert!(app.verify().is_ok(), "the source is untouched");
 }

@@ -16,25 +16,21 @@ use crate::helpers::{TestApp, fresh_database, spawn_app_with, url_text};
 const GIFTS: usize = 2_000;
 const CLIENTS: usize = 8;
 
-/// Runs `backup --out path` on the app's database; returns the head it printed.
-fn take_backup(app: &TestApp, path: &Path) -> (i64, String) {
-    let out = app.cli(&["backup", "--out", &path.display().to_string()], &[]);
+/// Runs `backup --out path` on the database `url`; returns the head it printed.
+fn backup_cli(url: &str, path: &Path) -> (i64, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
+        .args(["backup", "--out", &path.display().to_string()])
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("run crowdledger backup");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "backup failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "backup failed: {out:?}");
     let words: Vec<&str> = stdout.split_whitespace().collect();
-    let at = words
-        .iter()
-        .position(|w| *w == "seq")
-        .unwrap_or_else(|| panic!("head printed: {stdout}"));
+    let at = words.iter().position(|w| *w == "seq");
+    let at = at.unwrap_or_else(|| panic!("head printed: {stdout}"));
     assert_eq!(words[at + 2], "hash", "{stdout}");
-    (
-        words[at + 1].parse().expect("seq is a number"),
-        words[at + 3].to_owned(),
-    )
+    let seq = words[at + 1].parse().expect("seq is a number");
+    (seq, words[at + 3].to_owned())
 }
 
 /// Runs `restore --from path` into `target`; returns (success, stdout + stderr).
@@ -86,7 +82,7 @@ async fn small_fund(dir: &Path) -> (TestApp, std::path::PathBuf) {
     app.record_gifts(&token, &["10.00", "25.50", "1000.00"])
         .await;
     let path = dir.join("fund.backup");
-    take_backup(&app, &path);
+    backup_cli(&app.database_url(), &path);
     (app, path)
 }
 
@@ -128,23 +124,9 @@ async fn backup_mid_burst_holds_exactly_the_gifts_committed_before_its_head() {
     let (seq, hash) = {
         let cli_path = path.clone();
         let url = app.database_url();
-        tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"))
-                .args(["backup", "--out", &cli_path.display().to_string()])
-                .env("DATABASE_URL", url)
-                .output()
-                .expect("run backup");
-            assert!(out.status.success(), "{out:?}");
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let words: Vec<String> = stdout.split_whitespace().map(str::to_owned).collect();
-            let at = words.iter().position(|w| w == "seq").expect("seq printed");
-            (
-                words[at + 1].parse::<i64>().expect("seq"),
-                words[at + 3].clone(),
-            )
-        })
-        .await
-        .expect("backup task")
+        tokio::task::spawn_blocking(move || backup_cli(&url, &cli_path))
+            .await
+            .expect("backup task")
     };
     backup_done.send(true).expect("clients listening");
     while let Some(done) = clients.join_next().await {

@@ -25,6 +25,21 @@ macro_rules! tables {
             struct $S { $($c: $ty),* }
         )*
 
+        /// For each table: its `all_columns` and its row type's columns, as SQL text (a test
+        /// checks they are equal, so a column added to the schema cannot be left out).
+        #[cfg(test)]
+        fn selects() -> Vec<(&'static str, String, String)> {
+            use diesel::sqlite::Sqlite;
+            vec![$((
+                stringify!($t),
+                diesel::debug_query::<Sqlite, _>(
+                    &schema::$t::table.select(schema::$t::all_columns),
+                ).to_string(),
+                diesel::debug_query::<Sqlite, _>(&schema::$t::table.select($S::as_select()))
+                    .to_string(),
+            )),*]
+        }
+
         /// Every table of the schema, in the order a backup holds them.
         pub const TABLES: &[&str] = &[$(stringify!($t)),*];
 
@@ -136,5 +151,34 @@ tables! {
         amount_minor: i64, actor: String, reason: String, state: String,
         stripe_refund_id: Option<String>, status_code: Option<i32>,
         response_body: Option<String>, created_at: NaiveDateTime, updated_at: NaiveDateTime,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TABLES, selects};
+
+    #[test]
+    fn every_table_of_the_schema_is_backed_up() {
+        let schema = include_str!("../db/schema.rs");
+        let mut declared: Vec<&str> = schema
+            .split("diesel::table! {")
+            .skip(1)
+            .filter_map(|t| t.split_whitespace().next())
+            .collect();
+        let mut backed_up = TABLES.to_vec();
+        declared.sort_unstable();
+        backed_up.sort_unstable();
+        assert_eq!(declared, backed_up);
+    }
+
+    #[test]
+    fn every_column_of_every_table_is_backed_up() {
+        for (table, all, ours) in selects() {
+            assert_eq!(
+                all, ours,
+                "{table}: the backup's row type misses or reorders a column"
+            );
+        }
     }
 }

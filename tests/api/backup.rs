@@ -243,6 +243,7 @@ async fn restore_refuses_a_corrupt_backup_and_writes_nothing() {
     let (ok, text) = restore(&app, &target, &bad);
     assert!(!ok, "a backup that does not verify is refused");
     assert!(text.contains("does not verify"), "{text}");
+    assert!(text.contains("first bad entry"), "names the entry: {text}");
     assert!(text.contains("nothing was restored"), "{text}");
     assert_eq!(rows_in(&target), 0, "nothing written");
 

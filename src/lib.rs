@@ -5,6 +5,7 @@
 
 pub mod api_schema;
 pub mod auth;
+pub mod backup;
 pub mod commands;
 pub mod config;
 pub mod db;

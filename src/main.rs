@@ -30,6 +30,26 @@ enum Command {
     },
     /// Recompute the ledger's hash chain and totals; exit 1 if anything was altered.
     Verify,
+    /// Write a consistent copy of the database to FILE while the server keeps running; prints
+    /// the ledger head (seq and hash) it was taken at.
+    Backup {
+        /// The backup file to write (replaced only when the backup is whole).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Read a backup into an EMPTY database, verify it, and keep it only if it verifies.
+    Restore {
+        /// The backup file written by `crowdledger backup`.
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
+    /// Copy this fund into an EMPTY database (e.g. SQLite to PostgreSQL), verified there;
+    /// prints the head on both sides.
+    Copy {
+        /// The target database URL (postgres://... or sqlite://PATH).
+        #[arg(long)]
+        to: String,
+    },
     /// Write a report as CSV to stdout (the same as the HTTP exports).
     Export {
         /// donations, periods or ledger.
@@ -141,6 +161,37 @@ fn main() -> std::process::ExitCode {
                     },
             } => commands::period_add(&mut config, &label, &from, &to, &budget).map(|()| true),
             Command::Verify => commands::verify_ledger(&config),
+            Command::Backup { out } => {
+                crowdledger::backup::backup(&config.database_url, &out).map(|head| {
+                    println!(
+                        "backup written to {}: head seq {} hash {} ({} rows)",
+                        out.display(),
+                        head.seq,
+                        head.hash,
+                        head.rows
+                    );
+                    true
+                })
+            }
+            Command::Copy { to } => crowdledger::config::DatabaseUrl::parse(&to)
+                .map_err(|e| anyhow::anyhow!("--to: {}", e.0))
+                .and_then(|to| crowdledger::backup::copy(&config.database_url, &to))
+                .map(|(source, target)| {
+                    println!("source: head seq {} hash {}", source.seq, source.hash);
+                    println!(
+                        "target: head seq {} hash {} ({} rows, verified)",
+                        target.seq, target.hash, target.rows
+                    );
+                    true
+                }),
+            Command::Restore { from } => crowdledger::backup::restore(&config.database_url, &from)
+                .map(|head| {
+                    println!(
+                        "restored and verified: head seq {} hash {} ({} rows)",
+                        head.seq, head.hash, head.rows
+                    );
+                    true
+                }),
             Command::Reconcile { what: None, since } => {
                 commands::reconcile(&mut config, since).map(|_| true)
             }

@@ -60,7 +60,9 @@ pub fn verify(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
     })
 }
 
-fn verify_snapshot(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
+/// The checks of [`verify`] on the caller's transaction (restore runs them on the rows it has
+/// just inserted, before it commits).
+pub fn verify_snapshot(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
     let mut report = VerifyReport::default();
     let mut prev_hash = GENESIS_HASH.to_owned();
     let mut last: Option<LedgerEntryRow> = None;

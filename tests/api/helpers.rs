@@ -129,7 +129,8 @@ impl TestApp {
     }
 }
 
-async fn spawn_on(
+/// Starts the app on an existing database (e.g. one a test restored).
+pub async fn spawn_on(
     db_url: DatabaseUrl,
     dir: Option<tempfile::TempDir>,
     webhook_secret: String,

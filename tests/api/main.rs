@@ -2,6 +2,7 @@
 //! of the engine named by `TEST_DATABASE` (`scripts/test.sh` runs it on both).
 
 mod auth;
+mod backup;
 mod browser;
 mod contract;
 mod errors;

@@ -14,14 +14,16 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse};
+use std::net::TcpListener;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 use sha2::{Digest, Sha256};
 
-use super::State;
+use super::{AppState, State};
 use crate::domain::IntakeState;
 use crate::error::{AppError, ErrorCode};
 use crate::ledger::card::EventOutcome;
@@ -249,4 +251,36 @@ pub(super) async fn scrape(state: State, req: HttpRequest) -> Result<HttpRespons
     Ok(HttpResponse::Ok()
         .content_type(prometheus::TEXT_FORMAT)
         .body(text))
+}
+
+/// Starts the `METRICS_ADDR` listener, when configured: one worker serving only
+/// `GET /metrics` (and 404 for anything else), apart from the donation port.
+pub(super) fn serve(
+    state: &web::Data<AppState>,
+) -> Result<Option<(u16, actix_web::dev::ServerHandle)>, anyhow::Error> {
+    let Some(addr) = state.config.metrics.addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)?;
+    let port = listener.local_addr()?.port();
+    let state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(scrape))
+            .default_service(web::to(|| async {
+                actix_web::ResponseError::error_response(&AppError::new(
+                    ErrorCode::NotFound,
+                    "only GET /metrics is served here",
+                ))
+            }))
+    })
+    .workers(1)
+    .listen(listener)?
+    .shutdown_timeout(1)
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    tracing::info!(port, "metrics listening");
+    Ok(Some((port, handle)))
 }

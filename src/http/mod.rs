@@ -14,6 +14,7 @@ pub(crate) mod openapi;
 mod outbox;
 mod payments;
 mod refunds;
+mod rejections;
 mod reports;
 pub mod request_log;
 mod stop;
@@ -22,8 +23,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, Service};
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::{App, HttpRequest, HttpServer, guard, web};
+use actix_web::{App, HttpServer, guard, web};
 
 pub use auth::Staff;
 pub use stop::{Shutdown, stop_signal};
@@ -31,7 +31,7 @@ pub use stop::{Shutdown, stop_signal};
 use crate::auth::TokenKeys;
 use crate::config::{Config, DatabaseUrl};
 use crate::db::{self, Pool};
-use crate::error::{AppError, ErrorCode};
+use crate::error::AppError;
 use crate::ledger::{Effect, LedgerWriter, watch};
 
 /// Largest JSON body accepted from staff (offline gifts, admin changes), and the default of
@@ -217,7 +217,7 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     }
     tracing::info!(port, "crowdledger listening");
     let server = server.run();
-    let (metrics_port, metrics_server) = match serve_metrics(&state)? {
+    let (metrics_port, metrics_server) = match metrics::serve(&state)? {
         Some((port, handle)) => (Some(port), Some(handle)),
         None => (None, None),
     };
@@ -242,38 +242,6 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
 /// flight get `SHUTDOWN_TIMEOUT` less a second, which is left for the writer and the mailer.
 fn config_shutdown_timeout(config: &Config) -> u64 {
     config.shutdown_timeout.as_secs().saturating_sub(1).max(1)
-}
-
-/// Starts the `METRICS_ADDR` listener, when configured: one worker serving only
-/// `GET /metrics` (and 404 for anything else), apart from the donation port.
-fn serve_metrics(
-    state: &web::Data<AppState>,
-) -> Result<Option<(u16, actix_web::dev::ServerHandle)>, anyhow::Error> {
-    let Some(addr) = state.config.metrics.addr else {
-        return Ok(None);
-    };
-    let listener = TcpListener::bind(addr)?;
-    let port = listener.local_addr()?.port();
-    let state = state.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .route("/metrics", web::get().to(metrics::scrape))
-            .default_service(web::to(|| async {
-                actix_web::ResponseError::error_response(&AppError::new(
-                    ErrorCode::NotFound,
-                    "only GET /metrics is served here",
-                ))
-            }))
-    })
-    .workers(1)
-    .listen(listener)?
-    .shutdown_timeout(1)
-    .run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    tracing::info!(port, "metrics listening");
-    Ok(Some((port, handle)))
 }
 
 /// Routes the writer's after-commit effects: mail wakes the mailer, the rest go to the
@@ -310,9 +278,13 @@ const PAYMENT_FOLLOW_UPS: usize = 4_096;
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let metrics_on_main_port = state.config.metrics.token.is_some();
     cfg.app_data(state)
-        .app_data(json_body(JSON_LIMIT))
-        .app_data(web::QueryConfig::default().error_handler(|e, _req| query_error(&e).into()))
-        .app_data(web::PathConfig::default().error_handler(|e, _req| path_error(&e).into()))
+        .app_data(rejections::json_body(JSON_LIMIT))
+        .app_data(
+            web::QueryConfig::default().error_handler(|e, _req| rejections::query_error(&e).into()),
+        )
+        .app_data(
+            web::PathConfig::default().error_handler(|e, _req| rejections::path_error(&e).into()),
+        )
         .configure(fund::routes)
         .configure(auth::routes)
         .configure(donations::routes)
@@ -329,14 +301,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 cfg.route("/metrics", web::get().to(metrics::scrape));
             }
         })
-        .default_service(web::to(not_found));
-}
-
-/// JSON bodies of at most `limit` bytes, with errors as problem+json.
-fn json_body(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(|e, _req| json_error(&e).into())
+        .default_service(web::to(rejections::not_found));
 }
 
 /// A resource answering `method` at `path` whose JSON body may be at most `limit` bytes: every
@@ -348,67 +313,7 @@ pub(crate) fn with_body_limit(
 ) -> actix_web::Resource {
     web::resource(path)
         .guard(guard::Method(method))
-        .app_data(json_body(limit))
-}
-
-/// 404, or 405 with `Allow` when the path is in the OpenAPI document under other methods.
-async fn not_found(req: HttpRequest) -> actix_web::HttpResponse {
-    use actix_web::ResponseError;
-    match openapi::allowed_methods(req.path()) {
-        Some(methods) => {
-            let mut resp = AppError::new(
-                ErrorCode::MethodNotAllowed,
-                format!(
-                    "{} {} is not served; use {}",
-                    req.method(),
-                    req.path(),
-                    methods.join(", ")
-                ),
-            )
-            .error_response();
-            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&methods.join(", ")) {
-                resp.headers_mut().insert(actix_web::http::header::ALLOW, v);
-            }
-            resp
-        }
-        None => AppError::new(
-            ErrorCode::NotFound,
-            format!("no route for {} {}", req.method(), req.path()),
-        )
-        .error_response(),
-    }
-}
-
-fn json_error(e: &JsonPayloadError) -> AppError {
-    match e {
-        JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => AppError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the body is larger than {limit} bytes"),
-        ),
-        JsonPayloadError::ContentType => AppError::new(
-            ErrorCode::UnsupportedMediaType,
-            "send the body as application/json",
-        ),
-        JsonPayloadError::Deserialize(se) => match se.classify() {
-            serde_json::error::Category::Data => {
-                AppError::new(ErrorCode::InvalidRequest, se.to_string())
-            }
-            _ => AppError::new(
-                ErrorCode::MalformedJson,
-                format!("the body is not valid JSON: {se}"),
-            ),
-        },
-        other => AppError::new(ErrorCode::MalformedJson, other.to_string()),
-    }
-}
-
-fn query_error(e: &QueryPayloadError) -> AppError {
-    AppError::new(ErrorCode::InvalidRequest, format!("bad query string: {e}"))
-}
-
-fn path_error(e: &PathError) -> AppError {
-    AppError::new(ErrorCode::NotFound, format!("no such resource: {e}"))
+        .app_data(rejections::json_body(limit))
 }
 
 /// Runs blocking database work on actix's blocking pool with a pooled connection.

@@ -62,21 +62,25 @@ where
         let took = started.elapsed();
         let latency_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
         let header = HeaderValue::from_str(&id).ok();
+        // One line and one count per request, whether the service answered or failed.
+        let record = |route: Option<&str>, status: u16| {
+            let route = route.unwrap_or("unmatched");
+            metrics.request(&method, route, status, took);
+            tracing::info!(
+                request_id = %id,
+                %method,
+                route = %route,
+                status,
+                latency_ms,
+                "request"
+            );
+        };
         match result {
             Ok(res) => {
                 let route = res.request().match_pattern().or(pattern);
                 let mut res = res.map_into_boxed_body();
                 let status = res.status().as_u16();
-                let route = route.as_deref().unwrap_or("unmatched");
-                metrics.request(&method, route, status, took);
-                tracing::info!(
-                    request_id = %id,
-                    %method,
-                    route = %route,
-                    status,
-                    latency_ms,
-                    "request"
-                );
+                record(route.as_deref(), status);
                 if let Some(v) = header {
                     res.headers_mut().insert(REQUEST_ID, v);
                 }
@@ -84,17 +88,7 @@ where
             }
             Err(err) => {
                 let mut resp = err.error_response();
-                let status = resp.status().as_u16();
-                let route = pattern.as_deref().unwrap_or("unmatched");
-                metrics.request(&method, route, status, took);
-                tracing::info!(
-                    request_id = %id,
-                    %method,
-                    route = %route,
-                    status,
-                    latency_ms,
-                    "request"
-                );
+                record(pattern.as_deref(), resp.status().as_u16());
                 if let Some(v) = header {
                     resp.headers_mut().insert(REQUEST_ID, v);
                 }

@@ -235,11 +235,9 @@ fn key_paths(json: &serde_json::Value, prefix: &str) -> BTreeSet<String> {
 }
 
 #[cfg(test)]
-#[path = "templates_snapshots.rs"]
 mod snapshots;
 
 #[cfg(test)]
-#[path = "templates_override.rs"]
 mod override_dir;
 
 #[cfg(test)]

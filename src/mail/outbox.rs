@@ -66,6 +66,16 @@ pub fn claim(
     }
 }
 
+/// Row `id` while it is unsent and still under `token`'s claim: what renewing, sending and
+/// failing a row may change (another sender's claim, or a row already sent, is left alone).
+#[diesel::dsl::auto_type(no_type_alias)]
+fn under_claim<'a>(id: i64, token: &'a str) -> _ {
+    outbox::table
+        .find(id)
+        .filter(outbox::claim_token.eq(token))
+        .filter(outbox::sent_at.is_null())
+}
+
 /// Extends the lease of row `id` to `until` just before it is sent. False when the row is no
 /// longer under `token`'s claim: its lease ran out while the rows before it were sent and
 /// another sender took it (that sender sends it), or it was sent meanwhile.
@@ -75,14 +85,9 @@ pub fn renew(
     token: &str,
     until: NaiveDateTime,
 ) -> Result<bool, AppError> {
-    let n = diesel::update(
-        outbox::table
-            .find(id)
-            .filter(outbox::claim_token.eq(token))
-            .filter(outbox::sent_at.is_null()),
-    )
-    .set(outbox::next_attempt_at.eq(until))
-    .execute(conn)?;
+    let n = diesel::update(under_claim(id, token))
+        .set(outbox::next_attempt_at.eq(until))
+        .execute(conn)?;
     Ok(n == 1)
 }
 
@@ -107,17 +112,12 @@ pub fn mark_sent(
     token: &str,
     now: NaiveDateTime,
 ) -> Result<bool, AppError> {
-    let n = diesel::update(
-        outbox::table
-            .find(id)
-            .filter(outbox::claim_token.eq(token))
-            .filter(outbox::sent_at.is_null()),
-    )
-    .set((
-        outbox::sent_at.eq(Some(now)),
-        outbox::last_error.eq(None::<String>),
-    ))
-    .execute(conn)?;
+    let n = diesel::update(under_claim(id, token))
+        .set((
+            outbox::sent_at.eq(Some(now)),
+            outbox::last_error.eq(None::<String>),
+        ))
+        .execute(conn)?;
     Ok(n == 1)
 }
 
@@ -154,19 +154,14 @@ pub fn mark_failed(
 ) -> Result<bool, AppError> {
     let error: String = failure.error.chars().take(500).collect();
     let gives_up = failure.gives_up();
-    let n = diesel::update(
-        outbox::table
-            .find(id)
-            .filter(outbox::claim_token.eq(token))
-            .filter(outbox::sent_at.is_null()),
-    )
-    .set((
-        outbox::attempts.eq(outbox::attempts + 1),
-        outbox::last_error.eq(Some(error)),
-        outbox::next_attempt_at.eq(failure.retry_at),
-        outbox::failed_at.eq(gives_up.then_some(now)),
-    ))
-    .execute(conn)?;
+    let n = diesel::update(under_claim(id, token))
+        .set((
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::last_error.eq(Some(error)),
+            outbox::next_attempt_at.eq(failure.retry_at),
+            outbox::failed_at.eq(gives_up.then_some(now)),
+        ))
+        .execute(conn)?;
     Ok(n == 1)
 }
 

@@ -251,20 +251,33 @@ async fn fees_settled_in_another_currency_keep_it_in_reports_and_payouts() {
     assert!(report.is_ok(), "{:?}", report.problems);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payment_naming_our_donation_for_another_amount_is_stored_not_credited() {
+/// A 25.00 card donation untied from its intent, then a success naming it by metadata with
+/// `amount`/`currency`: answered `mismatch`, nothing credited, stored as done and foreign.
+/// Returns the app, the donation's own intent and the stored fact.
+async fn mismatch_stored(
+    event: &str,
+    intent: &str,
+    amount: i64,
+    currency: &str,
+) -> (crate::helpers::TestApp, String, Value) {
     let app = spawn_app_with_stripe(&[]).await;
     let (id, pi) = create(&app, "25.00").await;
     untie(&app, id);
-    // Someone's 1.00 payment names our 25.00 donation.
-    let (status, body) = deliver(&app, &success("evt_cheap", "pi_cheap", 100, "usd", id)).await;
+    let (status, body) = deliver(&app, &success(event, intent, amount, currency, id)).await;
     assert_eq!(status, 200);
     assert_eq!(body["outcome"], "mismatch", "{body}");
     assert_eq!(app.fund().await["raised"], "0.00");
     assert_eq!(app.donation_status(id), "pending");
-    let (applied, fact) = stored_event(&app, "evt_cheap").expect("stored");
+    let (applied, fact) = stored_event(&app, event).expect("stored");
     assert!(applied, "stored as done, not kept waiting");
     assert_eq!(fact["fact"], "foreign", "{fact}");
+    (app, pi, fact)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_naming_our_donation_for_another_amount_is_stored_not_credited() {
+    // Someone's 1.00 payment names our 25.00 donation.
+    let (app, pi, fact) = mismatch_stored("evt_cheap", "pi_cheap", 100, "usd").await;
     assert_eq!(fact["said"]["payment_intent"], "pi_cheap", "{fact}");
     assert_eq!(fact["said"]["amount"], 100, "{fact}");
     assert!(
@@ -285,17 +298,7 @@ async fn a_payment_naming_our_donation_for_another_amount_is_stored_not_credited
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_naming_our_donation_in_another_currency_is_stored_not_credited() {
-    let app = spawn_app_with_stripe(&[]).await;
-    let (id, pi) = create(&app, "25.00").await;
-    untie(&app, id);
-    let (status, body) = deliver(&app, &success("evt_eur", "pi_eur", 2500, "eur", id)).await;
-    assert_eq!(status, 200);
-    assert_eq!(body["outcome"], "mismatch", "{body}");
-    assert_eq!(app.fund().await["raised"], "0.00");
-    assert_eq!(app.donation_status(id), "pending");
-    let (applied, fact) = stored_event(&app, "evt_eur").expect("stored");
-    assert!(applied, "stored as done, not kept waiting");
-    assert_eq!(fact["fact"], "foreign", "{fact}");
+    let (app, pi, fact) = mismatch_stored("evt_eur", "pi_eur", 2500, "eur").await;
     assert_eq!(fact["said"]["currency"], "eur", "{fact}");
     assert!(
         fact["reason"].as_str().is_some_and(|r| r.contains("eur")),

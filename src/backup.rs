@@ -25,6 +25,7 @@ use crate::db::{self, DbConn, schema};
 use crate::ledger::verify::verify_snapshot;
 
 mod copy;
+pub mod schedule;
 mod tables;
 pub use copy::copy;
 pub use tables::TABLES;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use crate::money::AmountBounds;
 
+mod backup;
 mod database;
 mod fund;
 mod limits;
@@ -15,6 +16,7 @@ mod metrics;
 mod proxy;
 mod stripe;
 
+pub use backup::BackupSchedule;
 use database::default_fill_wait_us;
 pub use database::{BatchTuning, DatabaseUrl};
 pub use fund::{BoundsText, FundDefaults, StoredFund};
@@ -109,6 +111,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where `GET /metrics` is served (`METRICS_ADDR`, `METRICS_TOKEN`); nowhere by default.
     pub metrics: MetricsConfig,
+    /// Backups the server takes itself (`BACKUP_DIR`, `BACKUP_EVERY`, `BACKUP_KEEP`); none
+    /// by default.
+    pub backup: Option<BackupSchedule>,
 }
 
 impl Config {
@@ -182,10 +187,12 @@ impl Config {
         let limits = LimitsConfig::from_lookup(&var)?;
         let log_format = LogFormat::from_lookup(&var)?;
         let metrics = MetricsConfig::from_lookup(&var)?;
+        let backup = BackupSchedule::from_lookup(&var)?;
         let fill_wait_us = number("WRITER_BATCH_WAIT_US", default_fill_wait_us(&database_url))?;
         Ok(Config {
             log_format,
             metrics,
+            backup,
             mail,
             limits,
             stripe,

@@ -18,8 +18,8 @@ use std::net::TcpListener;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use sha2::{Digest, Sha256};
 
@@ -52,6 +52,9 @@ pub struct Metrics {
     intake: IntGaugeVec,
     raised: IntGauge,
     target: IntGauge,
+    backup_at: IntGauge,
+    backup_seq: IntGauge,
+    backup_failures: IntCounter,
 }
 
 impl Metrics {
@@ -106,6 +109,18 @@ impl Metrics {
             "crowdledger_fund_target_minor",
             "Target, in minor units of the fund's currency",
         )?;
+        let backup_at = IntGauge::new(
+            "crowdledger_backup_last_success_timestamp_seconds",
+            "Unix time of the last scheduled backup written (0: none since the start)",
+        )?;
+        let backup_seq = IntGauge::new(
+            "crowdledger_backup_last_head_seq",
+            "Ledger seq the last scheduled backup ended at",
+        )?;
+        let backup_failures = IntCounter::new(
+            "crowdledger_backup_failures_total",
+            "Scheduled backups that failed (each is retried)",
+        )?;
         let made = WriterHistograms {
             batch_size: Histogram::with_opts(
                 HistogramOpts::new(
@@ -131,6 +146,9 @@ impl Metrics {
         registry.register(Box::new(intake.clone()))?;
         registry.register(Box::new(raised.clone()))?;
         registry.register(Box::new(target.clone()))?;
+        registry.register(Box::new(backup_at.clone()))?;
+        registry.register(Box::new(backup_seq.clone()))?;
+        registry.register(Box::new(backup_failures.clone()))?;
         registry.register(Box::new(histograms.batch_size.clone()))?;
         registry.register(Box::new(histograms.commit_seconds.clone()))?;
         Ok(Metrics {
@@ -143,6 +161,9 @@ impl Metrics {
             intake,
             raised,
             target,
+            backup_at,
+            backup_seq,
+            backup_failures,
         })
     }
 
@@ -244,6 +265,11 @@ pub(super) async fn scrape(state: State, req: HttpRequest) -> Result<HttpRespons
                 .set(i64::from(s == view.intake.state));
         }
     }
+    m.backup_at.set(state.backups.last_success().unwrap_or(0));
+    m.backup_seq.set(state.backups.last_seq());
+    let failures = state.backups.failures();
+    m.backup_failures
+        .inc_by(failures.saturating_sub(m.backup_failures.get()));
     let mut text = Vec::new();
     TextEncoder::new()
         .encode(&m.registry.gather(), &mut text)

@@ -58,6 +58,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// This service's figures for `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// What the scheduled backups did (`BACKUP_DIR`), for `/metrics`.
+    pub backups: Arc<crate::backup::schedule::BackupStatus>,
 }
 
 /// A started service.
@@ -147,6 +149,15 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         created.to_string(),
     )?;
     tasks.push(tokio::spawn(mailer.run(tasks_stop.subscribe())));
+    let backups = Arc::new(crate::backup::schedule::BackupStatus::default());
+    if let Some(schedule) = &config.backup {
+        tasks.push(crate::backup::schedule::spawn(
+            config.database_url.clone(),
+            schedule.clone(),
+            Arc::clone(&backups),
+            tasks_stop.subscribe(),
+        ));
+    }
     let keys = TokenKeys::new(config.jwt_secret.bytes())?;
     let listener = TcpListener::bind(config.bind_addr)?;
     let port = listener.local_addr()?.port();
@@ -171,6 +182,7 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         instance_key,
         limits,
         metrics: Arc::clone(&metrics),
+        backups,
     });
     crate::web::check()?;
     let csp = crate::web::content_security_policy(&state.config);

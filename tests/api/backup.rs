@@ -34,7 +34,7 @@ fn backup_cli(url: &str, path: &Path) -> (i64, String) {
 }
 
 /// Runs `restore --from path` into `target`; returns (success, stdout + stderr).
-fn restore(app: &TestApp, target: &DatabaseUrl, path: &Path) -> (bool, String) {
+pub(crate) fn restore(app: &TestApp, target: &DatabaseUrl, path: &Path) -> (bool, String) {
     let out = app.cli(
         &["restore", "--from", &path.display().to_string()],
         &[("DATABASE_URL", &url_text(target))],

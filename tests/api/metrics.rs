@@ -10,14 +10,14 @@ use serde_json::json;
 use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with, spawn_app_with_stripe};
 use crate::localstripe::event;
 
-const TOKEN: &str = "metrics-token-0123456789";
+pub(crate) const TOKEN: &str = "metrics-token-0123456789";
 
 /// One sample: name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
+pub(crate) type Sample = (String, BTreeMap<String, String>, f64);
 
 /// Parses the text format: every line is a `#` comment or `name{k="v",...} value`; panics
 /// on anything else.
-fn parse(text: &str) -> Vec<Sample> {
+pub(crate) fn parse(text: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
     for line in text
         .lines()
@@ -57,7 +57,7 @@ fn parse(text: &str) -> Vec<Sample> {
 }
 
 /// The value of the series `name` with exactly `labels`, if present.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let want: BTreeMap<String, String> = labels
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -68,7 +68,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
         .map(|s| s.2)
 }
 
-async fn get(app: &TestApp, url: &str, token: Option<&str>) -> reqwest::Response {
+pub(crate) async fn get(app: &TestApp, url: &str, token: Option<&str>) -> reqwest::Response {
     let mut req = app.client.get(url);
     if let Some(t) = token {
         req = req.bearer_auth(t);

@@ -301,7 +301,7 @@ async fn restore_refuses_a_database_that_holds_a_fund() {
 }
 
 /// An empty database of the engine this run does NOT use.
-fn other_engine_database() -> (DatabaseUrl, Option<tempfile::TempDir>) {
+pub(crate) fn other_engine_database() -> (DatabaseUrl, Option<tempfile::TempDir>) {
     if crate::helpers::engine_is_postgres() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("moved.db");
@@ -334,7 +334,7 @@ async fn a_backup_restores_into_the_other_engine() {
 }
 
 /// Runs `copy --to target` on the app's database; returns (success, stdout + stderr).
-fn copy_to(app: &TestApp, target: &str) -> (bool, String) {
+pub(crate) fn copy_to(app: &TestApp, target: &str) -> (bool, String) {
     let out = app.cli(&["copy", "--to", target], &[]);
     let text = format!(
         "{}{}",

@@ -3,6 +3,7 @@
 
 mod auth;
 mod backup;
+mod backup_move;
 mod backup_schedule;
 mod browser;
 mod contract;

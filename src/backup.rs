@@ -193,6 +193,7 @@ pub fn restore(url: &crate::config::DatabaseUrl, from: &Path) -> anyhow::Result<
             header.tables
         );
     }
+    check_whole(from)?;
     let mut conn = open_empty_target(url)?;
     let mut digest = Sha256::new();
     digest.update(first.as_bytes());
@@ -221,6 +222,44 @@ pub fn restore(url: &crate::config::DatabaseUrl, from: &Path) -> anyhow::Result<
             rows,
         })
     })
+}
+
+/// The first pass of a restore: the trailer's checksum and row count against every byte
+/// before it, so a corrupt file is refused, as corrupt, before the target is touched (the
+/// second pass checks the same again while it inserts).
+fn check_whole(from: &Path) -> anyhow::Result<()> {
+    let file = File::open(from).with_context(|| format!("opening {}", from.display()))?;
+    let mut reader = BufReader::new(file);
+    let mut digest = Sha256::new();
+    let (mut last, mut next) = (Vec::new(), Vec::new());
+    let mut lines = 0_u64;
+    loop {
+        next.clear();
+        if reader
+            .read_until(b'\n', &mut next)
+            .context("reading the backup")?
+            == 0
+        {
+            break;
+        }
+        if !last.is_empty() {
+            digest.update(&last);
+            lines += 1;
+        }
+        std::mem::swap(&mut last, &mut next);
+    }
+    let trailer = serde_json::from_slice::<serde_json::Value>(&last)
+        .ok()
+        .and_then(|v| v.get("end").cloned())
+        .and_then(|end| serde_json::from_value::<Trailer>(end).ok());
+    let Some(trailer) = trailer else {
+        bail!("the backup ends without its trailer (truncated or corrupt); nothing was restored");
+    };
+    // `lines` counts the header too.
+    if trailer.sha256 != hex::encode(digest.finalize()) || trailer.rows + 1 != lines {
+        bail!("the backup's checksum does not match its contents (corrupt); nothing was restored");
+    }
+    Ok(())
 }
 
 /// Connects to `url`, applies the migrations and refuses a database that holds a fund.

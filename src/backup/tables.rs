@@ -70,13 +70,22 @@ macro_rules! tables {
             Ok(())
         }
 
-        pub(super) fn insert_row(conn: &mut DbConn, table: &str, row: serde_json::Value) -> anyhow::Result<()> {
+        /// Inserts `rows` of `table` in one statement.
+        pub(super) fn insert_rows(conn: &mut DbConn, table: &str, rows: Vec<serde_json::Value>) -> anyhow::Result<()> {
             match table {
                 $(
                     stringify!($t) => {
-                        let row: $S = serde_json::from_value(row)
+                        let rows = rows
+                            .into_iter()
+                            .map(serde_json::from_value::<$S>)
+                            .collect::<Result<Vec<_>, _>>()
                             .with_context(|| format!("a {} row does not fit the table", stringify!($t)))?;
-                        diesel::insert_into(schema::$t::table).values(&row).execute(conn)?;
+                        // Batch inserts are per engine (diesel's multi-connection backend
+                        // has none).
+                        match conn {
+                            DbConn::Pg(pg) => diesel::insert_into(schema::$t::table).values(&rows).execute(pg)?,
+                            DbConn::Sqlite(lite) => diesel::insert_into(schema::$t::table).values(&rows).execute(lite)?,
+                        };
                     }
                 )*
                 other => bail!("unknown table {other:?}"),

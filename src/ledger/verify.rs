@@ -1,8 +1,6 @@
 //! `crowdledger verify`: recomputes the hash chain and every total from the ledger entries
 //! and compares them with what the database says now.
 
-use std::collections::HashMap;
-
 use diesel::prelude::*;
 
 use super::state::{entries_after, load_fund_row};
@@ -66,7 +64,6 @@ pub fn verify_snapshot(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
     let mut report = VerifyReport::default();
     let mut prev_hash = GENESIS_HASH.to_owned();
     let mut last: Option<LedgerEntryRow> = None;
-    let mut per_donation: HashMap<i64, (i64, i64)> = HashMap::new();
     loop {
         let after = last.as_ref().map_or(0, |e| e.seq);
         let page = entries_after(conn, after, PAGE)?;
@@ -92,16 +89,12 @@ pub fn verify_snapshot(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
                     ),
                 );
             }
-            if let Some(d) = e.donation_id {
-                let t = per_donation.entry(d).or_insert((0, e.seq));
-                t.0 += e.amount_minor;
-            }
             prev_hash.clone_from(&e.hash);
             last = Some(e);
         }
     }
     check_fund(conn, &mut report, last.as_ref())?;
-    check_donations(conn, &mut report, &per_donation)?;
+    check_donations(conn, &mut report)?;
     Ok(report)
 }
 
@@ -190,13 +183,22 @@ fn check_fund(
     Ok(())
 }
 
-fn check_donations(
-    conn: &mut DbConn,
-    report: &mut VerifyReport,
-    per_donation: &HashMap<i64, (i64, i64)>,
-) -> Result<(), AppError> {
+/// One donation's ledger entries, summed.
+#[derive(QueryableByName)]
+struct EntrySum {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    donation_id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    total: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    first_seq: i64,
+}
+
+/// Each donation against the sum of its entries, a page of donations at a time with the sums
+/// of that id range (the `ledger_entries (donation_id)` index), so memory stays flat however
+/// many donations; then that no entry names a donation that does not exist.
+fn check_donations(conn: &mut DbConn, report: &mut VerifyReport) -> Result<(), AppError> {
     let mut after = 0_i64;
-    let mut seen = 0_usize;
     loop {
         let page: Vec<(i64, String, i64, i64, i64)> = donations::table
             .filter(donations::id.gt(after))
@@ -211,17 +213,25 @@ fn check_donations(
             ))
             .load(conn)?;
         let Some(last) = page.last() else { break };
+        let (from, to) = (after, last.0);
         after = last.0;
+        // Integers of our own, so written into the text (one form for both engines).
+        let sums: std::collections::BTreeMap<i64, (i64, i64)> = diesel::sql_query(format!(
+            "SELECT donation_id, CAST(SUM(amount_minor) AS BIGINT) AS total, \
+             MIN(seq) AS first_seq FROM ledger_entries \
+             WHERE donation_id > {from} AND donation_id <= {to} GROUP BY donation_id"
+        ))
+        .load::<EntrySum>(conn)?
+        .into_iter()
+        .map(|s| (s.donation_id, (s.total, s.first_seq)))
+        .collect();
         for (id, status, amount, refunded, disputed) in page {
             let expected = if status == "succeeded" {
                 amount - refunded - disputed
             } else {
                 0
             };
-            let (in_ledger, first_seq) = per_donation.get(&id).copied().unwrap_or((0, 0));
-            if per_donation.contains_key(&id) {
-                seen += 1;
-            }
+            let (in_ledger, first_seq) = sums.get(&id).copied().unwrap_or((0, 0));
             if expected != in_ledger {
                 report.bad(
                     (first_seq > 0).then_some(first_seq),
@@ -232,7 +242,17 @@ fn check_donations(
             }
         }
     }
-    if seen != per_donation.len() {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let orphans = diesel::sql_query(
+        "SELECT COUNT(*) AS n FROM ledger_entries e WHERE e.donation_id IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM donations d WHERE d.id = e.donation_id)",
+    )
+    .get_result::<Count>(conn)?;
+    if orphans.n > 0 {
         report.bad(
             None,
             "ledger entries name donations that do not exist".into(),

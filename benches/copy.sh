@@ -4,7 +4,8 @@
 #   crowdledger backup --out FILE       (SQLite -> file)
 #   crowdledger copy --to postgres://   (SQLite -> PostgreSQL: backup + verified restore)
 # each timed with its peak RSS (/usr/bin/time), at ROWS and at ROWS/10, so a memory that
-# grows with the fund shows as a ratio.
+# grows with the fund shows as a ratio; beside them, as a baseline on the same rows,
+# PostgreSQL's own `pg_dump -Fc` + `pg_restore` of the copied database.
 #
 #   ./benches/copy.sh                 # 1,000,000 gifts (and 100,000)
 #   ROWS=100000 ./benches/copy.sh
@@ -29,7 +30,7 @@ SERVER_PID=""
 cleanup() {
     [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
     rm -rf "$WORK"
-    psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS cl_copy WITH (FORCE)" >/dev/null 2>&1 || true
+    psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS cl_copy WITH (FORCE)" -c "DROP DATABASE IF EXISTS cl_copy2 WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -69,7 +70,16 @@ run() {
     heads=$(sed -n 's/^\(source\|target\): head seq \([0-9]*\) hash \([0-9a-f]*\).*/\2:\3/p' "$WORK/last.out" | sort -u | wc -l)
     [ "$heads" = 1 ] && heads=equal || heads=DIFFER
     raised=$(psql "$PG_PREFIX/cl_copy" -qAtc 'SELECT raised_minor FROM funds')
-    results+=("$rows $size $b_s $b_mib $b_size $c_s $c_mib $heads $raised")
+
+    # Baseline on the same rows: PostgreSQL's own dump and restore of the copied database.
+    echo "== baseline: pg_dump -Fc, pg_restore into an empty database" >&2
+    read -r d_s _ <<<"$(measure pg_dump -Fc -f "$WORK/pg.dump" "$PG_PREFIX/cl_copy")"
+    psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS cl_copy2 WITH (FORCE)" -c "CREATE DATABASE cl_copy2" >/dev/null
+    read -r r_s _ <<<"$(measure pg_restore -d "$PG_PREFIX/cl_copy2" "$WORK/pg.dump")"
+    psql "$PG_BASE" -qc "DROP DATABASE IF EXISTS cl_copy2 WITH (FORCE)" >/dev/null
+    rm -f "$WORK/pg.dump"
+    pg_s=$(awk -v a="$d_s" -v b="$r_s" 'BEGIN { printf "%.1f", a + b }')
+    results+=("$rows $size $b_s $b_mib $b_size $c_s $c_mib $pg_s $heads $raised")
     rm -f "$db" "$db-wal" "$db-shm"
 }
 
@@ -78,8 +88,8 @@ run "$ROWS"
 
 echo
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r), PostgreSQL $(psql "$PG_BASE" -qAtc 'SHOW server_version')"
-printf '%-9s %8s %9s %9s %9s %9s %9s %7s %14s\n' gifts db_mib backup_s backup_mib file_mib copy_s copy_mib heads raised_minor
+printf '%-9s %8s %9s %9s %9s %9s %9s %12s %7s %14s\n' gifts db_mib backup_s backup_mib file_mib copy_s copy_mib pg_dump+rest_s heads raised_minor
 for line in "${results[@]}"; do
     # shellcheck disable=SC2086
-    printf '%-9s %8s %9s %9s %9s %9s %9s %7s %14s\n' $line
+    printf '%-9s %8s %9s %9s %9s %9s %9s %12s %7s %14s\n' $line
 done

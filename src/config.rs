@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use crate::money::AmountBounds;
 
+mod approval;
 mod backup;
 mod database;
 mod fund;
@@ -16,6 +17,7 @@ mod metrics;
 mod proxy;
 mod stripe;
 
+pub use approval::ApprovalText;
 pub use backup::BackupSchedule;
 use database::default_fill_wait_us;
 pub use database::{BatchTuning, DatabaseUrl};
@@ -114,6 +116,10 @@ pub struct Config {
     /// Backups the server takes itself (`BACKUP_DIR`, `BACKUP_EVERY`, `BACKUP_KEEP`); none
     /// by default.
     pub backup: Option<BackupSchedule>,
+    /// `APPROVAL_THRESHOLD` as written, read again in the stored fund's currency.
+    pub approval_text: ApprovalText,
+    /// Refunds above this (minor units) wait for a second admin; `None`: never.
+    pub approval_above_minor: Option<i64>,
 }
 
 impl Config {
@@ -188,11 +194,15 @@ impl Config {
         let log_format = LogFormat::from_lookup(&var)?;
         let metrics = MetricsConfig::from_lookup(&var)?;
         let backup = BackupSchedule::from_lookup(&var)?;
+        let approval_text = ApprovalText::from_lookup(&var);
+        let approval_above_minor = approval_text.parse(fund.currency)?;
         let fill_wait_us = number("WRITER_BATCH_WAIT_US", default_fill_wait_us(&database_url))?;
         Ok(Config {
             log_format,
             metrics,
             backup,
+            approval_text,
+            approval_above_minor,
             mail,
             limits,
             stripe,

@@ -40,6 +40,11 @@ pub enum ErrorCode {
     TargetBelowReserved,
     /// Same idempotency key, different request.
     IdempotencyConflict,
+    /// A refund approval or rejection of a request that is not waiting (done, rejected or
+    /// expired); the problem's `state` says which.
+    ApprovalNotPending,
+    /// An admin approving their own refund request: a second admin must.
+    ApprovalOwnRequest,
     /// No valid credentials.
     Unauthorized,
     /// Authenticated, but the role may not do this.
@@ -74,7 +79,9 @@ impl ErrorCode {
             ErrorCode::IntakeClosed
             | ErrorCode::TargetReached
             | ErrorCode::TargetBelowReserved
-            | ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,
+            | ErrorCode::IdempotencyConflict
+            | ErrorCode::ApprovalNotPending => StatusCode::CONFLICT,
+            ErrorCode::ApprovalOwnRequest => StatusCode::FORBIDDEN,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -102,6 +109,8 @@ impl ErrorCode {
             ErrorCode::TargetReached => "Target reached",
             ErrorCode::TargetBelowReserved => "Target below what is reserved",
             ErrorCode::IdempotencyConflict => "Idempotency key reused",
+            ErrorCode::ApprovalNotPending => "Not waiting for approval",
+            ErrorCode::ApprovalOwnRequest => "Own request",
             ErrorCode::Unauthorized => "Unauthorized",
             ErrorCode::Forbidden => "Forbidden",
             ErrorCode::NotFound => "Not found",

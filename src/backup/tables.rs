@@ -160,6 +160,7 @@ tables! {
         amount_minor: i64, actor: String, reason: String, state: String,
         stripe_refund_id: Option<String>, status_code: Option<i32>,
         response_body: Option<String>, created_at: NaiveDateTime, updated_at: NaiveDateTime,
+        approved_by: Option<String>,
     }
 }
 

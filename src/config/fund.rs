@@ -33,7 +33,7 @@ pub struct BoundsText {
 }
 
 /// Reads one positive amount setting in `currency`.
-fn positive(key: &str, text: &str, currency: Currency) -> Result<i64, ConfigError> {
+pub(super) fn positive(key: &str, text: &str, currency: Currency) -> Result<i64, ConfigError> {
     match currency.parse_minor(text.trim()) {
         Ok(m) if m > 0 => Ok(m),
         Ok(_) => Err(ConfigError(format!("{key} must be more than zero"))),
@@ -147,6 +147,13 @@ impl super::Config {
             ));
         }
         self.donation_bounds = self.bounds_text.parse(stored.currency).map_err(|e| {
+            ConfigError(format!(
+                "{} (the fund stored in the database is in {})",
+                e.0,
+                stored.currency.code()
+            ))
+        })?;
+        self.approval_above_minor = self.approval_text.parse(stored.currency).map_err(|e| {
             ConfigError(format!(
                 "{} (the fund stored in the database is in {})",
                 e.0,

@@ -266,6 +266,7 @@ pub struct RefundRequestRow {
     pub response_body: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub approved_by: Option<String>,
 }
 
 /// A new refund request (its id comes from the database).

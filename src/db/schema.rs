@@ -186,6 +186,7 @@ diesel::table! {
         response_body -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        approved_by -> Nullable<Text>,
     }
 }
 

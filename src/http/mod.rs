@@ -2,6 +2,7 @@
 //! malformed request into problem+json.
 
 mod admin;
+mod approvals;
 mod auth;
 pub mod client_ip;
 mod donations;
@@ -302,6 +303,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(donations::routes)
         .configure(admin::routes)
         .configure(refunds::routes)
+        .configure(approvals::routes)
         .configure(payments::routes)
         .configure(outbox::routes)
         .configure(reports::routes)

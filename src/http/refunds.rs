@@ -90,6 +90,7 @@ pub(super) async fn refund(
         actor: staff.email.clone(),
         idempotency: idempotency.clone(),
         card_refunds: state.payments.is_some(),
+        approval_above: state.config.approval_above_minor,
     };
     let opened = match state.writer.submit(open()).await {
         // Held back by requests whose attempt died: learn from Stripe what became of them,
@@ -127,7 +128,7 @@ async fn settle_abandoned(state: &State, donation_id: i64) -> Result<bool, AppEr
         let rows: Vec<RefundRequestRow> = refund_requests::table
             .filter(refund_requests::donation_id.eq(donation_id))
             .filter(refund_requests::state.eq("requested"))
-            .filter(refund_requests::created_at.lt(before))
+            .filter(refund_requests::updated_at.lt(before))
             .select(RefundRequestRow::as_select())
             .load(c)?;
         let intent: Option<String> = donations::table
@@ -153,7 +154,7 @@ async fn settle_abandoned(state: &State, donation_id: i64) -> Result<bool, AppEr
                     amount_minor: row.amount_minor,
                     payment_intent: intent.clone(),
                     charge: refund.charge.clone(),
-                    opened_at: row.created_at,
+                    opened_at: row.updated_at,
                 };
                 record(state, stripe, &card, refund.clone()).await?;
             }
@@ -179,7 +180,7 @@ async fn settle_abandoned(state: &State, donation_id: i64) -> Result<bool, AppEr
     Ok(true)
 }
 
-fn respond(answer: StoredResponse) -> HttpResponse {
+pub(super) fn respond(answer: StoredResponse) -> HttpResponse {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     let content_type = if status.is_success() {
         "application/json"
@@ -194,7 +195,10 @@ fn respond(answer: StoredResponse) -> HttpResponse {
 /// Asks Stripe for the refund of an open request, then records Stripe's answer. Until the
 /// answer is recorded the request stays open: a retry with the same `Idempotency-Key` asks
 /// Stripe again with the same key (Stripe answers with the refund it already made).
-async fn card_refund(state: &State, card: &CardRefund) -> Result<StoredResponse, AppError> {
+pub(super) async fn card_refund(
+    state: &State,
+    card: &CardRefund,
+) -> Result<StoredResponse, AppError> {
     let stripe = state.payments.as_ref().ok_or_else(|| {
         AppError::new(
             ErrorCode::PaymentsUnavailable,

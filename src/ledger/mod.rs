@@ -7,6 +7,7 @@
 
 mod admin;
 mod appended;
+pub mod approvals;
 mod bootstrap;
 mod cached;
 pub mod card;

@@ -23,10 +23,12 @@ use crate::error::{AppError, ErrorCode};
 use crate::money::Money;
 
 /// A request waiting for Stripe's answer.
-const REQUESTED: &str = "requested";
+pub(super) const REQUESTED: &str = "requested";
 /// Answered: refunded (`done`) or refused by Stripe (`failed`); the answer is stored.
-const DONE: &str = "done";
+pub(super) const DONE: &str = "done";
 const FAILED: &str = "failed";
+/// Above `APPROVAL_THRESHOLD`: waiting for a second admin (see [`super::approvals`]).
+pub(super) const PENDING_APPROVAL: &str = "pending_approval";
 
 /// Opens a refund asked of the admin route: answers a repeated request from its row, refunds
 /// an offline gift at once, or writes the row of a card refund to be asked of Stripe.
@@ -44,6 +46,8 @@ pub struct OpenRefund {
     pub idempotency: Option<Idempotency>,
     /// Stripe is configured, so a card gift can be refunded.
     pub card_refunds: bool,
+    /// Refunds above this (minor units) wait for a second admin's approval.
+    pub approval_above: Option<i64>,
 }
 
 /// What opening a refund decided.
@@ -70,12 +74,12 @@ pub struct CardRefund {
     pub payment_intent: String,
     /// Its charge, if known.
     pub charge: Option<String>,
-    /// When the request was first made (Stripe forgets idempotency keys after a day: a
+    /// When the request was put to Stripe (made, or approved; Stripe forgets idempotency keys after a day: a
     /// request resumed long after is looked for among Stripe's refunds before it is asked).
     pub opened_at: chrono::NaiveDateTime,
 }
 
-fn donation(cx: &mut Ctx<'_>, id: i64) -> Result<DonationRow, AppError> {
+pub(super) fn donation(cx: &mut Ctx<'_>, id: i64) -> Result<DonationRow, AppError> {
     donations::table
         .find(id)
         .select(DonationRow::as_select())
@@ -84,21 +88,65 @@ fn donation(cx: &mut Ctx<'_>, id: i64) -> Result<DonationRow, AppError> {
         .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no donation {id}")))
 }
 
-fn request(cx: &mut Ctx<'_>, id: i64) -> Result<RefundRequestRow, AppError> {
-    Ok(refund_requests::table
+pub(super) fn request(cx: &mut Ctx<'_>, id: i64) -> Result<RefundRequestRow, AppError> {
+    refund_requests::table
         .find(id)
         .select(RefundRequestRow::as_select())
-        .get_result(cx.conn()?)?)
+        .get_result(cx.conn()?)
+        .optional()?
+        .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no refund request {id}")))
 }
 
-/// What the donation's open requests (asked of Stripe, answer not recorded) hold back.
+/// What the donation's open requests hold back: those asked of Stripe whose answer is not
+/// recorded, and those waiting for approval (until they expire).
 fn held_back(cx: &mut Ctx<'_>, donation_id: i64) -> Result<i64, AppError> {
+    let waiting_since = cx.now - super::approvals::APPROVAL_TTL;
     let amounts: Vec<i64> = refund_requests::table
         .filter(refund_requests::donation_id.eq(donation_id))
-        .filter(refund_requests::state.eq(REQUESTED))
+        .filter(
+            refund_requests::state
+                .eq(REQUESTED)
+                .or(refund_requests::state
+                    .eq(PENDING_APPROVAL)
+                    .and(refund_requests::created_at.gt(waiting_since))),
+        )
         .select(refund_requests::amount_minor)
         .load(cx.conn()?)?;
     Ok(amounts.iter().sum())
+}
+
+/// The amount a refund of `asked` (all that is left when `None`) takes from `d`, or
+/// `refund_exceeds_remaining`. `own` is what the request being decided holds back itself.
+pub(super) fn refundable_amount(
+    cx: &mut Ctx<'_>,
+    d: &DonationRow,
+    asked: Option<i64>,
+    own: i64,
+) -> Result<i64, AppError> {
+    let held = held_back(cx, d.id)? - own;
+    let refundable = d.amount_minor - d.refunded_minor - d.disputed_minor - held;
+    let amount = asked.unwrap_or(refundable);
+    if amount <= 0 || amount > refundable {
+        let c = cx.st.currency;
+        let mut extra = serde_json::json!({ "refundable": c.format(refundable.max(0)) });
+        let mut detail = format!(
+            "at most {} can still be refunded",
+            c.format(refundable.max(0))
+        );
+        if held > 0 {
+            extra["pending"] = c.format(held).into();
+            detail.push_str(&format!(
+                " ({} is in refunds asked of Stripe or waiting for approval)",
+                c.format(held)
+            ));
+        }
+        return Err(AppError {
+            code: ErrorCode::RefundExceedsRemaining,
+            detail,
+            extra: Some(extra),
+        });
+    }
+    Ok(amount)
 }
 
 /// The stored answer of an answered request.
@@ -112,7 +160,7 @@ fn stored(row: &RefundRequestRow) -> StoredResponse {
     }
 }
 
-fn card_refund(row: &RefundRequestRow, d: &DonationRow) -> Result<CardRefund, AppError> {
+pub(super) fn card_refund(row: &RefundRequestRow, d: &DonationRow) -> Result<CardRefund, AppError> {
     Ok(CardRefund {
         request_id: row.id,
         donation_id: d.id,
@@ -122,12 +170,13 @@ fn card_refund(row: &RefundRequestRow, d: &DonationRow) -> Result<CardRefund, Ap
             .clone()
             .ok_or_else(|| AppError::internal("a succeeded card gift has no PaymentIntent"))?,
         charge: d.charge_id.clone(),
-        opened_at: row.created_at,
+        // When it was last put to Stripe: made, or approved.
+        opened_at: row.updated_at,
     })
 }
 
 impl OpenRefund {
-    fn insert(
+    pub(super) fn insert(
         &self,
         cx: &mut Ctx<'_>,
         amount_minor: i64,
@@ -184,28 +233,9 @@ impl Op for OpenRefund {
         }
         let d = donation(cx, self.donation_id)?;
         refundable_status(&d)?;
-        let held = held_back(cx, d.id)?;
-        let refundable = d.amount_minor - d.refunded_minor - d.disputed_minor - held;
-        let amount = self.amount_minor.unwrap_or(refundable);
-        if amount <= 0 || amount > refundable {
-            let c = cx.st.currency;
-            let mut extra = serde_json::json!({ "refundable": c.format(refundable.max(0)) });
-            let mut detail = format!(
-                "at most {} can still be refunded",
-                c.format(refundable.max(0))
-            );
-            if held > 0 {
-                extra["pending"] = c.format(held).into();
-                detail.push_str(&format!(
-                    " ({} is in refunds asked of Stripe whose answer is not recorded yet)",
-                    c.format(held)
-                ));
-            }
-            return Err(AppError {
-                code: ErrorCode::RefundExceedsRemaining,
-                detail,
-                extra: Some(extra),
-            });
+        let amount = refundable_amount(cx, &d, self.amount_minor, 0)?;
+        if self.approval_above.is_some_and(|above| amount > above) {
+            return super::approvals::ask_approval(self, cx, &d, amount);
         }
         if d.method != "card" {
             // The money goes back outside the system: recorded at once.

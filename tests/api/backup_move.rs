@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use serde_json::{Value, json};
 
 use crate::backup::{copy_to, other_engine_database};
-use crate::helpers::{PASSWORD, TestApp, spawn_app_with_stripe, spawn_on, url_text};
+use crate::helpers::{TestApp, login, spawn_app_with_stripe, spawn_on, url_text};
 use crate::localstripe::event;
 use crate::smtp::SmtpSink;
 
@@ -37,19 +37,6 @@ async fn refund(app: &TestApp, admin: &str, id: i64, amount: &str) {
         )
         .await;
     assert_eq!(resp.status(), 200, "refund of {amount} on {id}");
-}
-
-async fn login(app: &TestApp, email: &str) -> String {
-    let resp = app
-        .client
-        .post(format!("{}/api/auth/login", app.addr))
-        .json(&json!({ "email": email, "password": PASSWORD }))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(resp.status(), 200, "{email} logs in on the target");
-    let body: Value = resp.json().await.expect("json");
-    body["access_token"].as_str().expect("token").to_owned()
 }
 
 fn head(app: &TestApp) -> (i64, String) {

@@ -216,16 +216,7 @@ impl TestApp {
     /// Creates a user with `role` and returns a bearer token from the login endpoint.
     pub async fn token(&self, role: Role) -> String {
         let email = self.user(role);
-        let resp = self
-            .client
-            .post(format!("{}/api/auth/login", self.addr))
-            .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
-            .send()
-            .await
-            .expect("login request");
-        assert_eq!(resp.status(), 200, "login works");
-        let body: Value = resp.json().await.expect("login json");
-        body["access_token"].as_str().expect("token").to_owned()
+        login(self, &email).await
     }
 
     /// `GET /api/fund`.
@@ -462,6 +453,20 @@ pub fn gift(amount: &str) -> Value {
 }
 
 /// Asserts a problem+json answer with `status` and `code`; returns the body.
+/// Logs `email` in (password [`PASSWORD`]) and returns the bearer token.
+pub async fn login(app: &TestApp, email: &str) -> String {
+    let resp = app
+        .client
+        .post(format!("{}/api/auth/login", app.addr))
+        .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(resp.status(), 200, "{email} logs in");
+    let body: Value = resp.json().await.expect("login json");
+    body["access_token"].as_str().expect("token").to_owned()
+}
+
 pub async fn assert_problem(resp: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(resp.status().as_u16(), status, "status");
     let ct = resp

@@ -126,6 +126,37 @@ async fn ledger_entries_are_append_only_and_an_edit_breaks_the_chain() {
     assert!(stdout.contains("first bad entry is seq 3"), "{stdout}");
 }
 
+/// A donation row edited behind the ledger's back (its amount) is caught against the sum of
+/// its entries, naming the donation and its first entry; the audit trail refuses edits too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_donation_edited_behind_the_ledger_is_named_by_verify() {
+    let app = spawn_app_with(&[]).await;
+    let treasurer = app.token(Role::Treasurer).await;
+    app.record_gifts(&treasurer, &["10.00", "20.00", "30.00"])
+        .await;
+    let mut conn = app.conn();
+    conn.batch_execute("UPDATE donations SET amount_minor = 2001 WHERE id = 2")
+        .expect("tamper");
+    let report = app.verify();
+    assert!(!report.is_ok());
+    assert!(
+        report.problems.iter().any(|p| p.starts_with("donation 2:")),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(
+        report.first_bad_seq,
+        Some(3),
+        "gift 2 is entry 3 (entry 1 opens the fund)"
+    );
+    assert!(
+        conn.batch_execute("UPDATE audit_log SET actor = 'someone else'")
+            .is_err(),
+        "audit rows are append-only"
+    );
+    assert!(conn.batch_execute("DELETE FROM audit_log").is_err());
+}
+
 /// Migration `lean_indexes` over a ledger that already has entries: SQLite rebuilds
 /// `ledger_entries` to drop the unique hash, and every entry, the chain and the append-only
 /// guards must survive it.

@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test starts the real app against a fresh database
 //! of the engine named by `TEST_DATABASE` (`scripts/test.sh` runs it on both).
 
+mod approvals;
 mod auth;
 mod backup;
 mod backup_move;

@@ -120,6 +120,28 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
             ],
         ],
     ),
+    ("get", "/api/admin/approvals", &[STAFF, &[E::Unavailable]]),
+    (
+        "post",
+        "/api/admin/approvals/{id}/approve",
+        &[
+            STAFF,
+            &[
+                E::ApprovalOwnRequest,
+                E::ApprovalNotPending,
+                E::RefundExceedsRemaining,
+                E::NotFound,
+                E::PaymentsUnavailable,
+                E::PaymentProviderError,
+                E::Unavailable,
+            ],
+        ],
+    ),
+    (
+        "post",
+        "/api/admin/approvals/{id}/reject",
+        &[STAFF, &[E::ApprovalNotPending, E::NotFound, E::Unavailable]],
+    ),
     ("get", "/api/admin/outbox", &[STAFF, &[E::Unavailable]]),
     (
         "post",

@@ -21,6 +21,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(
     get,
     path = "/api/admin/approvals",
+    operation_id = "approvals",
     tag = "admin",
     security(("bearer" = [])),
     responses((status = 200, description = "Requests waiting for approval", body = Vec<Approval>)),
@@ -39,6 +40,7 @@ pub(super) async fn list(staff: Staff, state: State) -> Result<HttpResponse, App
 #[utoipa::path(
     post,
     path = "/api/admin/approvals/{id}/approve",
+    operation_id = "approve_refund",
     tag = "admin",
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "The refund request")),
@@ -70,6 +72,7 @@ pub(super) async fn approve(
 #[utoipa::path(
     post,
     path = "/api/admin/approvals/{id}/reject",
+    operation_id = "reject_refund",
     tag = "admin",
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "The refund request")),

@@ -3,6 +3,7 @@
 
 mod admin;
 mod approvals;
+mod audit;
 mod auth;
 pub mod client_ip;
 mod donations;
@@ -304,6 +305,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(admin::routes)
         .configure(refunds::routes)
         .configure(approvals::routes)
+        .configure(audit::routes)
         .configure(payments::routes)
         .configure(outbox::routes)
         .configure(reports::routes)

@@ -105,24 +105,42 @@ async fn export(
     let staff = staff.require(Role::Treasurer)?;
     check_filters(&filters)?;
     audit(&state, staff.email, kind.name(), &filters).await?;
+    stream_csv(
+        &state,
+        kind.name(),
+        filters.excel,
+        move |conn, out| match kind {
+            Export::Donations => reports::donations::export(conn, &filters, out, &mut |_| {}),
+            Export::Ledger => reports::ledger::export(conn, &filters, out, &mut |_| {}),
+            Export::Periods => reports::summary::export_periods(conn, out),
+        },
+    )
+    .await
+}
+
+/// What a CSV producer writes into.
+pub(super) type CsvOut = ChunkedCsv<Box<dyn FnMut(Vec<u8>) -> bool + Send>>;
+
+/// Streams the CSV `produce` writes, as `name.csv`, read on a pooled connection in a blocking
+/// thread with backpressure (at most [`IN_FLIGHT`] chunks buffered).
+pub(super) async fn stream_csv<P>(
+    state: &State,
+    name: &'static str,
+    bom: bool,
+    produce: P,
+) -> Result<HttpResponse, AppError>
+where
+    P: FnOnce(&mut crate::db::DbConn, &mut CsvOut) -> Result<(), AppError> + Send + 'static,
+{
     // Take the connection before answering, so an outage is a 503 and not a cut-off file.
     let pool = state.pool.clone();
     let mut conn = web::block(move || pool.get()).await??;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
-        let mut out = ChunkedCsv::new(
-            |chunk| tx.blocking_send(Bytes::from(chunk)).is_ok(),
-            filters.excel,
-            CHUNK,
-        );
-        let result = match kind {
-            Export::Donations => {
-                reports::donations::export(&mut conn, &filters, &mut out, &mut |_| {})
-            }
-            Export::Ledger => reports::ledger::export(&mut conn, &filters, &mut out, &mut |_| {}),
-            Export::Periods => reports::summary::export_periods(&mut conn, &mut out),
-        };
-        if let Err(e) = result {
+        let sink: Box<dyn FnMut(Vec<u8>) -> bool + Send> =
+            Box::new(move |chunk| tx.blocking_send(Bytes::from(chunk)).is_ok());
+        let mut out = ChunkedCsv::new(sink, bom, CHUNK);
+        if let Err(e) = produce(&mut conn, &mut out) {
             // Headers are sent: the file ends early, and the client sees a truncated body.
             tracing::error!(error = %e.detail, "export failed midway");
         }
@@ -134,7 +152,7 @@ async fn export(
         .content_type("text/csv; charset=utf-8")
         .insert_header((
             "Content-Disposition",
-            format!("attachment; filename=\"{}.csv\"", kind.name()),
+            format!("attachment; filename=\"{name}.csv\""),
         ))
         .insert_header(("Cache-Control", "no-store"))
         .streaming(body))

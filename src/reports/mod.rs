@@ -1,6 +1,7 @@
 //! Treasurer reports: CSV exports streamed from the database in pages (constant memory
 //! whatever the row count), the JSON summary, and the cell rules that keep a spreadsheet safe.
 
+pub mod audit;
 pub mod csv_out;
 pub mod donations;
 pub mod ledger;

@@ -2,6 +2,7 @@
 //! of the engine named by `TEST_DATABASE` (`scripts/test.sh` runs it on both).
 
 mod approvals;
+mod audit_trail;
 mod auth;
 mod backup;
 mod backup_move;

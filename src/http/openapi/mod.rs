@@ -59,6 +59,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         super::approvals::list,
         super::approvals::approve,
         super::approvals::reject,
+        super::audit::list,
+        super::audit::csv,
         super::outbox::counts,
         super::outbox::retry,
         super::reports::donations,

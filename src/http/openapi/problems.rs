@@ -142,6 +142,16 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
         "/api/admin/approvals/{id}/reject",
         &[STAFF, &[E::ApprovalNotPending, E::NotFound, E::Unavailable]],
     ),
+    (
+        "get",
+        "/api/admin/audit",
+        &[STAFF, &[E::InvalidRequest, E::Unavailable]],
+    ),
+    (
+        "get",
+        "/api/reports/audit.csv",
+        &[STAFF, &[E::InvalidRequest, E::Unavailable]],
+    ),
     ("get", "/api/admin/outbox", &[STAFF, &[E::Unavailable]]),
     (
         "post",

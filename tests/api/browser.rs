@@ -22,6 +22,7 @@ async fn donors_and_admins_use_the_pages_in_a_real_browser() {
     ])
     .await;
     let admin_email = app.user(Role::Admin);
+    let second_admin = app.user(Role::Admin);
     let stripe = app.stripe.as_ref().expect("stripe");
     let shots = format!(
         "{root}/target/browser-{}",
@@ -38,6 +39,7 @@ async fn donors_and_admins_use_the_pages_in_a_real_browser() {
         .env("STRIPE_URL", &stripe.base)
         .env("ADMIN_EMAIL", &admin_email)
         .env("ADMIN_PASSWORD", PASSWORD)
+        .env("SECOND_ADMIN_EMAIL", &second_admin)
         .env("SHOT_DIR", &shots)
         .output()
         .await

@@ -19,6 +19,8 @@ const STRIPE = (process.env.STRIPE_URL || 'http://127.0.0.1:8420').replace(/\/+$
 const STRIPE_KEY = process.env.STRIPE_SECRET_KEY || 'sk_test_crowdledger';
 const ADMIN_EMAIL = process.env.ADMIN_EMAIL || '';
 const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD || '';
+// A second admin, who approves the refunds the first one asks above the threshold.
+const SECOND_ADMIN_EMAIL = process.env.SECOND_ADMIN_EMAIL || '';
 const SHOT_DIR = path.resolve(process.env.SHOT_DIR || path.join(os.tmpdir(), 'crowdledger-shots'));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const DONOR_VIEWPORT = { width: 360, height: 800 };
@@ -586,6 +588,81 @@ await step('hostile text in every field is shown as text and never runs', async 
       console.log(`# cleanup: ${oneLine(e.message)}`);
     }
   }
+});
+
+// 8. Two-person approval: a refund above the threshold (1000.00 by default) asked by one
+//    admin waits; the second admin sees it in the admin page, rejects it (Chinese page), then
+//    approves the next one (English page); axe on the page with a request waiting.
+async function askLargeRefund(token, donationId) {
+  const r = await httpJson(`${APP}/api/admin/donations/${donationId}/refund`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ amount: '1100.00', reason: 'the donor asked' }),
+  });
+  assert(r.status === 202 && r.json && r.json.state === 'pending_approval', `refund -> ${r.status} ${oneLine(r.text)}`);
+  return r.json.refund_request;
+}
+
+async function signInSecondAdmin(page, lang) {
+  await page.goto(`${APP}/admin?lang=${lang}`);
+  await page.fill('#login-email', SECOND_ADMIN_EMAIL);
+  await page.fill('#login-password', ADMIN_PASSWORD);
+  await page.click('#login-submit');
+  await page.locator('#approvals-section').waitFor({ state: 'visible', timeout: 10000 });
+}
+
+await step('a second admin rejects and approves large refunds in the admin page (both languages)', async () => {
+  assert(SECOND_ADMIN_EMAIL, 'SECOND_ADMIN_EMAIL must be set');
+  const token = await adminToken();
+  const gift = await adminApi(token, 'POST', '/api/donations/offline', {
+    amount: '1200.00', donor_name: '王小明', method: 'check', reference: 'chk-approve',
+  });
+  const before = await fundDoc();
+  for (const [lang, verb] of [['zh-CN', 'reject'], ['en', 'approve']]) {
+    const request = await askLargeRefund(token, gift.donation_id);
+    const page = await newPage({ viewport: { width: 1024, height: 900 } });
+    try {
+      await signInSecondAdmin(page, lang);
+      const t = await i18n(page);
+      const row = page.locator(`#approvals-body tr[data-id="${request}"]`);
+      await row.waitFor({ timeout: 10000 });
+      const text = await row.innerText();
+      assert(text.includes(ADMIN_EMAIL) && text.includes('the donor asked'), `row shows "${oneLine(text)}"`);
+      await row.getByRole('button', { name: `${t[verb]}: #${request}` }).click();
+      const done = verb === 'approve' ? t.approved_done : t.rejected_done;
+      await page.locator('#approvals-status', { hasText: done }).waitFor({ timeout: 10000 }).catch(async () => {
+        throw new Error(`no "${done}"; #approvals-error "${oneLine(await page.locator('#approvals-error').innerText())}"`);
+      });
+      assert((await page.locator(`#approvals-body tr[data-id="${request}"]`).count()) === 0, 'the decided request left the list');
+      const audit = await page.locator('#audit-body').innerText();
+      assert(audit.includes(verb === 'approve' ? 'refund.approved' : 'refund.rejected'), `audit shows "${oneLine(audit).slice(-200)}"`);
+      if (lang === 'zh-CN') assert(CJK.test(await page.locator('#approvals-heading').innerText()), 'Chinese heading');
+      await shot(page, `approvals-${lang}.png`);
+      assert(page.problems.length === 0, page.problems.join(' | '));
+    } finally {
+      await page.context().close();
+    }
+  }
+  const after = await fundDoc();
+  const lowered = Math.round((Number(before.raised) - Number(after.raised)) * 100);
+  assert(lowered === 110000, `raised went from ${before.raised} to ${after.raised}`);
+  // A request waiting, seen by axe.
+  const waiting = await askLargeRefund(token, gift.donation_id).catch(() => null);
+  assert(waiting === null, 'only 100.00 is left: a third 1100.00 refund is refused');
+});
+
+await step('accessibility: no serious or critical axe violations with a refund waiting for approval', async () => {
+  const token = await adminToken();
+  const gift = await adminApi(token, 'POST', '/api/donations/offline', {
+    amount: '1500.00', donor_name: 'Ann Lee', method: 'check', reference: 'chk-axe',
+  });
+  const request = await askLargeRefund(token, gift.donation_id);
+  const bad = await axeCheck('admin approvals', `${APP}/admin?lang=en`, async (page) => {
+    await signInSecondAdmin(page, 'en');
+    await page.locator(`#approvals-body tr[data-id="${request}"]`).waitFor({ timeout: 10000 });
+  });
+  assert(bad.length === 0, bad.map((v) => `${v.id} (${v.impact})`).join(', '));
+  await adminApi(token, 'POST', `/api/admin/approvals/${request}/reject`).catch(() => {});
 });
 
 await browser.close();

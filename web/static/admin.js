@@ -23,6 +23,7 @@
   }
 
   let token = null;
+  let role = null;
   let currency = 'USD';
   let fund = null;
 
@@ -158,6 +159,10 @@
         return t('error_refund_exceeds');
       case 'idempotency_conflict':
         return t('error_idempotency');
+      case 'approval_own_request':
+        return t('error_approval_own');
+      case 'approval_not_pending':
+        return t('error_approval_not_pending');
       case 'invalid_amount':
         return `${t('error_admin_amount', { field: fieldLabel(p.field || 'amount') })}${detail}`;
       case 'invalid_request':
@@ -222,6 +227,7 @@
     try {
       const res = await api('POST', '/api/auth/login', { email, password }, { login: true });
       token = res.access_token;
+      role = res.role || null;
       $('login-password').value = '';
       say('signed-in-as', res.role ? `${email} (${res.role})` : email);
       loginSection.hidden = true;
@@ -243,6 +249,13 @@
     loadFund();
     loadDonations();
     loadCharts();
+    const admin = role === 'admin';
+    $('approvals-section').hidden = !admin;
+    $('audit-section').hidden = !admin;
+    if (admin) {
+      loadApprovals();
+      loadAudit(true);
+    }
   }
 
   // ---- Fund, intake, periods --------------------------------------------------------
@@ -548,13 +561,15 @@
         refundKey = uuid();
       }
       try {
-        await api('POST', `/api/admin/donations/${encodeURIComponent(d.id)}/refund`, payload, {
+        const res = await api('POST', `/api/admin/donations/${encodeURIComponent(d.id)}/refund`, payload, {
           idempotencyKey: refundKey,
         });
-        say('donations-status', t('refund_done'));
+        const done = res && res.state === 'pending_approval' ? t('refund_pending_approval') : t('refund_done');
+        say('donations-status', done);
         await Promise.all([loadDonations(), loadFund()]);
         loadCharts();
-        say('donations-status', t('refund_done'));
+        if (role === 'admin') loadApprovals();
+        say('donations-status', done);
       } catch (err) {
         error.textContent = problemText(err);
         submit.disabled = false;
@@ -607,6 +622,111 @@
       loadCharts();
     }
   });
+
+  // ---- Refunds waiting for a second admin, and the audit trail (admins only) -----------
+
+  function when(iso) {
+    return String(iso || '').replace('T', ' ').slice(0, 16);
+  }
+
+  async function loadApprovals() {
+    const tbody = $('approvals-body');
+    let items;
+    try {
+      items = await api('GET', '/api/admin/approvals');
+    } catch (err) {
+      say('approvals-error', problemText(err));
+      return;
+    }
+    say('approvals-error', '');
+    tbody.textContent = '';
+    if (!items || !items.length) {
+      tbody.append(el('tr', null, el('td', { colSpan: 7 }, t('no_approvals'))));
+      return;
+    }
+    for (const a of items) {
+      const action = el('td');
+      const expires = el('td', null, when(a.expires_at));
+      if (a.state === 'expired') {
+        expires.append(el('span', { className: 'tag' }, t('approval_expired_tag')));
+      } else {
+        for (const [verb, label, cls] of [
+          ['approve', t('approve'), 'button-primary'],
+          ['reject', t('reject'), 'button-secondary'],
+        ]) {
+          const b = el(
+            'button',
+            { type: 'button', className: `button ${cls} button-small`, 'aria-label': `${label}: #${a.id}` },
+            label,
+          );
+          b.addEventListener('click', () => decide(a, verb, b));
+          action.append(b, ' ');
+        }
+      }
+      tbody.append(
+        el(
+          'tr',
+          { dataset: { id: String(a.id) } },
+          el('td', { className: 'num' }, a.id),
+          el('td', { className: 'num' }, `#${a.donation_id}`),
+          el('td', { className: 'num' }, money(a.amount)),
+          el('td', { className: 'wrap-cell' }, a.requested_by),
+          el('td', { className: 'wrap-cell' }, a.reason),
+          expires,
+          action,
+        ),
+      );
+    }
+  }
+
+  async function decide(a, verb, button) {
+    const res = await act(button, 'approvals-error', 'approvals-status', () =>
+      api('POST', `/api/admin/approvals/${encodeURIComponent(a.id)}/${verb}`),
+    );
+    if (res !== undefined) {
+      say('approvals-status', verb === 'approve' ? t('approved_done') : t('rejected_done'));
+      await Promise.all([loadApprovals(), loadDonations(), loadFund()]);
+      loadAudit(true);
+      $('approvals-heading').focus();
+    }
+  }
+
+  let auditAfter = 0;
+
+  async function loadAudit(fresh) {
+    const tbody = $('audit-body');
+    if (fresh) auditAfter = 0;
+    let page;
+    try {
+      page = await api('GET', `/api/admin/audit?limit=50&after=${auditAfter}`);
+    } catch (err) {
+      say('audit-error', problemText(err));
+      return;
+    }
+    say('audit-error', '');
+    if (fresh) tbody.textContent = '';
+    const rows = (page && page.rows) || [];
+    if (fresh && !rows.length) {
+      tbody.append(el('tr', null, el('td', { colSpan: 5 }, t('no_audit'))));
+    }
+    for (const r of rows) {
+      tbody.append(
+        el(
+          'tr',
+          null,
+          el('td', { className: 'num' }, r.id),
+          el('td', null, when(r.at)),
+          el('td', { className: 'wrap-cell' }, r.actor),
+          el('td', null, r.action),
+          el('td', { className: 'wrap-cell cell-code' }, r.detail),
+        ),
+      );
+    }
+    auditAfter = page && page.next_after ? page.next_after : auditAfter;
+    $('audit-more').hidden = !(page && page.next_after);
+  }
+
+  $('audit-more').addEventListener('click', () => loadAudit(false));
 
   // ---- Reports ------------------------------------------------------------------------
 

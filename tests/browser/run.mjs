@@ -633,7 +633,13 @@ await step('a second admin rejects and approves large refunds in the admin page 
       await page.locator('#approvals-status', { hasText: done }).waitFor({ timeout: 10000 }).catch(async () => {
         throw new Error(`no "${done}"; #approvals-error "${oneLine(await page.locator('#approvals-error').innerText())}"`);
       });
-      assert((await page.locator(`#approvals-body tr[data-id="${request}"]`).count()) === 0, 'the decided request left the list');
+      await page
+        .locator(`#approvals-body tr[data-id="${request}"]`)
+        .waitFor({ state: 'detached', timeout: 10000 })
+        .catch(() => {
+          throw new Error('the decided request stayed in the list');
+        });
+      await page.locator('#audit-body', { hasText: verb === 'approve' ? 'refund.approved' : 'refund.rejected' }).waitFor({ timeout: 10000 }).catch(() => {});
       const audit = await page.locator('#audit-body').innerText();
       assert(audit.includes(verb === 'approve' ? 'refund.approved' : 'refund.rejected'), `audit shows "${oneLine(audit).slice(-200)}"`);
       if (lang === 'zh-CN') assert(CJK.test(await page.locator('#approvals-heading').innerText()), 'Chinese heading');

@@ -8,7 +8,7 @@
 //! within [`APPROVAL_TTL`] expires (its amount is no longer held back). Request, approval and
 //! rejection are audit rows naming both admins, written with the money change.
 
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -43,9 +43,9 @@ pub struct Approval {
     /// The admin who asked.
     pub requested_by: String,
     /// When.
-    pub requested_at: NaiveDateTime,
+    pub requested_at: DateTime<Utc>,
     /// When it expires unless decided.
-    pub expires_at: NaiveDateTime,
+    pub expires_at: DateTime<Utc>,
     /// `pending_approval`, or `expired` once past `expires_at`.
     pub state: String,
 }
@@ -81,8 +81,8 @@ pub fn waiting(
             amount: Money::new(r.amount_minor, currency),
             reason: r.reason,
             requested_by: r.actor,
-            requested_at: r.created_at,
-            expires_at: r.created_at + APPROVAL_TTL,
+            requested_at: r.created_at.and_utc(),
+            expires_at: (r.created_at + APPROVAL_TTL).and_utc(),
         })
         .collect())
 }
@@ -101,7 +101,7 @@ pub(super) fn ask_approval(
         status: 202,
         body: serde_json::json!({
             "refund_request": id, "state": PENDING_APPROVAL, "donation_id": d.id,
-            "amount": c.format(amount), "expires_at": cx.now + APPROVAL_TTL,
+            "amount": c.format(amount), "expires_at": (cx.now + APPROVAL_TTL).and_utc(),
         })
         .to_string(),
     };

@@ -2,7 +2,7 @@
 //! filtered trail as CSV (`GET /api/reports/audit.csv`), both oldest first by id, so `after`
 //! (the last id seen) pages through a trail that keeps growing without skipping or repeating.
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -39,14 +39,24 @@ pub struct AuditQuery {
     pub excel: Option<String>,
 }
 
-/// One audit row.
-#[derive(Debug, Serialize, Queryable, Selectable, utoipa::ToSchema)]
+/// One audit row as stored.
+#[derive(Queryable, Selectable)]
 #[diesel(table_name = audit_log)]
+struct AuditRow {
+    id: i64,
+    at: NaiveDateTime,
+    actor: String,
+    action: String,
+    detail: String,
+}
+
+/// One audit row.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Its id (rows are append-only, ids only grow).
     pub id: i64,
-    /// When (UTC).
-    pub at: NaiveDateTime,
+    /// When.
+    pub at: DateTime<Utc>,
     /// Who.
     pub actor: String,
     /// What.
@@ -74,7 +84,7 @@ fn rows_after(
         .filter(audit_log::id.gt(after))
         .order(audit_log::id.asc())
         .limit(limit)
-        .select(AuditEntry::as_select())
+        .select(AuditRow::as_select())
         .into_boxed();
     if let Some(actor) = &q.actor {
         query = query.filter(audit_log::actor.eq(actor.clone()));
@@ -88,7 +98,17 @@ fn rows_after(
     if let Some(to) = q.to.and_then(|t| t.succ_opt()) {
         query = query.filter(audit_log::at.lt(to.and_time(chrono::NaiveTime::MIN)));
     }
-    query.load(conn)
+    Ok(query
+        .load::<AuditRow>(conn)?
+        .into_iter()
+        .map(|r| AuditEntry {
+            id: r.id,
+            at: r.at.and_utc(),
+            actor: r.actor,
+            action: r.action,
+            detail: r.detail,
+        })
+        .collect())
 }
 
 /// One page of the trail.
@@ -123,7 +143,7 @@ pub fn export<F: FnMut(Vec<u8>) -> bool>(
         for r in rows {
             let ok = out.row([
                 r.id.to_string(),
-                iso(r.at),
+                iso(r.at.naive_utc()),
                 text_cell(&r.actor).into_owned(),
                 text_cell(&r.action).into_owned(),
                 text_cell(&r.detail).into_owned(),

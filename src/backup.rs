@@ -62,7 +62,14 @@ struct Trailer {
 }
 
 /// PostgreSQL tables whose `id` is a BIGSERIAL: their sequences move past the restored ids.
-const PG_SERIAL_TABLES: &[&str] = &["periods", "users", "audit_log", "outbox", "refund_requests"];
+const PG_SERIAL_TABLES: &[&str] = &[
+    "periods",
+    "users",
+    "audit_log",
+    "outbox",
+    "refund_requests",
+    "lookup_codes",
+];
 
 /// Creates `path` readable by its owner only: a backup holds donors' names and emails.
 fn private_file(path: &Path) -> std::io::Result<File> {

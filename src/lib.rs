@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod lookup;
 pub mod mail;
 pub mod money;
 pub mod payments;

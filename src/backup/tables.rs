@@ -162,6 +162,10 @@ tables! {
         response_body: Option<String>, created_at: NaiveDateTime, updated_at: NaiveDateTime,
         approved_by: Option<String>,
     }
+    lookup_codes => LookupCode by id {
+        id: i64, email: String, code_hash: String, link_hash: String, attempts: i32,
+        created_at: NaiveDateTime, expires_at: NaiveDateTime, spent_at: Option<NaiveDateTime>,
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,10 @@ pub struct LimitsConfig {
     pub login: Option<Rate>,
     /// `POST /api/auth/login` per account (email), whatever the address.
     pub login_account: Option<Rate>,
+    /// Donors' code requests and code tries (`/receipts`) per client address.
+    pub lookup: Option<Rate>,
+    /// Donors' code requests per email address, whatever the client address.
+    pub lookup_email: Option<Rate>,
     /// The proxy whose client-address header is believed, if any.
     pub proxy: Option<TrustedProxy>,
     /// Reading the body and producing the response head; a streamed body is not cut.
@@ -96,6 +100,8 @@ impl LimitsConfig {
             donations: rate("RATE_LIMIT_DONATIONS", "30/min")?,
             login: rate("RATE_LIMIT_LOGIN", "10/min")?,
             login_account: rate("RATE_LIMIT_LOGIN_ACCOUNT", "10/15m")?,
+            lookup: rate("RATE_LIMIT_LOOKUP", "20/h")?,
+            lookup_email: rate("RATE_LIMIT_LOOKUP_EMAIL", "5/h")?,
             proxy,
             request_timeout: duration("REQUEST_TIMEOUT", Duration::from_secs(30))?,
             header_timeout: duration("HTTP_HEADER_TIMEOUT", Duration::from_secs(5))?,

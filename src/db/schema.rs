@@ -147,6 +147,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    lookup_codes (id) {
+        id -> BigInt,
+        email -> Text,
+        code_hash -> Text,
+        link_hash -> Text,
+        attempts -> Integer,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        spent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> BigInt,
         kind -> Text,
@@ -206,4 +219,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     payouts,
     login_limits,
     refund_requests,
+    lookup_codes,
 );

@@ -36,6 +36,8 @@ pub struct Limits {
     donations: Option<DefaultKeyedRateLimiter<IpAddr>>,
     login: Option<DefaultKeyedRateLimiter<IpAddr>>,
     login_account: Option<DefaultKeyedRateLimiter<String>>,
+    lookup: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    lookup_email: Option<DefaultKeyedRateLimiter<String>>,
     proxy: Option<TrustedProxy>,
     clock: DefaultClock,
     shared: Option<SharedLogins>,
@@ -74,6 +76,8 @@ impl Limits {
             donations: limiter(config.donations),
             login: limiter(config.login),
             login_account: limiter(config.login_account),
+            lookup: limiter(config.lookup),
+            lookup_email: limiter(config.lookup_email),
             proxy: config.proxy.clone(),
             clock: DefaultClock::default(),
             shared: None,
@@ -129,6 +133,22 @@ impl Limits {
         self.count("login", taken)
     }
 
+    /// Spends one donor lookup attempt (a code asked or tried, `/receipts`) of the caller's
+    /// address.
+    pub fn lookup(&self, req: &HttpRequest) -> Result<(), AppError> {
+        let key = self.client_key(req);
+        self.count("lookup", take(self.lookup.as_ref(), &key, &self.clock))
+    }
+
+    /// Spends one code request for the address `email` (normalized), whatever the client.
+    pub fn lookup_email(&self, email: &str) -> Result<(), AppError> {
+        let key = email.to_owned();
+        self.count(
+            "lookup_email",
+            take(self.lookup_email.as_ref(), &key, &self.clock),
+        )
+    }
+
     /// Spends one login attempt from address `key` in the budget the instances share (on
     /// PostgreSQL; `login` spent this instance's).
     async fn login_everywhere(&self, key: IpAddr) -> Result<(), AppError> {
@@ -170,11 +190,17 @@ impl Limits {
     /// Forgets keys whose buckets are full again, so the key maps stay as small as the set of
     /// clients seen within one refill period.
     pub fn sweep(&self) {
-        for l in [&self.donations, &self.login].into_iter().flatten() {
+        for l in [&self.donations, &self.login, &self.lookup]
+            .into_iter()
+            .flatten()
+        {
             l.retain_recent();
             l.shrink_to_fit();
         }
-        if let Some(l) = &self.login_account {
+        for l in [&self.login_account, &self.lookup_email]
+            .into_iter()
+            .flatten()
+        {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -182,12 +208,16 @@ impl Limits {
 
     /// Keys currently tracked, over every limiter.
     pub fn tracked(&self) -> usize {
-        [&self.donations, &self.login]
+        [&self.donations, &self.login, &self.lookup]
             .into_iter()
             .flatten()
             .map(RateLimiter::len)
             .sum::<usize>()
-            + self.login_account.as_ref().map_or(0, RateLimiter::len)
+            + [&self.login_account, &self.lookup_email]
+                .into_iter()
+                .flatten()
+                .map(RateLimiter::len)
+                .sum::<usize>()
     }
 
     /// Sweeps every `SWEEP_EVERY` until the service (the last strong reference) is gone.

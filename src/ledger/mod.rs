@@ -20,6 +20,7 @@ mod pg_write;
 pub mod prefetch;
 pub mod refund;
 pub mod refund_requests;
+pub mod resend;
 mod snapshot;
 mod state;
 pub mod verify;

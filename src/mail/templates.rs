@@ -11,7 +11,13 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, HtmlEscape, State, co
 use serde::Serialize;
 
 /// Kinds of email.
-pub const KINDS: [&str; 4] = ["receipt", "refund", "intake_closed", "year_end"];
+pub const KINDS: [&str; 5] = [
+    "receipt",
+    "refund",
+    "intake_closed",
+    "year_end",
+    "lookup_code",
+];
 /// Languages, as stored on donations.
 pub const LOCALES: [&str; 2] = ["en", "zh-CN"];
 
@@ -36,6 +42,8 @@ const TEMPLATES: &[(&str, &str)] = embedded!(
     "intake_closed.html",
     "year_end.txt",
     "year_end.html",
+    "lookup_code.txt",
+    "lookup_code.html",
 );
 
 /// The strings of each language in `LOCALES`, compiled in.

@@ -2,6 +2,7 @@
 //! security headers every response carries. Templates, strings and assets are compiled in.
 
 pub(crate) mod charts;
+mod receipts;
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -26,6 +27,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../web/templates/donate.html"),
     ),
     ("admin.html", include_str!("../../web/templates/admin.html")),
+    (
+        "receipts.html",
+        include_str!("../../web/templates/receipts.html"),
+    ),
+    (
+        "statement.html",
+        include_str!("../../web/templates/statement.html"),
+    ),
 ];
 const STRINGS: &[(&str, &str)] = &[
     ("en", include_str!("../../web/i18n/en.json")),
@@ -92,7 +101,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(donate))
         .route("/admin", web::get().to(admin))
         .route("/static/{name}", web::get().to(asset))
-        .configure(charts::routes);
+        .configure(charts::routes)
+        .configure(receipts::routes);
 }
 
 /// The page language: `?lang=`, else the first of `Accept-Language` we have, else English.

@@ -27,6 +27,7 @@ mod outbox_review;
 mod pages;
 mod payouts;
 mod readiness;
+mod receipts_lookup;
 mod refund_once;
 mod reports;
 mod review;

@@ -37,6 +37,8 @@ fn account_keys_are_normalised_and_bounded() {
             burst: 2,
             period: Duration::from_secs(60),
         }),
+        lookup: None,
+        lookup_email: None,
         proxy: None,
         request_timeout: Duration::from_secs(1),
         header_timeout: Duration::from_secs(1),

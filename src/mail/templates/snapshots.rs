@@ -112,6 +112,20 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "no_gifts_no_tax_id",
             year_end(json!([]), "0.00", ""),
         ),
+        (
+            "lookup_code",
+            "code",
+            with(
+                json!({ "code": "042917", "link": "https://give.example.org/receipts/link?t=ab12&lang=en" }),
+            ),
+        ),
+        (
+            "lookup_code",
+            "hostile_link",
+            with(
+                json!({ "code": "000001", "link": "https://give.example.org/receipts/link?t=\"><script>x</script>" }),
+            ),
+        ),
     ]
 }
 

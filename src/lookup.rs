@@ -189,10 +189,8 @@ pub struct GiftView {
     /// `succeeded`, `pending`, `failed`, `canceled`.
     pub status: String,
     /// The amount, minor units.
-    #[serde(skip)]
     pub amount_minor: i64,
     /// Refunded, minor units.
-    #[serde(skip)]
     pub refunded_minor: i64,
     /// The ledger entry that recorded it (its proof), once recorded.
     pub entry_seq: Option<i64>,

@@ -16,9 +16,12 @@ async fn donors_and_admins_use_the_pages_in_a_real_browser() {
         .exists(),
         "playwright-core is not installed: run ./scripts/install-test-peers.sh (./scripts/test.sh does)"
     );
+    let sink = crate::smtp::SmtpSink::start().await;
+    let smtp = sink.url();
     let app = spawn_app_with_stripe(&[
         ("FUND_TARGET", "5000.00"),
         ("FUND_NAME", "Chinatown Legal Defense Fund"),
+        ("SMTP_URL", &smtp),
     ])
     .await;
     let admin_email = app.user(Role::Admin);
@@ -40,6 +43,7 @@ async fn donors_and_admins_use_the_pages_in_a_real_browser() {
         .env("ADMIN_EMAIL", &admin_email)
         .env("ADMIN_PASSWORD", PASSWORD)
         .env("SECOND_ADMIN_EMAIL", &second_admin)
+        .env("SMTP_DIR", sink.dir())
         .env("SHOT_DIR", &shots)
         .output()
         .await

@@ -77,6 +77,11 @@ impl SmtpSink {
         panic!("SMTP sink did not start");
     }
 
+    /// The directory each received message is written to, one JSON file each.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// `smtp://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)

@@ -7,7 +7,7 @@
 
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 
@@ -21,6 +21,8 @@ const ADMIN_EMAIL = process.env.ADMIN_EMAIL || '';
 const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD || '';
 // A second admin, who approves the refunds the first one asks above the threshold.
 const SECOND_ADMIN_EMAIL = process.env.SECOND_ADMIN_EMAIL || '';
+// Where the test's SMTP server (aiosmtpd) writes each message it receives, as JSON.
+const SMTP_DIR = process.env.SMTP_DIR || '';
 const SHOT_DIR = path.resolve(process.env.SHOT_DIR || path.join(os.tmpdir(), 'crowdledger-shots'));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const DONOR_VIEWPORT = { width: 360, height: 800 };
@@ -669,6 +671,83 @@ await step('accessibility: no serious or critical axe violations with a refund w
   });
   assert(bad.length === 0, bad.map((v) => `${v.id} (${v.impact})`).join(', '));
   await adminApi(token, 'POST', `/api/admin/approvals/${request}/reject`).catch(() => {});
+});
+
+// 9. A donor finds their gifts at /receipts on a phone (360 px), in both languages: the code
+//    comes by email (read from the SMTP server's messages), the gifts show with a resend button
+//    and the year's statement; axe on each page.
+function codeFor(email, seen) {
+  for (const name of readdirSync(SMTP_DIR).filter((n) => n.endsWith('.json'))) {
+    const m = JSON.parse(readFileSync(path.join(SMTP_DIR, name), 'utf8'));
+    const text = String(m.text || '');
+    if ((m.to || [])[0] === email && text.includes('/receipts/link?t=') && !seen.has(name)) {
+      seen.add(name);
+      return (text.match(/\b\d{6}\b/) || [])[0];
+    }
+  }
+  return undefined;
+}
+
+async function waitForCode(email, seen) {
+  for (let i = 0; i < 100; i += 1) {
+    const code = codeFor(email, seen);
+    if (code) return code;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no code email to ${email}`);
+}
+
+await step('a donor finds their gifts and resends a receipt at /receipts (both languages, 360 px, axe)', async () => {
+  assert(SMTP_DIR, 'SMTP_DIR must be set');
+  const token = await adminToken();
+  const email = 'mei.lookup@example.org';
+  await adminApi(token, 'POST', '/api/donations/offline', {
+    amount: '88.50', donor_name: '陈美', email, method: 'check', reference: 'chk-lookup', received_on: '2026-01-15',
+  });
+  const seen = new Set();
+  const bad = [];
+  for (const lang of ['zh-CN', 'en']) {
+    const page = await newPage({ bypassCSP: false });
+    try {
+      await page.goto(`${APP}/receipts?lang=${lang}`);
+      const t = await i18n(page);
+      await page.fill('#lookup-email', email);
+      await page.click('#lookup-send');
+      await page.locator('#lookup-code').waitFor({ timeout: 10000 });
+      const sent = await page.locator('#code-sent').innerText();
+      assert(sent === t.receipts_code_sent, `the same answer for every address: "${oneLine(sent)}"`);
+      const code = await waitForCode(email, seen);
+      await page.fill('#lookup-code', code);
+      await page.click('#lookup-verify');
+      await page.locator('#gift-list').waitFor({ timeout: 10000 });
+      const rows = await page.locator('#gift-list').innerText();
+      assert(rows.includes('88.50'), `the gift shows: "${oneLine(rows)}"`);
+      if (lang === 'zh-CN') assert(CJK.test(await page.locator('h1').innerText()), 'Chinese heading');
+      await page.getByRole('button', { name: new RegExp(`^${t.receipts_resend}`) }).first().click();
+      await page.locator('#receipts-notice', { hasText: t.receipts_resent }).waitFor({ timeout: 10000 });
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert(width <= 360 + 1, `no sideways scrolling of the page at 360 px (scrollWidth ${width})`);
+      await shot(page, `receipts-${lang}.png`);
+      await page.click(`a[href="/receipts/statement/2026?lang=${lang}"]`);
+      await page.locator('#statement-total', { hasText: '88.50' }).waitFor({ timeout: 10000 });
+      assert(page.problems.length === 0, page.problems.join(' | '));
+    } finally {
+      await page.context().close();
+    }
+    const found = await axeCheck(`receipts ${lang}`, `${APP}/receipts?lang=${lang}`);
+    bad.push(...found.map((v) => `${lang}: ${v.id} (${v.impact})`));
+  }
+  // And the signed-in list of gifts.
+  const found = await axeCheck('receipts gifts', `${APP}/receipts?lang=en`, async (page) => {
+    await page.fill('#lookup-email', email);
+    await page.click('#lookup-send');
+    await page.locator('#lookup-code').waitFor({ timeout: 10000 });
+    await page.fill('#lookup-code', await waitForCode(email, seen));
+    await page.click('#lookup-verify');
+    await page.locator('#gift-list').waitFor({ timeout: 10000 });
+  });
+  bad.push(...found.map((v) => `gifts: ${v.id} (${v.impact})`));
+  assert(bad.length === 0, bad.join(', '));
 });
 
 await browser.close();

@@ -100,15 +100,9 @@ pub fn reconcile(config: &mut Config, since: Option<chrono::NaiveDate>) -> anyho
                     _ => known += 1,
                 }
             }
-            match (
-                page.has_more,
-                page.data
-                    .last()
-                    .and_then(|p| p.get("id"))
-                    .and_then(|v| v.as_str()),
-            ) {
-                (true, Some(last)) => after = Some(last.to_owned()),
-                _ => break,
+            match page.next_after() {
+                Some(last) => after = Some(last),
+                None => break,
             }
         }
         anyhow::Ok(())
@@ -119,7 +113,61 @@ pub fn reconcile(config: &mut Config, since: Option<chrono::NaiveDate>) -> anyho
     println!(
         "reconcile: checked {checked} PaymentIntents, recorded {recorded} missed donation(s), {known} already recorded, {foreign} not ours, {mismatched} not matching their donation"
     );
+    let (listed, applied) = rt.block_on(apply_undelivered(&payments, &writer))?;
+    println!(
+        "reconcile: {listed} event(s) Stripe could not deliver in the last 30 days, {applied} applied now (the others were already recorded or are not ours)"
+    );
     Ok(recorded)
+}
+
+/// Applies the events Stripe lists as not delivered (`delivery_success=false`, the last 30
+/// days) through the webhook's own path: refunds, disputes and failures that the scan of
+/// PaymentIntents cannot see. An event already recorded (by a later delivery) changes
+/// nothing. Returns (events listed, events applied now).
+async fn apply_undelivered(
+    payments: &crate::payments::Payments,
+    writer: &crate::ledger::LedgerWriter,
+) -> anyhow::Result<(u64, u64)> {
+    use crate::ledger::card::{ApplyStripeEvent, EventOutcome};
+
+    let since = (chrono::Utc::now() - chrono::TimeDelta::days(30)).timestamp();
+    let (mut listed, mut applied) = (0_u64, 0_u64);
+    let mut after: Option<String> = None;
+    loop {
+        let page = payments
+            .undelivered_events(since, after.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!("listing undelivered events: {e}"))?;
+        for json in &page.data {
+            listed += 1;
+            let event = match crate::payments::events::classify(&payments.owner, json) {
+                Ok(event) => event,
+                Err(e) => {
+                    println!("skipped an unreadable event: {e}");
+                    continue;
+                }
+            };
+            let (id, kind) = (event.id.clone(), event.event_type.clone());
+            let outcome = writer
+                .submit(ApplyStripeEvent {
+                    event_id: event.id,
+                    event_type: event.event_type,
+                    created: event.created,
+                    fact: event.fact,
+                    keep_unknown: true,
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+            if matches!(outcome, EventOutcome::Applied | EventOutcome::Kept) {
+                applied += 1;
+                println!("applied undelivered event {id} ({kind})");
+            }
+        }
+        match page.next_after() {
+            Some(last) => after = Some(last),
+            None => return Ok((listed, applied)),
+        }
+    }
 }
 
 /// `reconcile payouts`: reconciles paid payouts and prints each report; `Ok(false)` when any

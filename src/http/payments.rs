@@ -12,7 +12,7 @@ use crate::ledger::card::{ApplyStripeEvent, CardGift, CreateCardDonation, Create
 use crate::ledger::ops::{Idempotency, StoredResponse};
 use crate::money::Money;
 use crate::payments::Payments;
-use crate::payments::events::{Fact, parse_event};
+use crate::payments::events::classify;
 use crate::payments::signature;
 
 mod intent;
@@ -259,17 +259,11 @@ pub(super) async fn stripe_webhook(
             format!("the event is not JSON: {e}"),
         )
     })?;
-    let mut event = parse_event(&json).map_err(|e| AppError::new(ErrorCode::InvalidRequest, e))?;
-    tracing::Span::current().record("event_id", event.id.as_str());
     // Another account's or mode's event is decided here, from the event alone: the writer
     // only stores it, as cheaply as a repeated event, and Stripe gets its 2xx.
-    if let Some(reason) = stripe.owner.foreign_reason(&json) {
-        tracing::warn!(event_id = %event.id, %reason, "foreign Stripe event stored, not applied");
-        event.fact = Fact::Foreign {
-            reason,
-            said: Box::new(event.fact),
-        };
-    }
+    let event =
+        classify(&stripe.owner, &json).map_err(|e| AppError::new(ErrorCode::InvalidRequest, e))?;
+    tracing::Span::current().record("event_id", event.id.as_str());
     let event_type = event.event_type.clone();
     let outcome = state
         .writer

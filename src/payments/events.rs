@@ -65,6 +65,21 @@ fn metadata_donation(obj: &Value) -> Option<i64> {
     obj.pointer("/metadata/donation_id").and_then(int)
 }
 
+/// Parses an event as this deployment takes it, from a webhook or from Stripe's list of
+/// undelivered events: another account's or mode's event becomes [`Fact::Foreign`] (stored,
+/// never applied), decided from the event alone.
+pub fn classify(owner: &super::owner::Owner, v: &Value) -> Result<Event, String> {
+    let mut event = parse_event(v)?;
+    if let Some(reason) = owner.foreign_reason(v) {
+        tracing::warn!(event_id = %event.id, %reason, "foreign Stripe event stored, not applied");
+        event.fact = Fact::Foreign {
+            reason,
+            said: Box::new(event.fact),
+        };
+    }
+    Ok(event)
+}
+
 /// Parses an event's JSON. Fails only when the envelope itself (id, type, object) is missing.
 pub fn parse_event(v: &Value) -> Result<Event, String> {
     let id = text(v, "id").ok_or("event has no id")?;

@@ -55,6 +55,30 @@ pub struct Page {
     pub has_more: bool,
 }
 
+impl Page {
+    /// Reads a Stripe list object (`data`, `has_more`).
+    fn of(list: &Value) -> Page {
+        Page {
+            data: list
+                .get("data")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            has_more: list
+                .get("has_more")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+
+    /// The id of the page's last object (`starting_after` of the next page), when there is one.
+    pub fn next_after(&self) -> Option<String> {
+        self.has_more
+            .then(|| self.data.last()?.get("id")?.as_str().map(str::to_owned))
+            .flatten()
+    }
+}
+
 /// A balance transaction's `exchange_rate` as its JSON text (a rate, not money: kept as
 /// written, never through a float here).
 pub fn exchange_rate(bt: &Value) -> Option<String> {
@@ -262,14 +286,26 @@ impl Payments {
         let v = self
             .call(StripeMethod::Get, "/payment_intents", None, Some(&q), None)
             .await?;
-        Ok(Page {
-            data: v
-                .get("data")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-            has_more: v.get("has_more").and_then(Value::as_bool).unwrap_or(false),
-        })
+        Ok(Page::of(&v))
+    }
+
+    /// One page of the events whose delivery to a webhook endpoint failed, created at or
+    /// after `since` (Unix seconds; Stripe keeps events 30 days), after `starting_after`.
+    pub async fn undelivered_events(
+        &self,
+        since: i64,
+        starting_after: Option<&str>,
+    ) -> Result<Page, StripeCallError> {
+        let mut q = serde_json::json!({
+            "limit": 100, "delivery_success": "false", "created": { "gte": since },
+        });
+        if let Some(after) = starting_after {
+            q["starting_after"] = Value::String(after.to_owned());
+        }
+        let v = self
+            .call(StripeMethod::Get, "/events", None, Some(&q), None)
+            .await?;
+        Ok(Page::of(&v))
     }
 
     /// Fee and net of a payment, from its charge's balance transaction, in that

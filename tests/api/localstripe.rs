@@ -129,6 +129,16 @@ impl LocalStripe {
         v["status"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// A refund made at Stripe directly (as in its dashboard), `amount` in minor units.
+    pub async fn refund(&self, pi: &str, amount: i64) -> Value {
+        let amount = amount.to_string();
+        self.post(
+            "/v1/refunds",
+            &[("payment_intent", pi), ("amount", &amount)],
+        )
+        .await
+    }
+
     /// A PaymentIntent as localstripe has it.
     pub async fn intent(&self, pi: &str) -> Value {
         self.get(&format!("/v1/payment_intents/{pi}"))

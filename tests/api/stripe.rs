@@ -438,6 +438,44 @@ async fn a_lost_webhook_is_recovered_by_reconcile() {
     assert!(app.verify().is_ok());
 }
 
+/// A refund made in Stripe's dashboard while the webhook endpoint was down: no PaymentIntent
+/// changed state, so only Stripe's list of undelivered events tells; reconcile applies it
+/// through the webhook's path, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_applies_the_events_stripe_could_not_deliver() {
+    let app = spawn_app_with_stripe(&[]).await;
+    let (_, pi) = create(&app, "60.00").await;
+    let ls = stripe(&app);
+    assert_eq!(ls.confirm(&pi).await, "succeeded");
+    app.wait_for_fund(|f| f["raised"] == "60.00").await;
+    ls.lose_webhooks().await;
+    let refund = ls.refund(&pi, 2500).await;
+    assert_eq!(refund["status"], "succeeded", "{refund}");
+    // The first delivery attempt (about a second later) fails.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        app.fund().await["raised"],
+        "60.00",
+        "the event never arrived"
+    );
+    let run = || {
+        let out = app.cli(&["reconcile"], &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        stdout
+    };
+    let stdout = run();
+    assert!(stdout.contains("(charge.refunded)"), "{stdout}");
+    assert!(stdout.contains("1 applied now"), "{stdout}");
+    let fund = app.wait_for_fund(|f| f["raised"] == "35.00").await;
+    assert_eq!(fund["raised"], "35.00");
+    // Again: listed still, applied no more.
+    let stdout = run();
+    assert!(stdout.contains("0 applied now"), "{stdout}");
+    assert_eq!(app.fund().await["raised"], "35.00");
+    assert!(app.verify().is_ok());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn card_refunds_go_through_stripe_and_never_exceed_what_is_left() {
     let app = spawn_app_with_stripe(&[]).await;

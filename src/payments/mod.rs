@@ -18,6 +18,11 @@ use crate::config::StripeConfig;
 pub use crate::ledger::card::Settlement;
 pub use refunds::RefundMade;
 
+/// The Stripe API version every call is made with (`Stripe-Version`, sent by async-stripe on
+/// each request) and the webhook endpoint must be created with: the shapes crowdledger reads
+/// are this version's. A unit test fails when an upgrade of async-stripe changes it.
+pub const STRIPE_API_VERSION: &str = "2026-09-30.endive";
+
 /// Attempts for calls that carry an idempotency key (safe to repeat).
 const ATTEMPTS: u32 = 3;
 
@@ -368,5 +373,18 @@ impl Payments {
             }
             _ => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn the_pinned_api_version_is_the_one_async_stripe_sends() {
+        assert_eq!(
+            stripe_client_core::VERSION.as_str(),
+            super::STRIPE_API_VERSION,
+            "async-stripe now sends another Stripe-Version: read Stripe's changelog for the \
+             shapes crowdledger reads, then change STRIPE_API_VERSION and the README"
+        );
     }
 }

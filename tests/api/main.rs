@@ -37,3 +37,4 @@ mod slow_stripe;
 mod smtp;
 mod stripe;
 mod stripe_review;
+mod stripe_version;

@@ -130,6 +130,11 @@ pub fn donation_status() -> Schema {
     one_of(&crate::domain::STATUSES)
 }
 
+/// `status` of a payment as the donor's page is told it.
+pub fn payment_status() -> Schema {
+    one_of(&crate::domain::PAYMENT_STATUSES)
+}
+
 /// `method` of a donation (filters, lists).
 pub fn donation_method() -> Schema {
     one_of(&crate::domain::METHODS)

@@ -117,7 +117,7 @@ tables! {
         charge_id: Option<String>, reserved_until: Option<NaiveDateTime>,
         dispute_status: Option<String>, payout_id: Option<String>,
         fee_currency: Option<String>, settled_minor: Option<i64>,
-        exchange_rate: Option<String>,
+        exchange_rate: Option<String>, processing_since: Option<NaiveDateTime>,
     }
     ledger_entries => Entry by seq {
         seq: i64, created_at: NaiveDateTime, kind: String, donation_id: Option<i64>,

@@ -91,6 +91,8 @@ pub struct DonationRow {
     pub settled_minor: Option<i64>,
     /// The balance transaction's exchange rate, as Stripe wrote it.
     pub exchange_rate: Option<String>,
+    /// Since when the payment's money is on its way (a bank debit in `processing`).
+    pub processing_since: Option<NaiveDateTime>,
 }
 
 /// A new donation; its id is assigned by the ledger writer.

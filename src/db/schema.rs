@@ -64,6 +64,7 @@ diesel::table! {
         fee_currency -> Nullable<Text>,
         settled_minor -> Nullable<BigInt>,
         exchange_rate -> Nullable<Text>,
+        processing_since -> Nullable<Timestamp>,
     }
 }
 

@@ -7,6 +7,6 @@ mod hashing;
 mod intake;
 
 pub use allocation::{Allocation, PeriodBudget, allocate};
-pub use donation::{METHODS, STATUSES};
+pub use donation::{METHODS, PAYMENT_STATUSES, STATUSES};
 pub use hashing::{EntryFields, GENESIS_HASH, entry_hash};
 pub use intake::{CapMode, IntakeState};

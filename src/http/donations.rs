@@ -232,6 +232,8 @@ pub(super) struct DonationView {
     reference: Option<String>,
     received_on: Option<chrono::NaiveDate>,
     after_close: bool,
+    /// True while a pending payment's money is on its way (a bank debit in `processing`).
+    processing: bool,
     /// When it was recorded.
     created_at: DateTime<Utc>,
 }
@@ -309,6 +311,7 @@ pub(super) async fn list(
         .into_iter()
         .map(|r| {
             let c = Currency::from_code(&r.currency).unwrap_or(Currency::USD);
+            let processing = r.status == "pending" && r.processing_since.is_some();
             DonationView {
                 id: r.id,
                 amount: Money::new(r.amount_minor, c),
@@ -322,6 +325,7 @@ pub(super) async fn list(
                 reference: r.reference,
                 received_on: r.received_on,
                 after_close: r.after_close,
+                processing,
                 created_at: r.created_at.and_utc(),
             }
         })

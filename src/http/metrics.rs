@@ -35,6 +35,7 @@ const EVENT_TYPES: &[&str] = &[
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
     "payment_intent.canceled",
+    "payment_intent.processing",
     "charge.refunded",
     "charge.dispute.created",
     "charge.dispute.closed",

@@ -302,8 +302,9 @@ pub(super) struct StatusQuery {
 /// `GET /api/donations/{id}/status`'s answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub(super) struct DonationStatus {
-    /// `pending` until the payment's webhook arrives.
-    #[schema(schema_with = super::openapi::donation_status)]
+    /// `pending` until the payment's webhook arrives; `processing` while a bank debit's money
+    /// is on its way.
+    #[schema(schema_with = crate::api_schema::payment_status)]
     status: String,
 }
 
@@ -336,14 +337,20 @@ pub(super) async fn donation_status(
     if !valid {
         return Err(AppError::new(ErrorCode::NotFound, "no such donation"));
     }
-    let status: String = super::with_conn(&state, move |c| {
-        use crate::db::schema::donations;
-        Ok(donations::table
-            .find(id)
-            .select(donations::status)
-            .first(c)?)
-    })
-    .await?;
+    let (status, processing): (String, Option<chrono::NaiveDateTime>) =
+        super::with_conn(&state, move |c| {
+            use crate::db::schema::donations;
+            Ok(donations::table
+                .find(id)
+                .select((donations::status, donations::processing_since))
+                .first(c)?)
+        })
+        .await?;
+    let status = if status == "pending" && processing.is_some() {
+        "processing".to_owned()
+    } else {
+        status
+    };
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(DonationStatus { status }))

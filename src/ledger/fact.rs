@@ -21,6 +21,13 @@ pub enum Fact {
         /// Our donation id from the metadata.
         donation_id: Option<i64>,
     },
+    /// The money is on its way (a bank debit: up to 4 business days), not received yet.
+    PaymentProcessing {
+        /// PaymentIntent id.
+        payment_intent: String,
+        /// Our donation id from the metadata.
+        donation_id: Option<i64>,
+    },
     /// An attempt failed (the donor may try again on the same intent).
     PaymentFailed {
         /// PaymentIntent id.
@@ -101,6 +108,7 @@ impl Fact {
     pub fn payment_intent(&self) -> Option<&str> {
         match self {
             Fact::PaymentSucceeded { payment_intent, .. }
+            | Fact::PaymentProcessing { payment_intent, .. }
             | Fact::PaymentFailed { payment_intent, .. }
             | Fact::PaymentCanceled { payment_intent, .. } => Some(payment_intent),
             Fact::ChargeRefunded { payment_intent, .. }

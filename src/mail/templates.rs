@@ -11,12 +11,13 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, HtmlEscape, State, co
 use serde::Serialize;
 
 /// Kinds of email.
-pub const KINDS: [&str; 5] = [
+pub const KINDS: [&str; 6] = [
     "receipt",
     "refund",
     "intake_closed",
     "year_end",
     "lookup_code",
+    "payment_failed",
 ];
 /// Languages, as stored on donations.
 pub const LOCALES: [&str; 2] = ["en", "zh-CN"];
@@ -44,6 +45,8 @@ const TEMPLATES: &[(&str, &str)] = embedded!(
     "year_end.html",
     "lookup_code.txt",
     "lookup_code.html",
+    "payment_failed.txt",
+    "payment_failed.html",
 );
 
 /// The strings of each language in `LOCALES`, compiled in.

@@ -91,6 +91,10 @@ pub fn parse_event(v: &Value) -> Result<Event, String> {
     let missing = |what: &str| format!("{event_type} event {id}: {what} missing");
     let fact = match event_type.as_str() {
         "payment_intent.succeeded" => succeeded_fact(obj).ok_or_else(|| missing("id or amount"))?,
+        "payment_intent.processing" => Fact::PaymentProcessing {
+            payment_intent: text(obj, "id").ok_or_else(|| missing("id"))?,
+            donation_id: metadata_donation(obj),
+        },
         "payment_intent.payment_failed" => Fact::PaymentFailed {
             payment_intent: text(obj, "id").ok_or_else(|| missing("id"))?,
             donation_id: metadata_donation(obj),

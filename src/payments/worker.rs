@@ -152,6 +152,8 @@ impl Worker {
                 Ok(donations::table
                     .filter(open_card())
                     .filter(donations::payment_intent_id.is_not_null())
+                    // Money on its way is never canceled: it is recorded when it arrives.
+                    .filter(donations::processing_since.is_null())
                     .select((
                         donations::id,
                         donations::payment_intent_id.assume_not_null(),
@@ -260,6 +262,8 @@ impl Worker {
                 let expired: Vec<(i64, Option<String>)> = donations::table
                     .filter(open_card())
                     .filter(donations::reserved_until.lt(now))
+                    // A reservation holds through processing.
+                    .filter(donations::processing_since.is_null())
                     .select((donations::id, donations::payment_intent_id))
                     .limit(SWEEP_LIMIT)
                     .load(c)?;

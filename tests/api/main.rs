@@ -32,6 +32,7 @@ mod refund_once;
 mod reports;
 mod review;
 mod schema_drift;
+mod settle_later;
 mod shutdown;
 mod slow_stripe;
 mod smtp;

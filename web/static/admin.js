@@ -422,6 +422,7 @@
   // ---- Donations and refunds ------------------------------------------------------------
 
   function statusText(d) {
+    if (d.processing) return t('status_processing');
     const base = t(`status_${d.status}`);
     return base.startsWith('status_') ? d.status : base;
   }

@@ -584,6 +584,14 @@
       showThanks();
       return;
     }
+    if (status === 'processing') {
+      // A bank debit: the money arrives in days, and the donor is emailed then.
+      stopPolling();
+      payBtn.hidden = true;
+      cardError.textContent = '';
+      cardStatus.textContent = t('payment_processing');
+      return;
+    }
     if (status === 'failed' || status === 'canceled') {
       if (!cardError.textContent) cardError.textContent = t('card_failed');
       startAgain.hidden = false;

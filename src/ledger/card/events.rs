@@ -146,7 +146,12 @@ impl Op for ApplyStripeEvent {
         let ready = match (&donation, &self.fact) {
             (None, _) => false,
             (Some(_), Fact::PaymentSucceeded { .. }) => true,
-            (Some(_), Fact::PaymentFailed { .. } | Fact::PaymentCanceled { .. }) => true,
+            (
+                Some(_),
+                Fact::PaymentProcessing { .. }
+                | Fact::PaymentFailed { .. }
+                | Fact::PaymentCanceled { .. },
+            ) => true,
             // Refunds and disputes need the payment recorded first.
             (Some(d), _) => d.status == "succeeded",
         };
@@ -274,7 +279,9 @@ pub(super) fn apply_kept(
         let ready = match &fact {
             // Kept before mismatches were told apart: still never credited.
             Fact::PaymentSucceeded { .. } => mismatch(&d, &fact).is_none(),
-            Fact::PaymentFailed { .. } | Fact::PaymentCanceled { .. } => true,
+            Fact::PaymentProcessing { .. }
+            | Fact::PaymentFailed { .. }
+            | Fact::PaymentCanceled { .. } => true,
             _ => d.status == "succeeded",
         };
         if !ready {
@@ -321,6 +328,7 @@ fn find_donation(cx: &mut Ctx<'_>, fact: &Fact) -> Result<Option<DonationRow>, A
     }
     let by_metadata = match fact {
         Fact::PaymentSucceeded { donation_id, .. }
+        | Fact::PaymentProcessing { donation_id, .. }
         | Fact::PaymentFailed { donation_id, .. }
         | Fact::PaymentCanceled { donation_id, .. } => *donation_id,
         _ => None,

@@ -111,6 +111,35 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
             });
             cx.settle_intake()
         }
+        Fact::PaymentProcessing { .. } => {
+            // The money is on its way: not counted yet; a strict-mode reservation holds (the
+            // sweep leaves processing payments alone) until it succeeds or fails.
+            if (d.status == "pending" || d.status == "failed") && d.processing_since.is_none() {
+                diesel::update(donations::table.find(d.id))
+                    .set((
+                        donations::status.eq("pending"),
+                        donations::processing_since.eq(Some(cx.now)),
+                    ))
+                    .execute(cx.conn()?)?;
+            }
+            Ok(())
+        }
+        Fact::PaymentFailed { .. } if d.processing_since.is_some() => {
+            // A payment that failed after processing (a bank debit refused): the donation
+            // fails, its reservation goes, and the donor is told.
+            if d.status == "pending" {
+                release_reservation(cx, d);
+                set_status(cx, d.id, "failed", None)?;
+                if d.email.is_some() {
+                    let payload = serde_json::json!({
+                        "donation_id": d.id, "amount": c.format(d.amount_minor), "currency": c.code(),
+                    });
+                    let key = format!("payment_failed:{}", d.id);
+                    cx.queue_email("payment_failed", &key, Some(d.id), &d.locale, &payload)?;
+                }
+            }
+            Ok(())
+        }
         Fact::PaymentFailed { .. } => {
             if d.status == "pending" {
                 // The intent stays usable (another card may follow), so the reservation holds.

@@ -113,6 +113,22 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             year_end(json!([]), "0.00", ""),
         ),
         (
+            "payment_failed",
+            "bank_debit",
+            with(json!({
+                "donor_name": "Mei Chen", "amount": "5000.00", "receipt_number": "CL-000777",
+                "date": "2026-12-01", "method": "card", "anonymous": false,
+            })),
+        ),
+        (
+            "payment_failed",
+            "hostile_name",
+            with(json!({
+                "donor_name": "<b>Bo</b> & 'Wong'", "amount": "12.34", "receipt_number": "CL-000778",
+                "date": "2026-12-02", "method": "card", "anonymous": false,
+            })),
+        ),
+        (
             "lookup_code",
             "code",
             with(

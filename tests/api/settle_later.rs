@@ -1,0 +1,171 @@
+//! Payments that settle later (issue 20): a bank debit's `payment_intent.processing` makes the
+//! donation `processing` (the donor's page is told so), nothing counts until it succeeds, a
+//! strict-mode reservation holds through it, a failure after it fails the donation and emails
+//! the donor in their language, and closing intake never cancels money on its way.
+
+use std::time::Duration;
+
+use crowdledger::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app_with_stripe};
+use crate::localstripe::event;
+use crate::smtp::SmtpSink;
+
+/// A donation through the API: (donation id, intent id, status token).
+async fn donate(app: &TestApp, amount: &str) -> (i64, String, String) {
+    let resp = app.donate(amount).await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.expect("json");
+    let pi = body["client_secret"].as_str().expect("secret");
+    let pi = pi.split("_secret_").next().expect("pi").to_owned();
+    let token = body["status_token"]
+        .as_str()
+        .expect("status token")
+        .to_owned();
+    (body["donation_id"].as_i64().expect("id"), pi, token)
+}
+
+/// Stripe's event of `kind` for the intent (signed and delivered to the webhook).
+async fn tell(app: &TestApp, kind: &str, id: i64, pi: &str, amount: i64) {
+    let object = json!({
+        "id": pi, "object": "payment_intent", "amount": amount, "amount_received":
+        if kind == "payment_intent.succeeded" { amount } else { 0 },
+        "currency": "usd", "latest_charge": format!("ch_{pi}"),
+        "metadata": { "donation_id": id.to_string() },
+        "payment_method_types": ["us_bank_account"],
+    });
+    let e = event(&format!("evt_{kind}_{pi}"), kind, object);
+    let resp = app.deliver(&e, chrono::Utc::now().timestamp()).await;
+    assert_eq!(resp.status(), 200, "{kind}");
+}
+
+async fn page_status(app: &TestApp, id: i64, token: &str) -> String {
+    let resp = app
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/donations/{id}/status?token={token}"),
+            None,
+            None,
+        )
+        .await;
+    let body: Value = resp.json().await.expect("json");
+    body["status"].as_str().expect("status").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processing_payment_counts_when_it_arrives_and_keeps_its_reservation() {
+    let app = spawn_app_with_stripe(&[
+        ("FUND_TARGET", "1000.00"),
+        ("FUND_CAP_MODE", "strict"),
+        ("RESERVATION_TTL", "1s"),
+    ])
+    .await;
+    let (id, pi, token) = donate(&app, "600.00").await;
+    tell(&app, "payment_intent.processing", id, &pi, 60_000).await;
+    assert_eq!(page_status(&app, id, &token).await, "processing");
+    assert_eq!(
+        app.fund().await["raised"],
+        "0.00",
+        "money on its way does not count"
+    );
+    // Past RESERVATION_TTL the sweep cancels abandoned payments, never this one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refused = assert_problem(app.donate("500.00").await, 409, "exceeds_remaining").await;
+    assert_eq!(
+        refused["remaining"], "400.00",
+        "the 600.00 is still reserved"
+    );
+    let at_stripe = app.stripe.as_ref().expect("stripe").intent(&pi).await;
+    assert_ne!(at_stripe["status"], "canceled");
+    // Four business days later: it arrives.
+    tell(&app, "payment_intent.succeeded", id, &pi, 60_000).await;
+    let fund = app.wait_for_fund(|f| f["raised"] == "600.00").await;
+    assert_eq!(fund["donation_count"], 1);
+    assert_eq!(page_status(&app, id, &token).await, "succeeded");
+    assert!(app.verify().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_failed_after_processing_fails_and_tells_the_donor() {
+    let sink = SmtpSink::start().await;
+    let smtp = sink.url();
+    let app = spawn_app_with_stripe(&[
+        ("FUND_TARGET", "1000.00"),
+        ("FUND_CAP_MODE", "strict"),
+        ("SMTP_URL", &smtp),
+    ])
+    .await;
+    let (id, pi, token) = donate(&app, "600.00").await;
+    tell(&app, "payment_intent.processing", id, &pi, 60_000).await;
+    assert_problem(app.donate("500.00").await, 409, "exceeds_remaining").await;
+    // The bank returns it.
+    tell(&app, "payment_intent.payment_failed", id, &pi, 60_000).await;
+    assert_eq!(page_status(&app, id, &token).await, "failed");
+    assert_eq!(app.fund().await["raised"], "0.00");
+    assert_eq!(
+        app.donate("900.00").await.status(),
+        201,
+        "the reservation is released"
+    );
+    // The donor (who gave on the Chinese page) is told, once, in Chinese.
+    let mails = sink.wait_for(1, 15).await;
+    tell(&app, "payment_intent.payment_failed", id, &pi, 60_000).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(sink.messages().len(), 1, "one email");
+    assert_eq!(mails[0]["to"][0], "mei@example.org");
+    let subject = mails[0]["subject"].as_str().unwrap_or_default();
+    assert!(subject.contains("未能完成"), "{subject}");
+    assert!(
+        mails[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("600.00 USD"))
+    );
+    assert!(app.verify().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_at_the_target_cancels_open_intents_but_never_a_processing_one() {
+    let app = spawn_app_with_stripe(&[("FUND_TARGET", "100.00")]).await;
+    let admin = app.token(Role::Admin).await;
+    let (on_its_way, pi_way, _) = donate(&app, "80.00").await;
+    tell(
+        &app,
+        "payment_intent.processing",
+        on_its_way,
+        &pi_way,
+        8_000,
+    )
+    .await;
+    let (open, pi_open, _) = donate(&app, "50.00").await;
+    // A check reaches the target: intake closes and open intents are canceled.
+    app.record_gifts(&admin, &["100.00"]).await;
+    let ls = app.stripe.as_ref().expect("stripe");
+    let mut canceled = false;
+    for _ in 0..100 {
+        if app.donation_status(open) == "canceled" {
+            canceled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(canceled, "the open intent is canceled");
+    assert_eq!(ls.intent(&pi_open).await["status"], "canceled");
+    assert_ne!(ls.intent(&pi_way).await["status"], "canceled");
+    assert_eq!(app.donation_status(on_its_way), "pending");
+    // It arrives after the close: recorded, flagged after_close (soft mode).
+    tell(&app, "payment_intent.succeeded", on_its_way, &pi_way, 8_000).await;
+    let fund = app.wait_for_fund(|f| f["raised"] == "180.00").await;
+    assert_eq!(fund["donation_count"], 2);
+    let after_close: bool = {
+        use crowdledger::db::schema::donations;
+        use diesel::prelude::*;
+        donations::table
+            .find(on_its_way)
+            .select(donations::after_close)
+            .first(&mut app.conn())
+            .expect("row")
+    };
+    assert!(after_close);
+    assert!(app.verify().is_ok());
+}

@@ -120,6 +120,9 @@ pub struct Config {
     pub approval_text: ApprovalText,
     /// Refunds above this (minor units) wait for a second admin; `None`: never.
     pub approval_above_minor: Option<i64>,
+    /// `FUND_TIMEZONE` (IANA name, default UTC): where the fund's days and years begin, for
+    /// year-end statements.
+    pub timezone: chrono_tz::Tz,
 }
 
 impl Config {
@@ -195,6 +198,14 @@ impl Config {
         let metrics = MetricsConfig::from_lookup(&var)?;
         let backup = BackupSchedule::from_lookup(&var)?;
         let approval_text = ApprovalText::from_lookup(&var);
+        let timezone = match var("FUND_TIMEZONE") {
+            None => chrono_tz::UTC,
+            Some(name) => name.trim().parse().map_err(|_| {
+                ConfigError(format!(
+                    "FUND_TIMEZONE: {name:?} is not an IANA time zone (e.g. America/Los_Angeles, UTC)"
+                ))
+            })?,
+        };
         let approval_above_minor = approval_text.parse(fund.currency)?;
         let fill_wait_us = number("WRITER_BATCH_WAIT_US", default_fill_wait_us(&database_url))?;
         Ok(Config {
@@ -203,6 +214,7 @@ impl Config {
             backup,
             approval_text,
             approval_above_minor,
+            timezone,
             mail,
             limits,
             stripe,
@@ -310,6 +322,18 @@ mod tests {
             assert!(err.0.contains("LOG_FORMAT"), "{bad}: {err}");
             assert!(err.0.contains("text or json"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_fund_time_zone_is_an_iana_name() {
+        let tz = |pairs: &[(&str, &str)]| config(pairs).map(|c| c.timezone);
+        assert_eq!(tz(&[]).ok(), Some(chrono_tz::UTC));
+        assert_eq!(
+            tz(&[("FUND_TIMEZONE", "America/Los_Angeles")]).ok(),
+            Some(chrono_tz::America::Los_Angeles)
+        );
+        let err = tz(&[("FUND_TIMEZONE", "Pacific Time")]).expect_err("refused");
+        assert!(err.0.starts_with("FUND_TIMEZONE"), "{err}");
     }
 
     #[test]

@@ -117,6 +117,9 @@ enum ReceiptsCommand {
         /// Without --send: the folder to write them to (default ./year-end-YEAR).
         #[arg(long, conflicts_with = "send")]
         out: Option<std::path::PathBuf>,
+        /// Send statements for a year that is not over yet (in FUND_TIMEZONE).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -216,8 +219,14 @@ fn main() -> std::process::ExitCode {
                 commands::export(&mut config, kind, &filters).map(|()| true)
             }
             Command::Receipts {
-                command: ReceiptsCommand::YearEnd { year, send, out },
-            } => crowdledger::receipts::year_end(&mut config, year, send, out.as_deref())
+                command:
+                    ReceiptsCommand::YearEnd {
+                        year,
+                        send,
+                        out,
+                        force,
+                    },
+            } => crowdledger::receipts::year_end(&mut config, year, send, out.as_deref(), force)
                 .map(|_| true),
         }
     });

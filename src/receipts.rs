@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use chrono::TimeZone;
+use chrono_tz::Tz;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
@@ -12,8 +14,10 @@ use crate::config::Config;
 use crate::db::DbConn;
 use crate::db::schema::donations;
 use crate::ledger::FundState;
-use crate::ledger::ops::{QueueEmails, QueuedEmail};
 use crate::mail::{self, templates::Templates};
+
+mod send;
+pub use send::Sent;
 
 /// Statements queued per writer command.
 const CHUNK: usize = 500;
@@ -46,14 +50,25 @@ type GiftRow = (
     String,
 );
 
-/// Every donor with at least one gift (still counting) in `year`, by email.
-pub fn statements(conn: &mut DbConn, year: i32) -> anyhow::Result<Vec<Statement>> {
+/// The UTC time of midnight starting 1 January `year` in `tz`.
+fn new_year(year: i32, tz: Tz) -> anyhow::Result<chrono::NaiveDateTime> {
+    let midnight = chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .context("year out of range")?;
+    Ok(tz
+        .from_local_datetime(&midnight)
+        .earliest()
+        .context("no midnight on 1 January in FUND_TIMEZONE")?
+        .naive_utc())
+}
+
+/// Every donor with at least one gift (still counting) in `year`, by email. A check counts in
+/// the year of its `received_on` day; a card gift in the year of its moment of success in the
+/// fund's time zone `tz` (a gift at 18:00 on 31 December in California is that year's).
+pub fn statements(conn: &mut DbConn, year: i32, tz: Tz) -> anyhow::Result<Vec<Statement>> {
     let from = chrono::NaiveDate::from_ymd_opt(year, 1, 1).context("year out of range")?;
     let to = chrono::NaiveDate::from_ymd_opt(year + 1, 1, 1).context("year out of range")?;
-    let (from_t, to_t) = (
-        from.and_hms_opt(0, 0, 0).context("time")?,
-        to.and_hms_opt(0, 0, 0).context("time")?,
-    );
+    let (from_t, to_t) = (new_year(year, tz)?, new_year(year + 1, tz)?);
     let rows: Vec<GiftRow> = donations::table
         .filter(donations::status.eq("succeeded"))
         .filter(donations::email.is_not_null())
@@ -91,7 +106,8 @@ pub fn statements(conn: &mut DbConn, year: i32) -> anyhow::Result<Vec<Statement>
         if counted <= 0 {
             continue;
         }
-        let date = received_on.or(succeeded_at.map(|t| t.date()));
+        let date =
+            received_on.or(succeeded_at.map(|t| t.and_utc().with_timezone(&tz).date_naive()));
         let s = by_donor
             .entry(email.to_lowercase())
             .or_insert_with(|| Statement {
@@ -122,19 +138,44 @@ fn payload(s: &Statement, year: i32, currency: crate::money::Currency) -> Value 
         "gifts": s.gifts,
         "total": currency.format(s.total_minor),
         "currency": currency.code(),
+        "correction": false,
     })
 }
 
-/// `receipts year-end`: queues the statements (`send`) or writes them to `out`.
+/// `receipts year-end`: queues the statements (`send`) or writes them to `out`. Sending a
+/// year not over yet (in the fund's time zone) needs `force`.
 pub fn year_end(
     config: &mut Config,
     year: i32,
     send: bool,
     out: Option<&Path>,
+    force: bool,
 ) -> anyhow::Result<usize> {
+    let tz = config.timezone;
+    if send && !force {
+        let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+        if chrono::Datelike::year(&today) <= year {
+            anyhow::bail!(
+                "the year {year} is not over in {tz} (FUND_TIMEZONE): statements sent now would \
+                 miss the gifts still to come; to send them anyway, add --force"
+            );
+        }
+    }
     let mut conn = crate::commands::connect(config)?;
     let fund = FundState::load(&mut conn).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-    let list = statements(&mut conn, year)?;
+    let list = statements(&mut conn, year, tz)?;
+    if send {
+        let sent = send::queue(config, &mut conn, year, &list, fund.currency)?;
+        println!(
+            "{} statement(s) queued ({} new, {} correction(s) of a statement sent before), {} \
+             unchanged since sent, for {year}",
+            sent.new + sent.corrections,
+            sent.new,
+            sent.corrections,
+            sent.unchanged
+        );
+        return Ok(sent.new + sent.corrections);
+    }
     drop(conn);
     let total = list.len();
     let progress = |done: usize| {
@@ -145,28 +186,6 @@ pub fn year_end(
             }
         }
     };
-    if send {
-        let writer = crate::commands::writer(config)?;
-        let mut done = 0;
-        for chunk in list.chunks(CHUNK) {
-            let emails = chunk
-                .iter()
-                .map(|s| QueuedEmail {
-                    kind: "year_end".into(),
-                    dedupe_key: format!("year_end:{year}:{}", s.email),
-                    locale: s.locale.clone(),
-                    payload: payload(s, year, fund.currency),
-                })
-                .collect();
-            writer
-                .submit_blocking(QueueEmails(emails))
-                .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-            done += chunk.len();
-            progress(done);
-        }
-        println!("{total} year-end statement(s) for {year} queued (each donor once per year)");
-        return Ok(total);
-    }
     let dir = out.map_or_else(
         || std::path::PathBuf::from(format!("year-end-{year}")),
         Path::to_path_buf,

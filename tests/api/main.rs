@@ -39,3 +39,4 @@ mod smtp;
 mod stripe;
 mod stripe_review;
 mod stripe_version;
+mod year_end;

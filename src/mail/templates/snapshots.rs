@@ -112,6 +112,12 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "no_gifts_no_tax_id",
             year_end(json!([]), "0.00", ""),
         ),
+        ("year_end", "correction", {
+            let one = json!([{"date": "2020-03-01", "amount": "25.00", "method": "card", "receipt_number": "CL-000001"}]);
+            let mut c = year_end(one, "25.00", "12-3456789");
+            c["correction"] = json!(true);
+            c
+        }),
         (
             "payment_failed",
             "bank_debit",

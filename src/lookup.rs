@@ -209,11 +209,13 @@ type Row = (
     String,
 );
 
-/// Every gift given with `email`, oldest first, with the entry that recorded each.
+/// Every gift given with `email`, oldest first, with the entry that recorded each; a card
+/// gift's day is its day in the fund's time zone `tz`.
 pub fn gifts(
     conn: &mut DbConn,
     email: &str,
     currency: Currency,
+    tz: chrono_tz::Tz,
 ) -> Result<Vec<GiftView>, AppError> {
     let rows: Vec<Row> = donations::table
         .filter(
@@ -243,7 +245,7 @@ pub fn gifts(
         out.push(GiftView {
             id,
             date: received
-                .or(succeeded.map(|t| t.date()))
+                .or(succeeded.map(|t| t.and_utc().with_timezone(&tz).date_naive()))
                 .unwrap_or(created.date()),
             amount: Money::new(amount, currency),
             refunded: Money::new(refunded, currency),

@@ -229,9 +229,10 @@ async fn gifts(
         let error = text(lang, "receipts_session_ended");
         return page(&state, lang, "ask", json!({ "email": "", "error": error }));
     };
-    let currency = state.config.fund.currency;
+    let (currency, tz) = (state.config.fund.currency, state.config.timezone);
     let who = email.clone();
-    let list = crate::http::with_conn(&state, move |c| lookup::gifts(c, &who, currency)).await?;
+    let list =
+        crate::http::with_conn(&state, move |c| lookup::gifts(c, &who, currency, tz)).await?;
     let mut years: Vec<i32> = list
         .iter()
         .filter(|g| g.status == "succeeded")
@@ -291,9 +292,10 @@ async fn statement(
         return Ok(see_other(&format!("/receipts?lang={lang}")));
     };
     let year = year.into_inner();
-    let currency = state.config.fund.currency;
+    let (currency, tz) = (state.config.fund.currency, state.config.timezone);
     let who = email.clone();
-    let list = crate::http::with_conn(&state, move |c| lookup::gifts(c, &who, currency)).await?;
+    let list =
+        crate::http::with_conn(&state, move |c| lookup::gifts(c, &who, currency, tz)).await?;
     let mut total = 0_i64;
     let rows: Vec<Value> = list
         .iter()

@@ -8,6 +8,7 @@ use crate::money::AmountBounds;
 
 mod approval;
 mod backup;
+mod checks;
 mod database;
 mod fund;
 mod limits;
@@ -19,6 +20,7 @@ mod stripe;
 
 pub use approval::ApprovalText;
 pub use backup::BackupSchedule;
+pub use checks::CheckInstructions;
 use database::default_fill_wait_us;
 pub use database::{BatchTuning, DatabaseUrl};
 pub use fund::{BoundsText, FundDefaults, StoredFund};
@@ -123,6 +125,8 @@ pub struct Config {
     /// `FUND_TIMEZONE` (IANA name, default UTC): where the fund's days and years begin, for
     /// year-end statements.
     pub timezone: chrono_tz::Tz,
+    /// `CHECK_PAYEE`, `CHECK_ADDRESS`: how to give by check (the donor page shows it).
+    pub checks: Option<CheckInstructions>,
 }
 
 impl Config {
@@ -198,6 +202,7 @@ impl Config {
         let metrics = MetricsConfig::from_lookup(&var)?;
         let backup = BackupSchedule::from_lookup(&var)?;
         let approval_text = ApprovalText::from_lookup(&var);
+        let checks = CheckInstructions::from_lookup(&var)?;
         let timezone = match var("FUND_TIMEZONE") {
             None => chrono_tz::UTC,
             Some(name) => name.trim().parse().map_err(|_| {
@@ -215,6 +220,7 @@ impl Config {
             approval_text,
             approval_above_minor,
             timezone,
+            checks,
             mail,
             limits,
             stripe,

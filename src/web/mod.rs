@@ -210,6 +210,7 @@ async fn donate(state: State, req: HttpRequest) -> Result<HttpResponse, AppError
             "max": c.format(bounds.max_minor),
             "currency": c.code(),
             "stripe": stripe,
+            "checks": state.config.checks,
         }),
     )
 }

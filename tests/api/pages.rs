@@ -180,3 +180,48 @@ async fn the_admin_charts_are_svg_with_escaped_labels() {
         .await;
     assert_problem(resp, 401, "unauthorized").await;
 }
+
+/// Give by check (issue 24): with `CHECK_PAYEE` and `CHECK_ADDRESS` the page names both and the
+/// memo line, in both languages, whenever intake is open (card giving or not); without them it
+/// says nothing about checks rather than half of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_gives_the_check_address_or_says_nothing_of_checks() {
+    let app = spawn_app_with(&[
+        ("CHECK_PAYEE", "Chinatown Community <Association>"),
+        ("CHECK_ADDRESS", "P.O. Box 123\\nSan Francisco, CA 94108"),
+    ])
+    .await;
+    for (lang, memo) in [("en", "memo"), ("zh-CN", "备注")] {
+        let (_, html) = page(&app, &format!("/?lang={lang}"), None).await;
+        assert!(html.contains("id=\"give-by-check\""), "{lang}");
+        assert!(html.contains("Chinatown Community &lt;Association&gt;"), "{lang}: payee escaped");
+        assert!(html.contains("P.O. Box 123") && html.contains("San Francisco, CA 94108"), "{lang}");
+        assert!(html.contains(memo), "{lang}: the memo line");
+        // Card giving is not configured here: the notice points to the check.
+        assert!(html.contains("id=\"payments-unavailable\""), "{lang}");
+    }
+    let plain = spawn_app_with(&[]).await;
+    for lang in ["en", "zh-CN"] {
+        let (_, html) = page(&plain, &format!("/?lang={lang}"), None).await;
+        assert!(!html.contains("give-by-check"), "{lang}");
+        let notice = html
+            .split("id=\"payments-unavailable\">")
+            .nth(1)
+            .and_then(|r| r.split("</p>").next())
+            .expect("the notice");
+        assert!(!notice.contains("check") && !notice.contains("支票"), "{lang}: {notice}");
+    }
+    // Intake paused: no way to give is offered, checks included.
+    let admin = app.token(Role::Admin).await;
+    let resp = app
+        .send(
+            reqwest::Method::PUT,
+            "/api/admin/intake",
+            Some(&admin),
+            Some(&serde_json::json!({ "accepting": false, "message": "" })),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let (_, html) = page(&app, "/?lang=en", None).await;
+    assert!(!html.contains("give-by-check"));
+}

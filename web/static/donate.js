@@ -147,7 +147,6 @@
   const MIN = form.dataset.min || '';
   const MAX = form.dataset.max || '';
   const DECIMALS = (MAX.split('.')[1] || MIN.split('.')[1] || '').length;
-  const FUND_NAME = form.dataset.fundName || '';
   const STRIPE_JS = form.dataset.stripeJs || '';
 
   const custom = $('amount-custom');
@@ -329,7 +328,7 @@
         });
         return;
       case 'payments_unavailable':
-        setError('form', t('error_payments_unavailable', { fund: FUND_NAME }));
+        setError('form', t($('give-by-check') ? 'error_payments_unavailable_check' : 'error_payments_unavailable'));
         return;
       case 'payment_provider_error':
         setError('form', t('error_payment_provider'));

@@ -26,7 +26,7 @@ pub use database::{BatchTuning, DatabaseUrl};
 pub use fund::{BoundsText, FundDefaults, StoredFund};
 pub use limits::{LimitsConfig, Rate};
 pub use logging::LogFormat;
-pub use mail::MailConfig;
+pub use mail::{MailConfig, TaxStatus};
 pub use metrics::{MetricsConfig, MetricsToken};
 pub use proxy::{IpNet, TrustedProxy};
 pub use stripe::StripeConfig;

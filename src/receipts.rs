@@ -203,6 +203,10 @@ pub fn year_end(
                 &s.locale,
             ),
         );
+        mail::merge(
+            &mut ctx,
+            &json!({ "no_goods_due": mail::no_goods_due("year_end", &Value::Null) }),
+        );
         let r = templates
             .render("year_end", &s.locale, &ctx)
             .map_err(|e| anyhow::anyhow!("rendering the statement of {}: {e}", s.email))?;

@@ -28,7 +28,9 @@ impl CheckInstructions {
                     .map(str::to_owned)
                     .collect();
                 if address.is_empty() || payee.trim().is_empty() {
-                    return Err(ConfigError("CHECK_PAYEE and CHECK_ADDRESS must not be blank".into()));
+                    return Err(ConfigError(
+                        "CHECK_PAYEE and CHECK_ADDRESS must not be blank".into(),
+                    ));
                 }
                 Ok(Some(CheckInstructions {
                     payee: payee.trim().to_owned(),
@@ -60,9 +62,12 @@ mod tests {
     #[test]
     fn both_or_neither_and_lines_split() {
         assert_eq!(read(&[]).expect("none"), None);
-        let c = read(&[("CHECK_PAYEE", "CCA"), ("CHECK_ADDRESS", "PO Box 1\\nSF, CA")])
-            .expect("valid")
-            .expect("some");
+        let c = read(&[
+            ("CHECK_PAYEE", "CCA"),
+            ("CHECK_ADDRESS", "PO Box 1\\nSF, CA"),
+        ])
+        .expect("valid")
+        .expect("some");
         assert_eq!(c.address, ["PO Box 1", "SF, CA"]);
         for one in ["CHECK_PAYEE", "CHECK_ADDRESS"] {
             let err = read(&[(one, "x")]).expect_err(one);

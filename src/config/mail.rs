@@ -19,6 +19,8 @@ pub struct MailConfig {
     pub no_goods_en: String,
     /// The same sentence, Simplified Chinese.
     pub no_goods_zh: String,
+    /// `TAX_STATUS`: what receipts, statements and the donor page say of tax deduction.
+    pub tax_status: TaxStatus,
     /// Templates to use instead of the embedded ones.
     pub templates_dir: Option<std::path::PathBuf>,
     /// First retry delay; doubles per attempt up to `retry_max`, with jitter.
@@ -55,6 +57,41 @@ impl std::fmt::Debug for MailConfig {
     }
 }
 
+/// The association's tax status (`TAX_STATUS`), for what its receipts must say (IRS rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TaxStatus {
+    /// Nothing is said about deduction (the default).
+    #[default]
+    None,
+    /// A 501(c)(3) charity: receipts of 250 or more and year-end statements carry the "no goods
+    /// or services" acknowledgement (IRC §170(f)(8)).
+    Charity501c3,
+    /// Gifts are not deductible: the donor page, every receipt and statement say so (IRC §6113).
+    NotDeductible,
+}
+
+impl TaxStatus {
+    /// The setting's value, as the templates see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaxStatus::None => "none",
+            TaxStatus::Charity501c3 => "501c3",
+            TaxStatus::NotDeductible => "not_deductible",
+        }
+    }
+
+    fn parse(text: &str) -> Result<TaxStatus, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(TaxStatus::None),
+            "501c3" => Ok(TaxStatus::Charity501c3),
+            "not_deductible" => Ok(TaxStatus::NotDeductible),
+            other => Err(ConfigError(format!(
+                "TAX_STATUS: {other:?} is none of 501c3, not_deductible, none"
+            ))),
+        }
+    }
+}
+
 impl MailConfig {
     /// Reads the mail settings; a `MAIL_FROM` that is not a mailbox is refused.
     pub(super) fn from_lookup(
@@ -71,11 +108,18 @@ impl MailConfig {
             }),
             no_goods_zh: var("RECEIPT_NO_GOODS_TEXT_ZH")
                 .unwrap_or_else(|| "本次捐款并未换取任何商品或服务。".into()),
+            tax_status: var("TAX_STATUS").map_or(Ok(TaxStatus::None), |t| TaxStatus::parse(&t))?,
             templates_dir: var("EMAIL_TEMPLATES_DIR").map(std::path::PathBuf::from),
             retry_base: mail_duration(var, "MAIL_RETRY_BASE", 2)?,
             retry_max: mail_duration(var, "MAIL_RETRY_MAX", 600)?,
             lease: mail_duration(var, "MAIL_LEASE", 120)?,
         };
+        if mail.tax_status == TaxStatus::Charity501c3 && mail.tax_id.trim().is_empty() {
+            return Err(ConfigError(
+                "TAX_STATUS=501c3 needs ASSOCIATION_TAX_ID (the EIN donors' acknowledgements name)"
+                    .into(),
+            ));
+        }
         if lettre::message::Mailbox::from_str(&mail.from).is_err() {
             return Err(ConfigError(format!(
                 "MAIL_FROM is not a valid mailbox: {:?}",

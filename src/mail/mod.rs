@@ -6,7 +6,7 @@ pub mod outbox;
 mod redact;
 pub mod templates;
 
-pub use context::{common_context, merge, receipt_number};
+pub use context::{common_context, merge, no_goods_due, receipt_number};
 pub use redact::without_addresses;
 
 use std::sync::Arc;
@@ -336,6 +336,8 @@ impl Mailer {
                 &row.locale,
             ),
         );
+        let due = serde_json::json!({ "no_goods_due": context::no_goods_due(&row.kind, &ctx) });
+        merge(&mut ctx, &due);
         let addressed = ctx.get("to").and_then(Value::as_str).map(str::to_owned);
         let to = match (row.kind.as_str(), row.donation_id, addressed) {
             // Queued one row per recipient, each with its own retries and `sent_at`.

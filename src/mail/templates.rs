@@ -284,8 +284,46 @@ mod tests {
         let r = t.render("receipt", "en", &common()).expect("renders");
         assert!(r.text.contains("25.00"), "{}", r.text);
         assert!(r.html.contains("&lt;script&gt;"));
-        assert!(r.text.contains("No goods or services were provided."));
         let zh = t.render("receipt", "zh-CN", &common()).expect("renders");
         assert_ne!(zh.subject, r.subject);
+    }
+
+    /// `TAX_STATUS`: `not_deductible` says so on every receipt and statement; `501c3` gives the
+    /// no-goods acknowledgement where it is due (receipts of 250 or more, statements); `none`
+    /// says nothing of tax. Both languages, both parts.
+    #[test]
+    fn what_receipts_say_of_tax_follows_the_tax_status() {
+        let t = Templates::load(None).expect("templates parse");
+        let not_deductible = [
+            ("en", "are not deductible as charitable contributions"),
+            ("zh-CN", "不能作为慈善捐款"),
+        ];
+        for kind in ["receipt", "year_end"] {
+            for (locale, phrase) in not_deductible {
+                for (status, due) in [
+                    ("not_deductible", false),
+                    ("501c3", true),
+                    ("501c3", false),
+                    ("none", true),
+                ] {
+                    let mut ctx = common();
+                    ctx["tax_status"] = json!(status);
+                    ctx["no_goods_due"] = json!(due);
+                    let r = t.render(kind, locale, &ctx).expect("renders");
+                    for part in [&r.text, &r.html] {
+                        assert_eq!(
+                            part.contains(phrase),
+                            status == "not_deductible",
+                            "{kind} {locale} {status}: {part}"
+                        );
+                        assert_eq!(
+                            part.contains("No goods or services were provided."),
+                            status == "501c3" && due,
+                            "{kind} {locale} {status} due={due}: {part}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -39,4 +39,5 @@ mod smtp;
 mod stripe;
 mod stripe_review;
 mod stripe_version;
+mod tax_status;
 mod year_end;

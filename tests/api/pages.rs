@@ -194,8 +194,14 @@ async fn the_page_gives_the_check_address_or_says_nothing_of_checks() {
     for (lang, memo) in [("en", "memo"), ("zh-CN", "备注")] {
         let (_, html) = page(&app, &format!("/?lang={lang}"), None).await;
         assert!(html.contains("id=\"give-by-check\""), "{lang}");
-        assert!(html.contains("Chinatown Community &lt;Association&gt;"), "{lang}: payee escaped");
-        assert!(html.contains("P.O. Box 123") && html.contains("San Francisco, CA 94108"), "{lang}");
+        assert!(
+            html.contains("Chinatown Community &lt;Association&gt;"),
+            "{lang}: payee escaped"
+        );
+        assert!(
+            html.contains("P.O. Box 123") && html.contains("San Francisco, CA 94108"),
+            "{lang}"
+        );
         assert!(html.contains(memo), "{lang}: the memo line");
         // Card giving is not configured here: the notice points to the check.
         assert!(html.contains("id=\"payments-unavailable\""), "{lang}");
@@ -209,7 +215,10 @@ async fn the_page_gives_the_check_address_or_says_nothing_of_checks() {
             .nth(1)
             .and_then(|r| r.split("</p>").next())
             .expect("the notice");
-        assert!(!notice.contains("check") && !notice.contains("支票"), "{lang}: {notice}");
+        assert!(
+            !notice.contains("check") && !notice.contains("支票"),
+            "{lang}: {notice}"
+        );
     }
     // Intake paused: no way to give is offered, checks included.
     let admin = app.token(Role::Admin).await;

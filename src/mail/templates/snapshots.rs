@@ -14,6 +14,7 @@ fn base() -> Value {
         "association": "Chinatown Community Association", "fund": "Legal Defense Fund",
         "tax_id": "12-3456789", "no_goods_text": "No goods or services were provided.",
         "public_url": "https://give.example.org/", "currency": "USD",
+        "tax_status": "501c3", "no_goods_due": true,
     })
 }
 

@@ -178,6 +178,35 @@ pub fn period_add(
     Ok(())
 }
 
+/// `donor erase --email E [--confirm]`: without `--confirm`, says how many gifts would be
+/// erased; with it, erases the donor's name and address (see `ledger::erase`).
+pub fn donor_erase(config: &mut Config, email: &str, confirm: bool) -> anyhow::Result<()> {
+    let email = crate::lookup::normalize(email);
+    if crate::auth::Email::parse(&email).is_none() {
+        bail!("--email is not an email address");
+    }
+    let mut conn = connect(config)?;
+    let gifts = crate::lookup::gifts(&mut conn, &email, config.fund.currency, config.timezone)
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    drop(conn);
+    if !confirm {
+        println!(
+            "{} gift(s) given with {email} would lose the donor's name and address (amounts, \
+             dates and the ledger stay); run again with --confirm to erase",
+            gifts.len()
+        );
+        return Ok(());
+    }
+    let erased = writer(config)?
+        .submit_blocking(crate::ledger::erase::EraseDonor {
+            email,
+            actor: "cli".into(),
+        })
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    println!("erased the donor of {erased} gift(s)");
+    Ok(())
+}
+
 /// `verify`: recomputes the chain and totals; `Ok(false)` when anything differs.
 pub fn verify_ledger(config: &Config) -> anyhow::Result<bool> {
     let mut conn = db::establish(&config.database_url).context("connecting to the database")?;

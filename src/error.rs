@@ -45,6 +45,8 @@ pub enum ErrorCode {
     ApprovalNotPending,
     /// An admin approving their own refund request: a second admin must.
     ApprovalOwnRequest,
+    /// A donor cannot be erased while one of their gifts is pending or disputed.
+    DonorHasOpenGifts,
     /// No valid credentials.
     Unauthorized,
     /// Authenticated, but the role may not do this.
@@ -80,7 +82,8 @@ impl ErrorCode {
             | ErrorCode::TargetReached
             | ErrorCode::TargetBelowReserved
             | ErrorCode::IdempotencyConflict
-            | ErrorCode::ApprovalNotPending => StatusCode::CONFLICT,
+            | ErrorCode::ApprovalNotPending
+            | ErrorCode::DonorHasOpenGifts => StatusCode::CONFLICT,
             ErrorCode::ApprovalOwnRequest => StatusCode::FORBIDDEN,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -111,6 +114,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyConflict => "Idempotency key reused",
             ErrorCode::ApprovalNotPending => "Not waiting for approval",
             ErrorCode::ApprovalOwnRequest => "Own request",
+            ErrorCode::DonorHasOpenGifts => "Donor has open gifts",
             ErrorCode::Unauthorized => "Unauthorized",
             ErrorCode::Forbidden => "Forbidden",
             ErrorCode::NotFound => "Not found",

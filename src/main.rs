@@ -28,6 +28,11 @@ enum Command {
         #[command(subcommand)]
         command: PeriodCommand,
     },
+    /// Donors' data on request.
+    Donor {
+        #[command(subcommand)]
+        command: DonorCommand,
+    },
     /// Recompute the ledger's hash chain and totals; exit 1 if anything was altered.
     Verify,
     /// Write a consistent copy of the database to FILE while the server keeps running; prints
@@ -124,6 +129,20 @@ enum ReceiptsCommand {
 }
 
 #[derive(Subcommand)]
+enum DonorCommand {
+    /// Erase a donor's name and address from every gift and email (amounts, dates and the
+    /// ledger stay); without --confirm, only says how many gifts it would erase.
+    Erase {
+        /// The address the donor gave with.
+        #[arg(long)]
+        email: String,
+        /// Erase for real.
+        #[arg(long)]
+        confirm: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum PeriodCommand {
     /// Add a legal-fee period.
     Add {
@@ -163,6 +182,9 @@ fn main() -> std::process::ExitCode {
                         budget,
                     },
             } => commands::period_add(&mut config, &label, &from, &to, &budget).map(|()| true),
+            Command::Donor {
+                command: DonorCommand::Erase { email, confirm },
+            } => commands::donor_erase(&mut config, &email, confirm).map(|()| true),
             Command::Verify => commands::verify_ledger(&config),
             Command::Backup { out } => {
                 crowdledger::backup::backup(&config.database_url, &out).map(|head| {

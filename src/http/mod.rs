@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 pub mod client_ip;
 mod donations;
+mod donors;
 mod fund;
 mod input;
 pub mod limits;
@@ -306,6 +307,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(refunds::routes)
         .configure(approvals::routes)
         .configure(audit::routes)
+        .configure(donors::routes)
         .configure(payments::routes)
         .configure(outbox::routes)
         .configure(reports::routes)

@@ -13,6 +13,7 @@ mod cached;
 pub mod card;
 mod checkpoint;
 mod context;
+pub mod erase;
 mod fact;
 pub mod ops;
 pub mod payouts;

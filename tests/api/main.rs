@@ -9,6 +9,7 @@ mod backup_move;
 mod backup_schedule;
 mod browser;
 mod contract;
+mod erase;
 mod errors;
 mod faults;
 mod helpers;

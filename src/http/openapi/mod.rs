@@ -61,6 +61,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         super::approvals::reject,
         super::audit::list,
         super::audit::csv,
+        super::donors::erase,
         super::outbox::counts,
         super::outbox::retry,
         super::reports::donations,

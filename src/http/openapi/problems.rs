@@ -152,6 +152,11 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
         "/api/reports/audit.csv",
         &[STAFF, &[E::InvalidRequest, E::Unavailable]],
     ),
+    (
+        "post",
+        "/api/admin/donors/erase",
+        &[STAFF, BODY, &[E::DonorHasOpenGifts, E::Unavailable]],
+    ),
     ("get", "/api/admin/outbox", &[STAFF, &[E::Unavailable]]),
     (
         "post",

@@ -10,6 +10,7 @@ mod approval;
 mod backup;
 mod checks;
 mod database;
+mod fee;
 mod fund;
 mod limits;
 mod logging;
@@ -23,6 +24,7 @@ pub use backup::BackupSchedule;
 pub use checks::CheckInstructions;
 use database::default_fill_wait_us;
 pub use database::{BatchTuning, DatabaseUrl};
+pub use fee::{FeeCover, FeeText};
 pub use fund::{BoundsText, FundDefaults, StoredFund};
 pub use limits::{LimitsConfig, Rate};
 pub use logging::LogFormat;
@@ -127,6 +129,11 @@ pub struct Config {
     pub timezone: chrono_tz::Tz,
     /// `CHECK_PAYEE`, `CHECK_ADDRESS`: how to give by check (the donor page shows it).
     pub checks: Option<CheckInstructions>,
+    /// `FEE_COVER`, `FEE_PERCENT`, `FEE_FIXED` as written, read again in the stored fund's
+    /// currency.
+    pub fee_text: FeeText,
+    /// The fee a donor may cover, when offered (in the stored fund's currency).
+    pub fee_cover: Option<FeeCover>,
 }
 
 impl Config {
@@ -203,6 +210,8 @@ impl Config {
         let backup = BackupSchedule::from_lookup(&var)?;
         let approval_text = ApprovalText::from_lookup(&var);
         let checks = CheckInstructions::from_lookup(&var)?;
+        let fee_text = FeeText::from_lookup(&var)?;
+        let fee_cover = fee_text.parse(fund.currency)?;
         let timezone = match var("FUND_TIMEZONE") {
             None => chrono_tz::UTC,
             Some(name) => name.trim().parse().map_err(|_| {
@@ -221,6 +230,8 @@ impl Config {
             approval_above_minor,
             timezone,
             checks,
+            fee_text,
+            fee_cover,
             mail,
             limits,
             stripe,

@@ -244,6 +244,13 @@ impl DonationAmount {
     pub fn minor(self) -> i64 {
         self.0
     }
+
+    /// What is charged for this gift when the donor also covers `fee_minor` of processing
+    /// fee (`FEE_COVER`): the checked gift plus the fee, which may take it past the maximum by
+    /// that fee.
+    pub fn with_fee(self, fee_minor: i64) -> DonationAmount {
+        DonationAmount(self.0.saturating_add(fee_minor.max(0)))
+    }
 }
 
 /// An amount as it appears in JSON: a string with exactly the currency's minor digits.

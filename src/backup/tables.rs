@@ -17,12 +17,12 @@ const PAGE: i64 = 2_000;
 /// them in a fixed order: parents before the rows that name them (foreign keys on SQLite,
 /// statement-level reference triggers on PostgreSQL).
 macro_rules! tables {
-    ($( $t:ident => $S:ident by $pk:ident { $($c:ident : $ty:ty),* $(,)? } )*) => {
+    ($( $t:ident => $S:ident by $pk:ident { $($(#[$m:meta])* $c:ident : $ty:ty),* $(,)? } )*) => {
         $(
             #[derive(Queryable, Selectable, Insertable, Serialize, Deserialize)]
             #[diesel(table_name = schema::$t, treat_none_as_default_value = false)]
             #[serde(deny_unknown_fields)]
-            struct $S { $($c: $ty),* }
+            struct $S { $($(#[$m])* $c: $ty),* }
         )*
 
         /// For each table: its `all_columns` and its row type's columns, as SQL text (a test
@@ -118,6 +118,8 @@ tables! {
         dispute_status: Option<String>, payout_id: Option<String>,
         fee_currency: Option<String>, settled_minor: Option<i64>,
         exchange_rate: Option<String>, processing_since: Option<NaiveDateTime>,
+        // Backups made before the column existed have none: no fee was covered then.
+        #[serde(default)] fee_covered_minor: i64,
     }
     ledger_entries => Entry by seq {
         seq: i64, created_at: NaiveDateTime, kind: String, donation_id: Option<i64>,

@@ -160,6 +160,13 @@ impl super::Config {
                 stored.currency.code()
             ))
         })?;
+        self.fee_cover = self.fee_text.parse(stored.currency).map_err(|e| {
+            ConfigError(format!(
+                "{} (the fund stored in the database is in {})",
+                e.0,
+                stored.currency.code()
+            ))
+        })?;
         self.fund = FundDefaults {
             name: stored.name.clone(),
             currency: stored.currency,

@@ -93,6 +93,8 @@ pub struct DonationRow {
     pub exchange_rate: Option<String>,
     /// Since when the payment's money is on its way (a bank debit in `processing`).
     pub processing_since: Option<NaiveDateTime>,
+    /// The part of `amount_minor` the donor added to cover the processing fee.
+    pub fee_covered_minor: i64,
 }
 
 /// A new donation; its id is assigned by the ledger writer.
@@ -120,6 +122,7 @@ pub struct NewDonation {
     pub created_at: NaiveDateTime,
     pub succeeded_at: Option<NaiveDateTime>,
     pub reserved_until: Option<NaiveDateTime>,
+    pub fee_covered_minor: i64,
 }
 
 /// A ledger entry (append-only). Inserted in batches (see [`NewDonation`]).

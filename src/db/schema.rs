@@ -65,6 +65,7 @@ diesel::table! {
         settled_minor -> Nullable<BigInt>,
         exchange_rate -> Nullable<Text>,
         processing_since -> Nullable<Timestamp>,
+        fee_covered_minor -> BigInt,
     }
 }
 

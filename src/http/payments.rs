@@ -63,6 +63,10 @@ pub(super) struct DonationRequest {
     #[serde(default)]
     #[schema(schema_with = locale_schema)]
     locale: Option<String>,
+    /// Add what the card processor keeps, so the whole `amount` reaches the fund (only when
+    /// the fund offers it, `FEE_COVER=on`; else 422 `invalid_request`).
+    #[serde(default)]
+    cover_fee: Option<bool>,
 }
 
 /// Receipt languages (`zh` and `zh-cn` are taken as `zh-CN`; blank as `en`).
@@ -98,8 +102,10 @@ pub(super) struct DonationCreated {
     client_secret: String,
     /// Stripe's publishable key.
     publishable_key: String,
-    /// The amount, as recorded.
+    /// The amount charged, as recorded (the fee the donor chose to cover included).
     amount: Money,
+    /// The part of `amount` the donor added to cover the processing fee (`0.00`: none).
+    fee_covered: Money,
     /// Lets the page ask `GET /api/donations/{id}/status`.
     status_token: Option<String>,
 }
@@ -134,9 +140,21 @@ pub(super) async fn create_donation(
     )?;
     let email = Email::parse(&body.email)
         .ok_or_else(|| AppError::invalid_field("email", "email is not a valid address"))?;
+    let fee_covered_minor = match (body.cover_fee, state.config.fee_cover) {
+        (Some(true), Some(fee)) => fee.to_cover(amount.minor()),
+        (Some(true), None) => {
+            return Err(AppError::invalid_field(
+                "cover_fee",
+                "this fund does not offer to cover the processing fee",
+            ));
+        }
+        _ => 0,
+    };
+    let amount = amount.with_fee(fee_covered_minor);
     let gift = CardGift {
         amount,
         amount_minor: amount.minor(),
+        fee_covered_minor,
         donor_name: input::text("donor_name", &body.donor_name, 200)?,
         email: email.as_str().to_owned(),
         anonymous: body.anonymous.unwrap_or(false),
@@ -166,7 +184,15 @@ pub(super) async fn create_donation(
             Created::Replayed(r) => Some(r),
             Created::New { donation_id } => {
                 tracing::Span::current().record("donation_id", donation_id);
-                Some(intent::open(&state, donation_id, amount, scope_key.clone()).await?)
+                Some(
+                    intent::open(
+                        &state,
+                        donation_id,
+                        (amount, fee_covered_minor),
+                        scope_key.clone(),
+                    )
+                    .await?,
+                )
             }
             // The first request with this key died at its deadline while Stripe was slow;
             // its intent is still on its way: answer with it.

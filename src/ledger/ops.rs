@@ -199,6 +199,7 @@ impl Op for RecordOffline {
             created_at: cx.now,
             succeeded_at: Some(cx.now),
             reserved_until: None,
+            fee_covered_minor: 0,
         });
         let memo = match &g.reference {
             Some(r) => format!("offline {} {r}", g.method.as_str()),

@@ -59,6 +59,7 @@ struct Columns {
     d_created_at: Vec<NaiveDateTime>,
     d_succeeded_at: Vec<Option<NaiveDateTime>>,
     d_reserved_until: Vec<Option<NaiveDateTime>>,
+    d_fee_covered: Vec<i64>,
     // Card successes.
     s_id: Vec<i64>,
     s_amount: Vec<i64>,
@@ -131,6 +132,7 @@ impl BatchWrite {
             w.d_created_at.push(d.created_at);
             w.d_succeeded_at.push(d.succeeded_at);
             w.d_reserved_until.push(d.reserved_until);
+            w.d_fee_covered.push(d.fee_covered_minor);
         }
         for s in a.succeeded.drain(..) {
             w.s_id.push(s.id);
@@ -223,7 +225,7 @@ impl QueryFragment<Pg> for BatchWrite {
             "new_donations AS (INSERT INTO donations (id, method, status, amount_minor, \
              currency, donor_name, email, anonymous, locale, reference, received_on, \
              payment_intent_id, after_close, recorded_by, created_at, succeeded_at, \
-             reserved_until) SELECT * FROM unnest(",
+             reserved_until, fee_covered_minor) SELECT * FROM unnest(",
         );
         binds!(out;
             BigInt => &r.d_id, Text => &r.d_method, Text => &r.d_status,
@@ -234,6 +236,7 @@ impl QueryFragment<Pg> for BatchWrite {
             Nullable<Text> => &r.d_recorded_by, Timestamp => &r.d_created_at,
             Nullable<Timestamp> => &r.d_succeeded_at,
             Nullable<Timestamp> => &r.d_reserved_until,
+            BigInt => &r.d_fee_covered,
         );
         out.push_sql(
             ") WHERE EXISTS (SELECT FROM f)), succeeded AS (UPDATE donations AS d SET status = 'succeeded', \

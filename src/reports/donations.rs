@@ -124,7 +124,7 @@ pub fn iso(t: NaiveDateTime) -> String {
 }
 
 /// Columns; the last three came later, at the end so that earlier column positions hold.
-const HEADER: [&str; 21] = [
+const HEADER: [&str; 22] = [
     "id",
     "received_at",
     "donor_name",
@@ -146,6 +146,7 @@ const HEADER: [&str; 21] = [
     "fee_currency",
     "settled_amount",
     "exchange_rate",
+    "fee_covered",
 ];
 
 /// Streams the donations export into `out`.
@@ -247,5 +248,6 @@ fn donation_fields(line: &Line, c: Currency, labels: &[String]) -> Vec<String> {
         fee_currency,
         settled,
         text_cell(d.exchange_rate.as_deref().unwrap_or_default()).into_owned(),
+        money(c, d.fee_covered_minor),
     ]
 }

@@ -211,6 +211,7 @@ async fn donate(state: State, req: HttpRequest) -> Result<HttpResponse, AppError
             "currency": c.code(),
             "stripe": stripe,
             "checks": state.config.checks,
+            "fee_cover": state.payments.as_ref().and(state.config.fee_cover),
             "not_deductible": state.config.mail.tax_status == crate::config::TaxStatus::NotDeductible,
             "association": state.config.mail.association.clone().unwrap_or_else(|| view.name.clone()),
         }),

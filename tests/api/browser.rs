@@ -22,6 +22,7 @@ async fn donors_and_admins_use_the_pages_in_a_real_browser() {
         ("FUND_TARGET", "5000.00"),
         ("FUND_NAME", "Chinatown Legal Defense Fund"),
         ("SMTP_URL", &smtp),
+        ("FEE_COVER", "on"),
     ])
     .await;
     let admin_email = app.user(Role::Admin);

@@ -74,6 +74,7 @@ async fn seed(url: &DatabaseUrl, n: usize) -> Vec<Event> {
                     email: format!("crash{i}@example.org"),
                     anonymous: false,
                     locale: "en".into(),
+                    fee_covered_minor: 0,
                 };
                 let pi = format!("pi_fault_{i}");
                 let donation_id = crate::helpers::pending_card_donation(&writer, gift, &pi).await;

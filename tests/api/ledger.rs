@@ -496,6 +496,7 @@ async fn a_batch_written_without_a_transaction_yields_to_another_instance() {
             email: format!("d{i}@example.org"),
             anonymous: false,
             locale: "en".into(),
+            fee_covered_minor: 0,
         };
         crate::helpers::pending_card_donation(&first, gift, &format!("pi_{i}")).await;
     }

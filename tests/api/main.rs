@@ -12,6 +12,7 @@ mod contract;
 mod erase;
 mod errors;
 mod faults;
+mod fee_cover;
 mod helpers;
 mod hostile;
 mod intake;

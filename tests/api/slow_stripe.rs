@@ -342,6 +342,7 @@ async fn a_donation_left_without_an_intent_by_a_crash_is_released_and_its_key_fr
         email: "siuling@example.org".into(),
         anonymous: false,
         locale: "zh-CN".into(),
+        fee_covered_minor: 0,
     };
     let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(&gift).expect("json")));
     let created = state

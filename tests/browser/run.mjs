@@ -317,6 +317,34 @@ await step('valid gift reaches the card step and the thank-you view', async () =
   }
 });
 
+// 3b. Cover the fee: the label names the exact amount as the donor chooses, and Stripe is
+//     asked for the gift plus that fee (both languages, 360 px).
+await step('a donor covers the card fee and is charged the exact amount (both languages)', async () => {
+  for (const lang of ['en', 'zh-CN']) {
+    const before = new Set(await paymentIntentIds());
+    const page = await newPage();
+    try {
+      await page.goto(`${APP}/?lang=${lang}`);
+      await fillDonor(page, '100');
+      const label = await page.locator('#cover-fee-label').innerText();
+      assert(label.includes('3.30') && label.includes('100'), `${lang}: the label says "${oneLine(label)}"`);
+      if (lang === 'zh-CN') assert(CJK.test(label), 'Chinese label');
+      await page.check('#cover-fee');
+      await page.click('#submit');
+      await page.locator('#card-step').waitFor({ state: 'visible', timeout: 15000 });
+      const payText = await visibleText(page, '#pay');
+      assert(/103\.30/.test(payText), `${lang}: #pay says "${payText}"`);
+      const fresh = (await paymentIntentIds()).filter((id) => !before.has(id));
+      assert(fresh.length === 1, `${lang}: ${fresh.length} new PaymentIntents`);
+      const intent = await stripe('GET', `/v1/payment_intents/${fresh[0]}`);
+      assert(Number(intent.amount) === 10330, `${lang}: PaymentIntent amount is ${intent.amount}`);
+      assert(page.problems.length === 0, page.problems.join(' | '));
+    } finally {
+      await page.context().close();
+    }
+  }
+});
+
 // 4. Accessibility (axe-core) in both languages. The page's CSP forbids the inline script
 //    that addScriptTag injects, so this context bypasses CSP.
 async function axeCheck(label, url, prepare) {

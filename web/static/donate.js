@@ -185,6 +185,34 @@
     return Number(whole) * 10 ** DECIMALS + Number((frac + '0'.repeat(DECIMALS)).slice(0, DECIMALS) || 0);
   }
 
+  /** Minor units as the amount text the server writes ("12345" -> "123.45"). */
+  function fromMinor(m) {
+    if (DECIMALS === 0) return String(m);
+    const unit = 10 ** DECIMALS;
+    return `${Math.floor(m / unit)}.${String(m % unit).padStart(DECIMALS, '0')}`;
+  }
+
+  // "Cover the fee": what the server will add, computed as it does (integers, rounded up).
+  const coverFee = $('cover-fee');
+  function feeToCover(giftMinor) {
+    const pct = Number(coverFee.dataset.percent || 0);
+    const fixed = Number(coverFee.dataset.fixed || 0);
+    const keep = 10000 - pct;
+    const charge = Math.ceil(((giftMinor + fixed) * 10000) / keep);
+    return charge - giftMinor;
+  }
+  function updateCoverFee() {
+    if (!coverFee) return;
+    const amount = chosenAmount();
+    const label = $('cover-fee-label');
+    if (amount.value === '' || !amountLooksValid(amount.value)) {
+      label.textContent = t('cover_fee_generic');
+      return;
+    }
+    const gift = toMinor(amount.value);
+    label.textContent = t('cover_fee_label', { fee: money(fromMinor(feeToCover(gift))), gift: money(fromMinor(gift)) });
+  }
+
   function amountLooksValid(s) {
     const re = DECIMALS > 0 ? new RegExp(`^\\d+(\\.\\d{1,${DECIMALS}})?$`) : /^\d+$/;
     if (!re.test(s)) return false;
@@ -218,6 +246,7 @@
         custom.value = '';
         setError('amount', '');
       }
+      updateCoverFee();
     });
   }
   custom.addEventListener('input', () => {
@@ -225,7 +254,9 @@
       for (const p of presets) p.checked = false;
     }
     setError('amount', '');
+    updateCoverFee();
   });
+  updateCoverFee();
   nameInput.addEventListener('input', () => setError('donor_name', ''));
   emailInput.addEventListener('input', () => setError('email', ''));
 
@@ -386,6 +417,7 @@
       email,
       anonymous: anonymous.checked,
       locale: LANG === 'zh-CN' ? 'zh-CN' : 'en',
+      ...(coverFee ? { cover_fee: coverFee.checked } : {}),
     });
     if (payload !== lastBody || !idemKey) {
       idemKey = uuid();

@@ -50,6 +50,7 @@ pub(crate) fn seed(
                     email: format!("load{i}@example.org"),
                     anonymous: false,
                     locale: "en".into(),
+                    fee_covered_minor: 0,
                 };
                 tasks.spawn(async move {
                     let created = writer

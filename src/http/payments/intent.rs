@@ -25,18 +25,23 @@ const POLL: Duration = Duration::from_millis(100);
 pub(super) async fn open(
     state: &State,
     donation_id: i64,
-    amount: DonationAmount,
+    (amount, fee_covered_minor): (DonationAmount, i64),
     scope_key: Option<String>,
 ) -> Result<StoredResponse, AppError> {
-    let task = create_and_attach(state.clone(), donation_id, amount, scope_key)
-        .instrument(tracing::Span::current());
+    let task = create_and_attach(
+        state.clone(),
+        donation_id,
+        (amount, fee_covered_minor),
+        scope_key,
+    )
+    .instrument(tracing::Span::current());
     tokio::spawn(task).await.map_err(AppError::internal)?
 }
 
 async fn create_and_attach(
     state: State,
     donation_id: i64,
-    amount: DonationAmount,
+    (amount, fee_covered_minor): (DonationAmount, i64),
     scope_key: Option<String>,
 ) -> Result<StoredResponse, AppError> {
     let stripe = payments(&state)?;
@@ -75,6 +80,7 @@ async fn create_and_attach(
         client_secret: intent.client_secret,
         publishable_key: stripe.publishable_key.clone(),
         amount: Money::new(amount.minor(), currency),
+        fee_covered: Money::new(fee_covered_minor, currency),
         status_token: status_token(&state, donation_id),
     };
     let resp = StoredResponse {

@@ -89,13 +89,16 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
             };
             let entry = cx.append_entry("donation", Some(d.id), *amount, 1, &memo)?;
             if d.email.is_some() {
-                let payload = serde_json::json!({
+                let mut payload = serde_json::json!({
                     "donation_id": d.id,
                     "amount": c.format(*amount),
                     "currency": c.code(),
                     "method": "card",
                     "ledger_hash": entry.hash,
                 });
+                if d.fee_covered_minor > 0 {
+                    payload["fee_covered"] = c.format(d.fee_covered_minor).into();
+                }
                 cx.queue_email(
                     "receipt",
                     &crate::ledger::ops::receipt_key(d.id),

@@ -33,6 +33,8 @@ pub struct CardGift {
     pub anonymous: bool,
     /// Receipt language.
     pub locale: String,
+    /// The part of `amount` the donor added to cover the processing fee (0: none).
+    pub fee_covered_minor: i64,
 }
 
 /// What creating a card donation gave.
@@ -163,6 +165,7 @@ impl Op for CreateCardDonation {
             created_at: cx.now,
             succeeded_at: None,
             reserved_until: strict.then(|| cx.now + self.reservation_ttl),
+            fee_covered_minor: g.fee_covered_minor,
         });
         if let Some(idem) = &self.idempotency {
             // Status 0: in progress, until the intent exists.

@@ -119,6 +119,11 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             c["correction"] = json!(true);
             c
         }),
+        ("receipt", "card_fee_covered", {
+            let mut c = receipt("card", false, "12-3456789", "Mei Chen");
+            c["fee_covered"] = json!("37.44");
+            c
+        }),
         (
             "payment_failed",
             "bank_debit",

@@ -137,6 +137,7 @@ pub fn plan(
                 email: "donor@example.org".into(),
                 anonymous: false,
                 locale: "en".into(),
+                fee_covered_minor: 0,
             };
             let hash = fingerprint(&gift);
             let scope = key.map(|k| format!("donation:{k}"));

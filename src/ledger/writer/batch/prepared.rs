@@ -136,6 +136,7 @@ fn writer_with_donations(url: DatabaseUrl) -> (Writer, Arc<Mutex<Log>>) {
                 email: format!("d{i}@example.org"),
                 anonymous: false,
                 locale: "en".into(),
+                fee_covered_minor: 0,
             },
             idempotency: None,
             reservation_ttl: chrono::Duration::minutes(30),

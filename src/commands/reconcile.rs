@@ -128,7 +128,7 @@ async fn apply_undelivered(
     payments: &crate::payments::Payments,
     writer: &crate::ledger::LedgerWriter,
 ) -> anyhow::Result<(u64, u64)> {
-    use crate::ledger::card::{ApplyStripeEvent, EventOutcome};
+    use crate::ledger::card::EventOutcome;
 
     let since = (chrono::Utc::now() - chrono::TimeDelta::days(30)).timestamp();
     let (mut listed, mut applied) = (0_u64, 0_u64);
@@ -149,13 +149,7 @@ async fn apply_undelivered(
             };
             let (id, kind) = (event.id.clone(), event.event_type.clone());
             let outcome = writer
-                .submit(ApplyStripeEvent {
-                    event_id: event.id,
-                    event_type: event.event_type,
-                    created: event.created,
-                    fact: event.fact,
-                    keep_unknown: true,
-                })
+                .submit(event.into_command())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
             if matches!(outcome, EventOutcome::Applied | EventOutcome::Kept) {

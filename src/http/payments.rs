@@ -8,7 +8,7 @@ use super::limits::{DonationAttempt, read_body};
 use super::{PUBLIC_JSON_LIMIT, State, input, with_body_limit};
 use crate::auth::Email;
 use crate::error::{AppError, ErrorCode};
-use crate::ledger::card::{ApplyStripeEvent, CardGift, CreateCardDonation, Created};
+use crate::ledger::card::{CardGift, CreateCardDonation, Created};
 use crate::ledger::ops::{Idempotency, StoredResponse};
 use crate::money::Money;
 use crate::payments::Payments;
@@ -291,16 +291,7 @@ pub(super) async fn stripe_webhook(
         classify(&stripe.owner, &json).map_err(|e| AppError::new(ErrorCode::InvalidRequest, e))?;
     tracing::Span::current().record("event_id", event.id.as_str());
     let event_type = event.event_type.clone();
-    let outcome = state
-        .writer
-        .submit(ApplyStripeEvent {
-            event_id: event.id,
-            event_type: event.event_type,
-            created: event.created,
-            fact: event.fact,
-            keep_unknown: true,
-        })
-        .await?;
+    let outcome = state.writer.submit(event.into_command()).await?;
     state.metrics.webhook(&event_type, outcome);
     Ok(HttpResponse::Ok().json(WebhookAck {
         received: true,

@@ -18,6 +18,20 @@ pub struct Event {
     pub fact: Fact,
 }
 
+impl Event {
+    /// The writer's command for an event Stripe sent (to the webhook, or listed as not
+    /// delivered): applied once per event id; a fact about a payment not known yet is kept.
+    pub fn into_command(self) -> crate::ledger::card::ApplyStripeEvent {
+        crate::ledger::card::ApplyStripeEvent {
+            event_id: self.id,
+            event_type: self.event_type,
+            created: self.created,
+            fact: self.fact,
+            keep_unknown: true,
+        }
+    }
+}
+
 /// An integer that may arrive as a JSON number or a numeric string.
 pub fn int(v: &Value) -> Option<i64> {
     match v {

@@ -78,6 +78,23 @@ fn page(state: &State, lang: &str, stage: &str, mut ctx: Value) -> Result<HttpRe
     Ok(resp)
 }
 
+/// The page of `stage` again, for `email`, with the message `key` as its error.
+fn refused(
+    state: &State,
+    lang: &str,
+    stage: &str,
+    email: &str,
+    key: &str,
+) -> Result<HttpResponse, AppError> {
+    let error = text(lang, key);
+    page(
+        state,
+        lang,
+        stage,
+        json!({ "email": email, "error": error }),
+    )
+}
+
 pub(super) fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to.to_owned()))
@@ -109,26 +126,14 @@ async fn send_code(
     let lang = lang_of(&req, form.lang.as_deref());
     let email = lookup::normalize(&form.email);
     if email.len() > 254 || crate::auth::Email::parse(&email).is_none() {
-        let error = text(lang, "receipts_invalid_email");
-        return page(
-            &state,
-            lang,
-            "ask",
-            json!({ "email": form.email, "error": error }),
-        );
+        return refused(&state, lang, "ask", &form.email, "receipts_invalid_email");
     }
     let limited = state
         .limits
         .lookup(&req)
         .and_then(|()| state.limits.lookup_email(&email));
     if limited.is_err() {
-        let error = text(lang, "receipts_too_many");
-        return page(
-            &state,
-            lang,
-            "ask",
-            json!({ "email": email, "error": error }),
-        );
+        return refused(&state, lang, "ask", &email, "receipts_too_many");
     }
     let now = chrono::Utc::now().naive_utc();
     let lookup_email = email.clone();
@@ -163,13 +168,7 @@ async fn verify(
     let lang = lang_of(&req, form.lang.as_deref());
     let email = lookup::normalize(&form.email);
     if state.limits.lookup(&req).is_err() {
-        let error = text(lang, "receipts_too_many");
-        return page(
-            &state,
-            lang,
-            "code",
-            json!({ "email": email, "error": error }),
-        );
+        return refused(&state, lang, "code", &email, "receipts_too_many");
     }
     let now = chrono::Utc::now().naive_utc();
     let (checked, code) = (email.clone(), form.code);
@@ -180,13 +179,7 @@ async fn verify(
     if right {
         return Ok(signed_in(&state, &email, lang));
     }
-    let error = text(lang, "receipts_wrong_code");
-    page(
-        &state,
-        lang,
-        "code",
-        json!({ "email": email, "error": error }),
-    )
+    refused(&state, lang, "code", &email, "receipts_wrong_code")
 }
 
 /// The emailed link: a page with a button; opening it spends nothing.
@@ -212,10 +205,7 @@ async fn spend_link(
         crate::http::with_conn(&state, move |c| Ok(lookup::spend_link(c, &token, now)?)).await?;
     match email {
         Some(email) => Ok(signed_in(&state, &email, lang)),
-        None => {
-            let error = text(lang, "receipts_link_expired");
-            page(&state, lang, "ask", json!({ "email": "", "error": error }))
-        }
+        None => refused(&state, lang, "ask", "", "receipts_link_expired"),
     }
 }
 
@@ -226,8 +216,7 @@ async fn gifts(
 ) -> Result<HttpResponse, AppError> {
     let lang = lang_of(&req, q.lang.as_deref());
     let Some((token, email)) = session(&state, &req) else {
-        let error = text(lang, "receipts_session_ended");
-        return page(&state, lang, "ask", json!({ "email": "", "error": error }));
+        return refused(&state, lang, "ask", "", "receipts_session_ended");
     };
     let (currency, tz) = (state.config.fund.currency, state.config.timezone);
     let who = email.clone();

@@ -53,6 +53,7 @@ pub(super) struct LoginResponse {
 pub(super) async fn login(
     _attempt: LoginAttempt,
     state: State,
+    req: HttpRequest,
     body: input::JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
     let LoginRequest { email, password } = body.into_inner();
@@ -63,7 +64,30 @@ pub(super) async fn login(
             "wrong email or password",
         ));
     }
-    let (email, role) = with_conn(&state, move |c| authenticate(c, &email, &password)).await?;
+    // Every attempt that reaches the password check is in the audit trail, with the client's
+    // address (the limits above bound how many a client can write).
+    let client = super::client_ip::client_ip(
+        req.peer_addr().map(|a| a.ip()),
+        req.headers(),
+        state.config.limits.proxy.as_ref(),
+    )
+    .map_or_else(String::new, |ip| ip.to_string());
+    let typed: String = email.trim().to_lowercase().chars().take(254).collect();
+    let checked = with_conn(&state, move |c| authenticate(c, &email, &password)).await;
+    let (action, actor) = match &checked {
+        Ok((email, _)) => ("auth.login", email.clone()),
+        Err(e) if e.code == ErrorCode::Unauthorized => ("auth.login_failed", typed),
+        Err(_) => return checked.map(|_| HttpResponse::Ok().finish()),
+    };
+    state
+        .writer
+        .submit(crate::ledger::ops::RecordAudit {
+            actor,
+            action: action.into(),
+            detail: serde_json::json!({ "client": client }),
+        })
+        .await?;
+    let (email, role) = checked?;
     let token = state.keys.issue(&email, role)?;
     tracing::debug!(%email, "login");
     Ok(HttpResponse::Ok().json(LoginResponse {

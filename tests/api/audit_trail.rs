@@ -122,3 +122,31 @@ async fn admins_page_filter_and_export_the_audit_trail() {
     assert!(last[4].contains("\"audit\""), "{text}");
     assert_eq!(app.count("audit_log"), total + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_in_the_trail_with_the_clients_address() {
+    let app = spawn_app_with(&[]).await;
+    let admin = app.token(Role::Admin).await;
+    let resp = app
+        .client
+        .post(format!("{}/api/auth/login", app.addr))
+        .json(&serde_json::json!({ "email": "Someone@Example.org", "password": "guess one" }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 401);
+    let failed = all_pages(&app, &admin, "&action=auth.login_failed", 100).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["actor"], "someone@example.org");
+    let ok = all_pages(&app, &admin, "&action=auth.login", 100).await;
+    assert_eq!(ok.len(), 1, "the admin's own login: {ok:?}");
+    for row in failed.iter().chain(&ok) {
+        let detail: Value =
+            serde_json::from_str(row["detail"].as_str().expect("detail")).expect("json");
+        assert_eq!(detail["client"], "127.0.0.1", "{row}");
+        assert!(
+            !row["detail"].as_str().unwrap_or_default().contains("guess"),
+            "no password"
+        );
+    }
+}

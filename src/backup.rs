@@ -69,6 +69,7 @@ const PG_SERIAL_TABLES: &[&str] = &[
     "outbox",
     "refund_requests",
     "lookup_codes",
+    "recovery_codes",
 ];
 
 /// Creates `path` readable by its owner only: a backup holds donors' names and emails.

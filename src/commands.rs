@@ -12,6 +12,7 @@ use crate::ledger::verify::verify;
 use crate::ledger::{BatchTuning, LedgerWriter};
 
 mod reconcile;
+pub mod users;
 
 pub use reconcile::{reconcile, reconcile_payouts};
 

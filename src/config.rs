@@ -17,6 +17,7 @@ mod logging;
 mod mail;
 mod metrics;
 mod proxy;
+mod staff;
 mod stripe;
 
 pub use approval::ApprovalText;
@@ -31,6 +32,7 @@ pub use logging::LogFormat;
 pub use mail::{MailConfig, TaxStatus};
 pub use metrics::{MetricsConfig, MetricsToken};
 pub use proxy::{IpNet, TrustedProxy};
+pub use staff::RequireMfa;
 pub use stripe::StripeConfig;
 
 /// Shortest `JWT_SECRET` accepted, in bytes.
@@ -134,6 +136,8 @@ pub struct Config {
     pub fee_text: FeeText,
     /// The fee a donor may cover, when offered (in the stored fund's currency).
     pub fee_cover: Option<FeeCover>,
+    /// `REQUIRE_2FA`: which staff must have a second factor (admins by default).
+    pub require_mfa: RequireMfa,
 }
 
 impl Config {
@@ -209,6 +213,7 @@ impl Config {
         let metrics = MetricsConfig::from_lookup(&var)?;
         let backup = BackupSchedule::from_lookup(&var)?;
         let approval_text = ApprovalText::from_lookup(&var);
+        let require_mfa = RequireMfa::from_lookup(&var)?;
         let checks = CheckInstructions::from_lookup(&var)?;
         let fee_text = FeeText::from_lookup(&var)?;
         let fee_cover = fee_text.parse(fund.currency)?;
@@ -228,6 +233,7 @@ impl Config {
             backup,
             approval_text,
             approval_above_minor,
+            require_mfa,
             timezone,
             checks,
             fee_text,

@@ -47,6 +47,19 @@ pub enum ErrorCode {
     ApprovalOwnRequest,
     /// A donor cannot be erased while one of their gifts is pending or disputed.
     DonorHasOpenGifts,
+    /// An account that must have a second factor has none yet: it may only enrol one.
+    MfaEnrolmentRequired,
+    /// A dangerous action (refund, target, role, donor-data export) needs the password or a
+    /// second-factor code entered in the last ten minutes (`POST /api/auth/reauth`).
+    ReauthRequired,
+    /// Enrolling a second factor on an account that has one.
+    MfaAlreadyEnabled,
+    /// Disabling or demoting the last active admin.
+    LastAdmin,
+    /// Creating an account whose email is taken.
+    UserExists,
+    /// A disabled account.
+    AccountDisabled,
     /// No valid credentials.
     Unauthorized,
     /// Authenticated, but the role may not do this.
@@ -83,8 +96,14 @@ impl ErrorCode {
             | ErrorCode::TargetBelowReserved
             | ErrorCode::IdempotencyConflict
             | ErrorCode::ApprovalNotPending
-            | ErrorCode::DonorHasOpenGifts => StatusCode::CONFLICT,
-            ErrorCode::ApprovalOwnRequest => StatusCode::FORBIDDEN,
+            | ErrorCode::DonorHasOpenGifts
+            | ErrorCode::MfaAlreadyEnabled
+            | ErrorCode::LastAdmin
+            | ErrorCode::UserExists => StatusCode::CONFLICT,
+            ErrorCode::ApprovalOwnRequest
+            | ErrorCode::MfaEnrolmentRequired
+            | ErrorCode::ReauthRequired
+            | ErrorCode::AccountDisabled => StatusCode::FORBIDDEN,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -115,6 +134,12 @@ impl ErrorCode {
             ErrorCode::ApprovalNotPending => "Not waiting for approval",
             ErrorCode::ApprovalOwnRequest => "Own request",
             ErrorCode::DonorHasOpenGifts => "Donor has open gifts",
+            ErrorCode::MfaEnrolmentRequired => "Second factor required",
+            ErrorCode::ReauthRequired => "Re-authentication required",
+            ErrorCode::MfaAlreadyEnabled => "Second factor already enabled",
+            ErrorCode::LastAdmin => "Last admin",
+            ErrorCode::UserExists => "User exists",
+            ErrorCode::AccountDisabled => "Account disabled",
             ErrorCode::Unauthorized => "Unauthorized",
             ErrorCode::Forbidden => "Forbidden",
             ErrorCode::NotFound => "Not found",

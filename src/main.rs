@@ -97,6 +97,42 @@ enum UserCommand {
         #[arg(long, value_parser = ["admin", "treasurer"])]
         role: String,
     },
+    /// List the staff accounts: role, disabled, second factor, open sessions.
+    List,
+    /// Change an account's role (its sessions end); the last active admin stays one.
+    Role {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// admin or treasurer.
+        #[arg(long, value_parser = ["admin", "treasurer"])]
+        role: String,
+    },
+    /// Disable an account: it cannot log in and its sessions end.
+    Disable {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Remove a locked-out account's second factor (it enrols again at its next login).
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// End every session of an account.
+    Logout {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +197,19 @@ enum PeriodCommand {
     },
 }
 
+fn user_command(config: &mut Config, command: UserCommand) -> anyhow::Result<()> {
+    use commands::users;
+    match command {
+        UserCommand::Add { email, role } => commands::user_add(config, &email, &role),
+        UserCommand::List => users::list(config),
+        UserCommand::Role { email, role } => users::update(config, &email, Some(&role), None),
+        UserCommand::Disable { email } => users::update(config, &email, None, Some(true)),
+        UserCommand::Enable { email } => users::update(config, &email, None, Some(false)),
+        UserCommand::Reset2fa { email } => users::reset_2fa(config, &email),
+        UserCommand::Logout { email } => users::logout(config, &email),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let config = Config::from_env();
@@ -170,9 +219,7 @@ fn main() -> std::process::ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => commands::serve(config).map(|()| true),
             Command::Migrate => commands::migrate(&config).map(|()| true),
-            Command::User {
-                command: UserCommand::Add { email, role },
-            } => commands::user_add(&mut config, &email, &role).map(|()| true),
+            Command::User { command } => user_command(&mut config, command).map(|()| true),
             Command::Period {
                 command:
                     PeriodCommand::Add {

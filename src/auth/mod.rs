@@ -1,9 +1,10 @@
-//! Staff accounts: roles, argon2id password hashes, and HS256 access tokens.
+//! Staff accounts: roles, argon2id password hashes, HS256 access tokens naming server-side
+//! sessions, the TOTP second factor, and the account changes (each audited in the same
+//! transaction, through the writer).
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use diesel::prelude::*;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::db::DbConn;
@@ -11,12 +12,15 @@ use crate::db::models::{NewUser, UserRow};
 use crate::db::schema::users;
 use crate::error::{AppError, ErrorCode};
 
-/// Lifetime of an access token, seconds.
-pub const TOKEN_TTL_SECS: i64 = 3600;
-/// `iss` of our tokens.
-pub const ISSUER: &str = "crowdledger";
-/// `aud` of our tokens.
-pub const AUDIENCE: &str = "crowdledger-api";
+pub mod ops;
+pub mod sessions;
+mod token;
+pub mod totp;
+
+pub use token::{
+    AUDIENCE, Claims, Grant, ISSUER, MFA_AUDIENCE, MFA_TOKEN_TTL_SECS, MfaClaims, TOKEN_TTL_SECS,
+    TokenKeys,
+};
 
 /// What a staff account may do. An admin can do all a treasurer can.
 #[derive(
@@ -82,99 +86,6 @@ impl Email {
     }
 }
 
-/// Claims of an access token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    /// The user's email.
-    pub sub: String,
-    /// The user's role.
-    pub role: Role,
-    /// Issued at (Unix seconds).
-    pub iat: i64,
-    /// Expires at (Unix seconds).
-    pub exp: i64,
-    /// Issuer.
-    pub iss: String,
-    /// Audience.
-    pub aud: String,
-}
-
-/// Signs and checks access tokens with one HS256 secret.
-#[derive(Clone)]
-pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-}
-
-impl TokenKeys {
-    /// Keys from the configured secret.
-    pub fn new(secret: &[u8]) -> Result<TokenKeys, AppError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
-        validation.leeway = 5;
-        Ok(TokenKeys {
-            encoding: EncodingKey::from_secret(secret).map_err(AppError::internal)?,
-            decoding: DecodingKey::from_secret(secret).map_err(AppError::internal)?,
-            validation,
-        })
-    }
-
-    /// A token for `email` with `role`, valid for an hour from now.
-    pub fn issue(&self, email: &str, role: Role) -> Result<String, AppError> {
-        let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
-            sub: email.to_owned(),
-            role,
-            iat: now,
-            exp: now + TOKEN_TTL_SECS,
-            iss: ISSUER.to_owned(),
-            aud: AUDIENCE.to_owned(),
-        };
-        let mut header = Header::new(Algorithm::HS256);
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(AppError::internal)
-    }
-
-    /// Checks the token the way RFC 8725 asks: the one algorithm we issue (HS256) pinned, never
-    /// taken from the token; explicit `typ: JWT`; no key, key URL or critical extension named
-    /// by the token; the signature; `exp`, `iat`, `sub`, `iss` and `aud` present; `iss` and
-    /// `aud` ours; not expired, not issued in the future, no longer-lived than we issue.
-    pub fn check(&self, token: &str) -> Result<Claims, AppError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized())?;
-        let typed = header
-            .typ
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case("JWT"));
-        let names_keys_or_extensions = header.jku.is_some()
-            || header.jwk.is_some()
-            || header.x5u.is_some()
-            || header.x5c.is_some()
-            || header.crit.is_some();
-        if header.alg != Algorithm::HS256 || !typed || names_keys_or_extensions {
-            return Err(unauthorized());
-        }
-        // `iat` is not among the library's required claims; `Claims` requires it to parse.
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|_| unauthorized())?;
-        let now = chrono::Utc::now().timestamp();
-        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
-        if claims.iat > now.saturating_add(leeway)
-            || claims.exp.saturating_sub(claims.iat) > TOKEN_TTL_SECS.saturating_add(leeway)
-        {
-            return Err(unauthorized());
-        }
-        Ok(claims)
-    }
-}
-
-fn unauthorized() -> AppError {
-    AppError::new(ErrorCode::Unauthorized, "a valid access token is required")
-}
-
 /// Hashes a password with argon2id and a random salt.
 pub fn hash_password(password: &str) -> Result<String, AppError> {
     let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(AppError::internal)?;
@@ -204,19 +115,43 @@ pub fn prepare_dummy_hash() -> Result<(), AppError> {
     DUMMY_HASH.as_ref().map(|_| ()).map_err(Clone::clone)
 }
 
-/// Creates a staff account (or replaces its password and role).
+/// Common passwords of 12 characters or more, lower-cased (see the file's head for its
+/// source); shorter ones are refused by length.
+const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
+
+/// Checks a new password against the rules: 12 characters at least, at most 1,024 bytes,
+/// not on the list of common passwords (case aside), not the account's email.
+pub fn check_new_password(field: &str, password: &str, email: &str) -> Result<(), AppError> {
+    let refuse = |why: &str| Err(AppError::invalid_field(field, why));
+    if password.chars().count() < 12 {
+        return refuse("use at least 12 characters");
+    }
+    if password.len() > 1024 {
+        return refuse("use at most 1024 bytes");
+    }
+    let lower = password.to_lowercase();
+    let common = COMMON_PASSWORDS
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .any(|l| l == lower);
+    if common {
+        return refuse("this password is on a list of common passwords; choose another");
+    }
+    if lower.trim() == email.trim().to_lowercase() {
+        return refuse("the password must not be the email address");
+    }
+    Ok(())
+}
+
+/// Creates a staff account (or replaces its password and role; a replaced password ends
+/// the account's sessions).
 pub fn add_user(
     conn: &mut DbConn,
     email: &Email,
     role: Role,
     password: &str,
 ) -> Result<(), AppError> {
-    if password.chars().count() < 12 {
-        return Err(AppError::invalid_field(
-            "password",
-            "use at least 12 characters",
-        ));
-    }
+    check_new_password("password", password, email.as_str())?;
     let hash = hash_password(password)?;
     let existing = users::table
         .filter(users::email.eq(email.as_str()))
@@ -231,6 +166,7 @@ pub fn add_user(
                     users::role.eq(role.as_str()),
                 ))
                 .execute(conn)?;
+            sessions::end_all_of(conn, id, "cli")?;
         }
         None => {
             diesel::insert_into(users::table)
@@ -246,13 +182,55 @@ pub fn add_user(
     Ok(())
 }
 
+/// A staff account as a login sees it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// `users.id`.
+    pub id: i64,
+    /// The email.
+    pub email: String,
+    /// The role.
+    pub role: Role,
+    /// Disabled accounts cannot log in.
+    pub disabled: bool,
+    /// True once a second factor is enrolled.
+    pub mfa_enabled: bool,
+}
+
+impl Account {
+    fn of(u: UserRow) -> Option<Account> {
+        Some(Account {
+            id: u.id,
+            role: Role::parse(&u.role)?,
+            email: u.email,
+            disabled: u.disabled,
+            mfa_enabled: u.totp_enabled_at.is_some(),
+        })
+    }
+
+    /// The account with this (normalised) email.
+    pub fn find(conn: &mut DbConn, email: &str) -> Result<Option<Account>, AppError> {
+        let row = users::table
+            .filter(users::email.eq(email))
+            .select(UserRow::as_select())
+            .first(conn)
+            .optional()?;
+        Ok(row.and_then(Account::of))
+    }
+}
+
+/// Checks a password against an account's stored hash.
+pub fn password_matches(conn: &mut DbConn, user_id: i64, password: &str) -> Result<bool, AppError> {
+    let hash: String = users::table
+        .find(user_id)
+        .select(users::password_hash)
+        .first(conn)?;
+    Ok(verify_password(password, &hash))
+}
+
 /// Checks an email and password; the same error (and about the same time) whether the email
 /// is unknown or the password wrong.
-pub fn authenticate(
-    conn: &mut DbConn,
-    email: &str,
-    password: &str,
-) -> Result<(String, Role), AppError> {
+pub fn authenticate(conn: &mut DbConn, email: &str, password: &str) -> Result<Account, AppError> {
     let user = Email::parse(email)
         .map(|e| {
             users::table
@@ -265,10 +243,7 @@ pub fn authenticate(
         .flatten();
     let bad = || AppError::new(ErrorCode::Unauthorized, "wrong email or password");
     match user {
-        Some(u) if verify_password(password, &u.password_hash) => {
-            let role = Role::parse(&u.role).ok_or_else(bad)?;
-            Ok((u.email, role))
-        }
+        Some(u) if verify_password(password, &u.password_hash) => Account::of(u).ok_or_else(bad),
         Some(_) => Err(bad()),
         None => {
             let dummy = DUMMY_HASH.as_ref().map_err(Clone::clone)?;
@@ -336,16 +311,6 @@ mod tests {
     fn admin_can_act_as_treasurer_not_the_reverse() {
         assert!(Role::Admin.allows(Role::Treasurer));
         assert!(!Role::Treasurer.allows(Role::Admin));
-    }
-
-    #[test]
-    fn tokens_round_trip_and_other_secrets_fail() {
-        let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef").expect("keys");
-        let token = keys.issue("t@example.org", Role::Treasurer).expect("signs");
-        let claims = keys.check(&token).expect("valid");
-        assert_eq!(claims.role, Role::Treasurer);
-        let other = TokenKeys::new(b"fedcba9876543210fedcba9876543210").expect("keys");
-        assert!(other.check(&token).is_err());
     }
 
     #[test]

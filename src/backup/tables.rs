@@ -128,6 +128,18 @@ tables! {
     }
     users => User by id {
         id: i64, email: String, password_hash: String, role: String, created_at: NaiveDateTime,
+        #[serde(default)] disabled: bool,
+        #[serde(default)] totp_secret: Option<String>,
+        #[serde(default)] totp_enabled_at: Option<NaiveDateTime>,
+        #[serde(default)] totp_last_step: Option<i64>,
+    }
+    recovery_codes => RecoveryCode by id {
+        id: i64, user_id: i64, code_hash: String, used_at: Option<NaiveDateTime>,
+    }
+    staff_sessions => StaffSession by id {
+        id: String, user_id: i64, created_at: NaiveDateTime, expires_at: NaiveDateTime,
+        ended_at: Option<NaiveDateTime>, ended_by: Option<String>, client: String,
+        user_agent: String,
     }
     idempotency_keys => IdempotencyKey by scope_key {
         scope_key: String, request_hash: String, status_code: i32, response_body: String,

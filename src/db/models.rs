@@ -152,6 +152,10 @@ pub struct UserRow {
     pub password_hash: String,
     pub role: String,
     pub created_at: NaiveDateTime,
+    pub disabled: bool,
+    pub totp_secret: Option<String>,
+    pub totp_enabled_at: Option<NaiveDateTime>,
+    pub totp_last_step: Option<i64>,
 }
 
 /// A new staff account.

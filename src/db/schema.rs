@@ -124,6 +124,32 @@ diesel::table! {
         password_hash -> Text,
         role -> Text,
         created_at -> Timestamp,
+        disabled -> Bool,
+        totp_secret -> Nullable<Text>,
+        totp_enabled_at -> Nullable<Timestamp>,
+        totp_last_step -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        code_hash -> Text,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    staff_sessions (id) {
+        id -> Text,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+        ended_by -> Nullable<Text>,
+        client -> Text,
+        user_agent -> Text,
     }
 }
 
@@ -208,12 +234,16 @@ diesel::table! {
 diesel::joinable!(ledger_entries -> donations (donation_id));
 diesel::joinable!(refund_requests -> donations (donation_id));
 diesel::joinable!(outbox -> donations (donation_id));
+diesel::joinable!(recovery_codes -> users (user_id));
+diesel::joinable!(staff_sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     funds,
     periods,
     donations,
     ledger_entries,
     users,
+    recovery_codes,
+    staff_sessions,
     idempotency_keys,
     audit_log,
     outbox,

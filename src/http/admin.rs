@@ -100,6 +100,12 @@ pub(super) async fn update_fund(
 ) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Admin)?;
     let body = body.into_inner();
+    // A target change moves when intake closes: it needs a recent password or code.
+    let staff = if body.target.is_some() {
+        staff.require_recent()?
+    } else {
+        staff
+    };
     let name = match body.name {
         Some(n) => Some(input::text("name", &n, 200)?),
         None => None,

@@ -51,7 +51,7 @@ pub(super) async fn approve(
     state: State,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let staff = staff.require(Role::Admin)?;
+    let staff = staff.require(Role::Admin)?.require_recent()?;
     let opened = state
         .writer
         .submit(ApproveRefund {

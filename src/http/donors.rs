@@ -39,7 +39,7 @@ pub(super) async fn erase(
     state: State,
     body: input::JsonObject<EraseRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let staff = staff.require(Role::Admin)?;
+    let staff = staff.require(Role::Admin)?.require_recent()?;
     let email = crate::lookup::normalize(&body.into_inner().email);
     if crate::auth::Email::parse(&email).is_none() {
         return Err(AppError::invalid_field(

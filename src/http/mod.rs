@@ -21,6 +21,7 @@ mod rejections;
 mod reports;
 pub mod request_log;
 mod stop;
+mod users;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// What the scheduled backups did (`BACKUP_DIR`), for `/metrics`.
     pub backups: Arc<crate::backup::schedule::BackupStatus>,
+    /// Staff sessions ended (kept in memory; see `auth::sessions`).
+    pub sessions: Arc<crate::auth::sessions::SessionGuard>,
 }
 
 /// A started service.
@@ -162,6 +165,9 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         ));
     }
     let keys = TokenKeys::new(config.jwt_secret.bytes())?;
+    let sessions = Arc::new(crate::auth::sessions::SessionGuard::default());
+    sessions.reload(&mut *pool.get()?)?;
+    sessions.spawn(pool.clone(), Arc::clone(&stop))?;
     let listener = TcpListener::bind(config.bind_addr)?;
     let port = listener.local_addr()?.port();
     let workers = config.http_workers;
@@ -186,6 +192,7 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
         limits,
         metrics: Arc::clone(&metrics),
         backups,
+        sessions,
     });
     crate::web::check()?;
     let csp = crate::web::content_security_policy(&state.config);
@@ -306,6 +313,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(admin::routes)
         .configure(refunds::routes)
         .configure(approvals::routes)
+        .configure(users::routes)
         .configure(audit::routes)
         .configure(donors::routes)
         .configure(payments::routes)

@@ -66,7 +66,7 @@ pub(super) async fn refund(
     id: web::Path<i64>,
     body: input::JsonObject<RefundRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let staff = staff.require(Role::Admin)?;
+    let staff = staff.require(Role::Admin)?.require_recent()?;
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
     let donation_id = id.into_inner();

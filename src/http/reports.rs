@@ -103,6 +103,12 @@ async fn export(
     filters: Filters,
 ) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Treasurer)?;
+    // Donors' names, emails and addresses: an export needs a recent password or code.
+    let staff = if matches!(kind, Export::Donations) {
+        staff.require_recent()?
+    } else {
+        staff
+    };
     check_filters(&filters)?;
     audit(&state, staff.email, kind.name(), &filters).await?;
     stream_csv(

@@ -25,7 +25,7 @@ fn b64url(bytes: &[u8]) -> String {
 
 fn claims(role: &str, exp_offset: i64, aud: &str) -> Value {
     let now = chrono::Utc::now().timestamp();
-    json!({ "sub": "mallory@example.org", "role": role, "iat": now, "exp": now + exp_offset, "iss": ISSUER, "aud": aud })
+    json!({ "sub": "mallory@example.org", "role": role, "iat": now, "exp": now + exp_offset, "iss": ISSUER, "aud": aud, "sid": "a-session", "auth_time": now })
 }
 
 fn sign(secret: &[u8], claims: &Value) -> String {
@@ -67,7 +67,7 @@ async fn bad_tokens_get_401_and_wrong_roles_403() {
         assert_eq!(resp.status(), 401, "{what}");
         assert_problem(resp, 401, "unauthorized").await;
     }
-    let no_exp = json!({ "sub": "m@example.org", "role": "admin", "iat": 1, "iss": ISSUER, "aud": AUDIENCE });
+    let no_exp = json!({ "sub": "m@example.org", "role": "admin", "iat": 1, "iss": ISSUER, "aud": AUDIENCE, "sid": "s", "auth_time": 1 });
     let resp = app
         .put_intake(&sign(JWT_SECRET.as_bytes(), &no_exp), false, "x")
         .await;
@@ -210,6 +210,8 @@ async fn tokens_not_exactly_as_we_issue_them_get_401() {
         ("no aud", sign(secret, &without("aud"))),
         ("no sub", sign(secret, &without("sub"))),
         ("no role", sign(secret, &without("role"))),
+        ("no session", sign(secret, &without("sid"))),
+        ("no auth_time", sign(secret, &without("auth_time"))),
         (
             "wrong iss",
             sign(secret, &with("iss", json!("someone-else"))),
@@ -267,7 +269,7 @@ async fn tokens_not_exactly_as_we_issue_them_get_401() {
 async fn tokens_signed_with_a_rotated_out_secret_get_401() {
     // Secret A.
     let old = spawn_app().await;
-    let email = old.user(Role::Admin);
+    let email = old.user(Role::Treasurer);
     let login = |app: &crate::helpers::TestApp| {
         app.client
             .post(format!("{}/api/auth/login", app.addr))

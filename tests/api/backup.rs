@@ -208,6 +208,8 @@ async fn restored_fund_takes_new_gifts_after_the_restored_ids() {
     assert!(ok, "restore failed: {text}");
     // The restored database serves: new rows take ids after the restored ones (sequences).
     let restored = crate::helpers::spawn_on(target, keep, "whsec_restored".into(), &[], None).await;
+    // The copied admins keep their second factor.
+    restored.carry_second_factors(&app);
     let token = restored.token(Role::Admin).await;
     let resp = restored
         .add_period(&token, "September 2020", "2020-09-01", "2020-09-30", "1.00")

@@ -32,8 +32,19 @@ pub struct TestApp {
     pub webhook_secret: String,
     /// Users created so far (numbers their emails, so outputs are reproducible).
     users: AtomicU64,
+    /// Second factors the helpers enrolled, by email: the secret and unused recovery codes.
+    pub enrolled: std::sync::Mutex<HashMap<String, Enrolled>>,
     shutdown: crowdledger::http::Shutdown,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// A second factor a helper enrolled.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    /// The TOTP secret (base32).
+    pub secret: String,
+    /// Recovery codes not used yet.
+    pub recovery_codes: Vec<String>,
 }
 
 /// Which engine this test run uses.
@@ -111,8 +122,10 @@ impl TestApp {
         self.shutdown.shutdown();
         let (db_url, dir, stripe) = (self.db_url.clone(), self._dir.take(), self.stripe.take());
         let secret = self.webhook_secret.clone();
+        let enrolled = std::mem::take(&mut *self.enrolled.lock().expect("enrolled"));
         drop(self);
         let app = spawn_on(db_url, dir, secret, env, stripe).await;
+        *app.enrolled.lock().expect("enrolled") = enrolled;
         app.register_webhook().await;
         app
     }
@@ -175,6 +188,7 @@ pub async fn spawn_on(
         stripe,
         webhook_secret,
         users: AtomicU64::new(1),
+        enrolled: std::sync::Mutex::default(),
         shutdown,
         _dir: dir,
     }
@@ -455,16 +469,109 @@ pub fn gift(amount: &str) -> Value {
 /// Asserts a problem+json answer with `status` and `code`; returns the body.
 /// Logs `email` in (password [`PASSWORD`]) and returns the bearer token.
 pub async fn login(app: &TestApp, email: &str) -> String {
+    let body = login_answer(app, email, PASSWORD).await;
+    if body["mfa_required"] == true {
+        // A second login of an account a helper enrolled: one of its recovery codes (each
+        // works once; a TOTP code could not be used twice within its 30 seconds).
+        let code = {
+            let mut enrolled = app.enrolled.lock().expect("enrolled");
+            let e = enrolled
+                .get_mut(email)
+                .expect("an account enrolled by a helper");
+            e.recovery_codes.pop().expect("a recovery code left")
+        };
+        let body = app
+            .post_json(
+                "/api/auth/mfa",
+                None,
+                &serde_json::json!({ "mfa_token": body["mfa_token"], "code": code }),
+            )
+            .await;
+        return body["access_token"].as_str().expect("token").to_owned();
+    }
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    if body["enrolment_required"] == true {
+        return enrol(app, email, &token).await;
+    }
+    token
+}
+
+/// The answer of `POST /api/auth/login` (which must be 200).
+pub async fn login_answer(app: &TestApp, email: &str, password: &str) -> Value {
     let resp = app
         .client
         .post(format!("{}/api/auth/login", app.addr))
-        .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+        .json(&serde_json::json!({ "email": email, "password": password }))
         .send()
         .await
         .expect("login request");
     assert_eq!(resp.status(), 200, "{email} logs in");
-    let body: Value = resp.json().await.expect("login json");
-    body["access_token"].as_str().expect("token").to_owned()
+    resp.json().await.expect("login json")
+}
+
+/// The TOTP code of `secret` now.
+pub fn totp_now(secret: &str) -> String {
+    let now = u64::try_from(chrono::Utc::now().timestamp()).expect("after 1970");
+    crowdledger::auth::totp::code_at(secret, now).expect("code")
+}
+
+/// Enrols a second factor with an enrolment-only token (as an authenticator app would, from
+/// the secret the server shows); remembers it; returns the full token.
+pub async fn enrol(app: &TestApp, email: &str, token: &str) -> String {
+    let started = app
+        .post_json("/api/auth/2fa/enrol", Some(token), &serde_json::json!({}))
+        .await;
+    let secret = started["secret"].as_str().expect("secret").to_owned();
+    let confirmed = app
+        .post_json(
+            "/api/auth/2fa/confirm",
+            Some(token),
+            &serde_json::json!({ "code": totp_now(&secret) }),
+        )
+        .await;
+    let codes: Vec<String> = confirmed["recovery_codes"]
+        .as_array()
+        .expect("recovery codes")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10, "ten recovery codes");
+    app.enrolled.lock().expect("enrolled").insert(
+        email.to_owned(),
+        Enrolled {
+            secret,
+            recovery_codes: codes,
+        },
+    );
+    confirmed["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+impl TestApp {
+    /// Knows the second factors `from` enrolled (its database was copied here).
+    pub fn carry_second_factors(&self, from: &TestApp) {
+        let theirs = from.enrolled.lock().expect("enrolled").clone();
+        self.enrolled.lock().expect("enrolled").extend(theirs);
+    }
+
+    /// `POST path` with a JSON body (and a token), which must answer 2xx; its JSON.
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Value {
+        let mut req = self.client.post(format!("{}{path}", self.addr)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        assert!(status.is_success(), "POST {path}: {status} {text}");
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("json")
+        }
+    }
 }
 
 pub async fn assert_problem(resp: reqwest::Response, status: u16, code: &str) -> Value {

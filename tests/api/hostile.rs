@@ -497,6 +497,8 @@ async fn donor_log_scenario(format: &str) -> (String, String) {
         .env("JWT_SECRET", JWT_SECRET)
         .env("RUST_LOG", "info")
         .env("LOG_FORMAT", format)
+        // This admin signs in with a password alone (the second factor has its own tests).
+        .env("REQUIRE_2FA", "off")
         .env("SMTP_URL", sink.url())
         .env("MAIL_RETRY_BASE", "200ms")
         .env("STRIPE_SECRET_KEY", crate::localstripe::SECRET_KEY)
@@ -686,4 +688,49 @@ async fn donor_log_scenario(format: &str) -> (String, String) {
         std::fs::read_to_string(logs.path().join("err")).unwrap_or_default()
     );
     (log, format!("/api/admin/donations/{ok_id}/refund"))
+}
+
+/// Guessing second-factor codes is throttled like guessing passwords: per account (and per
+/// address), with the default limits; once throttled, even the right code waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_factor_guessing_is_throttled() {
+    let app = crate::helpers::spawn_app().await;
+    let email = app.user(Role::Admin);
+    let _enrolled = crate::helpers::login(&app, &email).await;
+    let step = crate::helpers::login_answer(&app, &email, crate::helpers::PASSWORD).await;
+    let mut throttled_at = None;
+    for attempt in 1..=20 {
+        let resp = app
+            .send(
+                Method::POST,
+                "/api/auth/mfa",
+                None,
+                Some(&json!({ "mfa_token": step["mfa_token"], "code": format!("{:06}", attempt * 7919) })),
+            )
+            .await;
+        match resp.status().as_u16() {
+            401 => continue,
+            429 => {
+                throttled_at = Some(attempt);
+                break;
+            }
+            other => panic!("attempt {attempt}: {other}"),
+        }
+    }
+    let at = throttled_at.expect("guessing is throttled");
+    assert!(at <= 10, "throttled only at attempt {at}");
+    let secret = app.enrolled.lock().expect("enrolled")[&email]
+        .secret
+        .clone();
+    let right = crate::helpers::totp_now(&secret);
+    let resp = app
+        .send(
+            Method::POST,
+            "/api/auth/mfa",
+            None,
+            Some(&json!({ "mfa_token": step["mfa_token"], "code": right })),
+        )
+        .await;
+    assert_eq!(resp.status(), 429, "the right code waits too");
+    assert!(resp.headers().contains_key("retry-after"));
 }

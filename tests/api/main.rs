@@ -38,6 +38,7 @@ mod settle_later;
 mod shutdown;
 mod slow_stripe;
 mod smtp;
+mod staff;
 mod stripe;
 mod stripe_review;
 mod stripe_version;

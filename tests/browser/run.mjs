@@ -8,6 +8,7 @@
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
 import path from 'node:path';
 import os from 'node:os';
 
@@ -100,16 +101,120 @@ async function fundDoc() {
   return r.json;
 }
 
-async function adminToken() {
-  const r = await httpJson(`${APP}/api/auth/login`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ email: ADMIN_EMAIL, password: ADMIN_PASSWORD }),
-  });
-  if (r.status !== 200 || !r.json || !r.json.access_token) {
-    throw new Error(`POST /api/auth/login -> ${r.status} ${oneLine(r.text)}`);
+// ---- Second factors (RFC 6238, as an authenticator app computes them) -------------------
+
+/** Each account's second factor as this run knows it: the secret, the last 30-second step
+ *  whose code was used (the server accepts each code once), and unused recovery codes. */
+const factors = new Map();
+
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const c of text.replace(/=+$/, '').toUpperCase()) {
+    value = ((value << 5) | alphabet.indexOf(c)) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((value >>> bits) & 0xff);
+    }
+  }
+  return Buffer.from(out);
+}
+
+function totpAt(secret, step) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac('sha1', base32Decode(secret)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const n = (mac.readUInt32BE(offset) & 0x7fffffff) % 1000000;
+  return String(n).padStart(6, '0');
+}
+
+const nowStep = () => Math.floor(Date.now() / 1000 / 30);
+
+/** A code the server has not seen: the app's code of a step not used yet (one step either
+ *  side of now is accepted), else a recovery code. */
+function nextCode(email) {
+  const f = factors.get(email);
+  if (!f) throw new Error(`no second factor known for ${email}`);
+  const now = nowStep();
+  const s = Math.max(f.lastStep + 1, now - 1);
+  if (s <= now + 1) {
+    f.lastStep = s;
+    return totpAt(f.secret, s);
+  }
+  const code = f.codes.pop();
+  if (!code) throw new Error(`no recovery code left for ${email}`);
+  return code;
+}
+
+async function postJson(p, body, token) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return httpJson(`${APP}${p}`, { method: 'POST', headers, body: JSON.stringify(body) });
+}
+
+/** Signs in through the API: the password, then enrolment (first time) or a code. */
+async function apiLogin(email) {
+  const r = await postJson('/api/auth/login', { email, password: ADMIN_PASSWORD });
+  if (r.status !== 200 || !r.json) throw new Error(`POST /api/auth/login -> ${r.status} ${oneLine(r.text)}`);
+  if (r.json.mfa_required) {
+    const m = await postJson('/api/auth/mfa', { mfa_token: r.json.mfa_token, code: nextCode(email) });
+    if (m.status !== 200 || !m.json) throw new Error(`POST /api/auth/mfa -> ${m.status} ${oneLine(m.text)}`);
+    return m.json.access_token;
+  }
+  if (r.json.enrolment_required) {
+    const enrolling = r.json.access_token;
+    const e = await postJson('/api/auth/2fa/enrol', {}, enrolling);
+    if (e.status !== 200) throw new Error(`enrol -> ${e.status} ${oneLine(e.text)}`);
+    const step = nowStep();
+    const c = await postJson('/api/auth/2fa/confirm', { code: totpAt(e.json.secret, step) }, enrolling);
+    if (c.status !== 200) throw new Error(`confirm -> ${c.status} ${oneLine(c.text)}`);
+    factors.set(email, { secret: e.json.secret, lastStep: step, codes: c.json.recovery_codes.slice() });
+    return c.json.access_token;
   }
   return r.json.access_token;
+}
+
+let adminSession = null;
+
+/** The first admin's API token, signed in again every few minutes (dangerous actions need a
+ *  password or code from the last ten). */
+async function adminToken() {
+  if (!adminSession || Date.now() - adminSession.at > 4 * 60 * 1000) {
+    adminSession = { token: await apiLogin(ADMIN_EMAIL), at: Date.now() };
+  }
+  return adminSession.token;
+}
+
+/** Signs in on the admin page: the password, then a code when the page asks for one. */
+async function pageSignIn(page, email) {
+  await page.fill('#login-email', email);
+  await page.fill('#login-password', ADMIN_PASSWORD);
+  await page.click('#login-submit');
+  await page.locator('#dashboard:visible, #mfa-section:visible, #enrol-section:visible').first().waitFor({ timeout: 10000 });
+  if (await page.locator('#enrol-section').isVisible()) {
+    // First sign-in of an admin: enrol as the page asks (see the second admin's step).
+    await page.locator('#enrol-secret', { hasText: /[A-Z2-7]{32}/ }).waitFor({ timeout: 10000 });
+    const secret = (await page.locator('#enrol-secret').innerText()).trim();
+    const step = nowStep();
+    await page.fill('#enrol-code', totpAt(secret, step));
+    await page.click('#enrol-submit');
+    await page.locator('#recovery-box').waitFor({ state: 'visible', timeout: 10000 });
+    const codes = (await page.locator('#recovery-codes li').allInnerTexts()).map((c) => c.trim());
+    factors.set(email, { secret, lastStep: step, codes });
+    await page.click('#recovery-done');
+  }
+  if (await page.locator('#mfa-section').isVisible()) {
+    const code = nextCode(email);
+    await page.fill('#mfa-code', code);
+    await page.click('#mfa-submit');
+    await page.locator('#dashboard').waitFor({ state: 'visible', timeout: 10000 }).catch(async () => {
+      throw new Error(`code ${code} not accepted: #mfa-error "${oneLine(await page.locator('#mfa-error').innerText())}"`);
+    });
+  }
 }
 
 async function adminPut(token, p, body) {
@@ -391,9 +496,7 @@ await step('admin pauses, reopens and closes intake by target', async () => {
   const originalTarget = (await fundDoc()).target;
   try {
     await admin.goto(`${APP}/admin?lang=en`);
-    await admin.fill('#login-email', ADMIN_EMAIL);
-    await admin.fill('#login-password', ADMIN_PASSWORD);
-    await admin.click('#login-submit');
+    await pageSignIn(admin, ADMIN_EMAIL);
     try {
       await admin.locator('#dashboard').waitFor({ state: 'visible', timeout: 10000 });
     } catch (_) {
@@ -459,9 +562,7 @@ await step('admin pauses, reopens and closes intake by target', async () => {
 // 6. Accessibility of the signed-in admin page.
 await step('accessibility: no serious or critical axe violations on the admin dashboard', async () => {
   const bad = await axeCheck('admin', `${APP}/admin?lang=en`, async (page) => {
-    await page.fill('#login-email', ADMIN_EMAIL);
-    await page.fill('#login-password', ADMIN_PASSWORD);
-    await page.click('#login-submit');
+    await pageSignIn(page, ADMIN_EMAIL);
     await page.locator('#dashboard').waitFor({ state: 'visible', timeout: 10000 });
     await page.waitForTimeout(1000);
   });
@@ -568,9 +669,7 @@ await step('hostile text in every field is shown as text and never runs', async 
     // The admin page, signed in: fund, intake message, periods, donations, a refund form,
     // the charts.
     const admin = await hostilePage(`${APP}/admin?lang=en`, { width: 1024, height: 900 }, async (page) => {
-      await page.fill('#login-email', ADMIN_EMAIL);
-      await page.fill('#login-password', ADMIN_PASSWORD);
-      await page.click('#login-submit');
+      await pageSignIn(page, ADMIN_EMAIL);
       await page.locator('#dashboard').waitFor({ state: 'visible', timeout: 10000 });
       await page.locator(`#donations-body tr[data-id="${gift.donation_id}"]`).waitFor({ timeout: 10000 });
       await page.locator('#periods-body td.wrap-cell').first().waitFor({ timeout: 10000 });
@@ -635,11 +734,72 @@ async function askLargeRefund(token, donationId) {
 
 async function signInSecondAdmin(page, lang) {
   await page.goto(`${APP}/admin?lang=${lang}`);
-  await page.fill('#login-email', SECOND_ADMIN_EMAIL);
-  await page.fill('#login-password', ADMIN_PASSWORD);
-  await page.click('#login-submit');
+  await pageSignIn(page, SECOND_ADMIN_EMAIL);
   await page.locator('#approvals-section').waitFor({ state: 'visible', timeout: 10000 });
 }
+
+await step('a second admin enrols a second factor in the admin page and signs in with it', async () => {
+  assert(SECOND_ADMIN_EMAIL, 'SECOND_ADMIN_EMAIL must be set');
+  const page = await newPage({ viewport: { width: 1024, height: 900 } });
+  try {
+    await page.goto(`${APP}/admin?lang=en`);
+    await page.fill('#login-email', SECOND_ADMIN_EMAIL);
+    await page.fill('#login-password', ADMIN_PASSWORD);
+    await page.click('#login-submit');
+    // REQUIRE_2FA=admin (the default): an admin without a second factor can only enrol.
+    await page.locator('#enrol-section').waitFor({ state: 'visible', timeout: 10000 });
+    assert(await page.locator('#dashboard').isHidden(), 'no dashboard before enrolment');
+    await page.locator('#enrol-secret', { hasText: /[A-Z2-7]{32}/ }).waitFor({ timeout: 10000 });
+    const secret = (await page.locator('#enrol-secret').innerText()).trim();
+    const qr = await page.locator('#enrol-qr').evaluate((img) => ({ src: img.src, w: img.naturalWidth }));
+    assert(qr.src.startsWith('data:image/svg+xml') && qr.w > 0, `QR code shown (${qr.src.slice(0, 40)}, ${qr.w}px)`);
+    // A wrong first code is refused and changes nothing.
+    await page.fill('#enrol-code', String((Number(totpAt(secret, nowStep())) + 1) % 1000000).padStart(6, '0'));
+    await page.click('#enrol-submit');
+    await page.locator('#enrol-error').filter({ hasText: /\S/ }).waitFor({ timeout: 10000 });
+    const step = nowStep();
+    await page.fill('#enrol-code', totpAt(secret, step));
+    await page.click('#enrol-submit');
+    await page.locator('#recovery-box').waitFor({ state: 'visible', timeout: 10000 }).catch(async () => {
+      throw new Error(`no recovery codes; #enrol-error "${oneLine(await page.locator('#enrol-error').innerText())}"`);
+    });
+    const codes = (await page.locator('#recovery-codes li').allInnerTexts()).map((c) => c.trim());
+    assert(codes.length === 10 && new Set(codes).size === 10, `ten recovery codes: ${codes.join(' ')}`);
+    factors.set(SECOND_ADMIN_EMAIL, { secret, lastStep: step, codes });
+    await shot(page, 'enrol-en.png');
+    await page.click('#recovery-done');
+    await page.locator('#approvals-section').waitFor({ state: 'visible', timeout: 10000 });
+    const t = await i18n(page);
+    await page.locator('#account-mfa', { hasText: t.account_mfa_on }).waitFor({ timeout: 10000 });
+    assert(page.problems.length === 0, page.problems.join(' | '));
+  } finally {
+    await page.context().close();
+  }
+  // The next sign-in asks for a code: a wrong one is refused, a recovery code works once.
+  const zh = await newPage({ viewport: { width: 1024, height: 900 } });
+  try {
+    await zh.goto(`${APP}/admin?lang=zh-CN`);
+    const t = await i18n(zh);
+    await zh.fill('#login-email', SECOND_ADMIN_EMAIL);
+    await zh.fill('#login-password', ADMIN_PASSWORD);
+    await zh.click('#login-submit');
+    await zh.locator('#mfa-section').waitFor({ state: 'visible', timeout: 10000 });
+    assert(CJK.test(await zh.locator('#mfa-heading').innerText()), 'Chinese second-factor heading');
+    await zh.fill('#mfa-code', '000000');
+    await zh.click('#mfa-submit');
+    await zh.locator('#mfa-error', { hasText: t.mfa_wrong }).waitFor({ timeout: 10000 });
+    const recovery = factors.get(SECOND_ADMIN_EMAIL).codes.pop();
+    await zh.fill('#mfa-code', recovery);
+    await zh.click('#mfa-submit');
+    await zh.locator('#approvals-section').waitFor({ state: 'visible', timeout: 10000 });
+    const again = await postJson('/api/auth/login', { email: SECOND_ADMIN_EMAIL, password: ADMIN_PASSWORD });
+    const reused = await postJson('/api/auth/mfa', { mfa_token: again.json.mfa_token, code: recovery });
+    assert(reused.status === 401, `a used recovery code is refused (got ${reused.status})`);
+    assert(zh.problems.length === 0, zh.problems.join(' | '));
+  } finally {
+    await zh.context().close();
+  }
+});
 
 await step('a second admin rejects and approves large refunds in the admin page (both languages)', async () => {
   assert(SECOND_ADMIN_EMAIL, 'SECOND_ADMIN_EMAIL must be set');

@@ -138,6 +138,10 @@
     budget: 'period_budget',
     reason: 'refund_reason_label',
     message: 'intake_message_label',
+    password: 'staff_password_label',
+    current_password: 'password_current',
+    new_password: 'password_new',
+    code: 'mfa_code_label',
   };
 
   function fieldLabel(field) {
@@ -163,6 +167,13 @@
         return t('error_approval_own');
       case 'approval_not_pending':
         return t('error_approval_not_pending');
+      case 'reauth_required':
+        showReauth();
+        return t('reauth_heading');
+      case 'last_admin':
+        return t('error_last_admin');
+      case 'user_exists':
+        return t('error_user_exists');
       case 'invalid_amount':
         return `${t('error_admin_amount', { field: fieldLabel(p.field || 'amount') })}${detail}`;
       case 'invalid_request':
@@ -204,13 +215,49 @@
   const loginSection = $('login-section');
   const dashboard = $('dashboard');
 
+  let mfaToken = null;
+  let signedInEmail = '';
+
+  function showOnly(section) {
+    for (const id of ['login-section', 'mfa-section', 'enrol-section', 'dashboard']) {
+      $(id).hidden = id !== section;
+    }
+  }
+
   function signOut(message) {
     token = null;
-    dashboard.hidden = true;
-    loginSection.hidden = false;
+    mfaToken = null;
+    showOnly('login-section');
     $('login-password').value = '';
+    $('reauth-section').hidden = true;
     say('login-error', message || '');
     $('login-email').focus();
+  }
+
+  /** A login's answer: a second factor due, an enrolment due, or the dashboard. */
+  function signedIn(res) {
+    if (res.mfa_required) {
+      mfaToken = res.mfa_token;
+      showOnly('mfa-section');
+      $('mfa-code').value = '';
+      say('mfa-error', '');
+      $('mfa-code').focus();
+      return;
+    }
+    token = res.access_token;
+    role = res.role || null;
+    say('signed-in-as', role ? `${signedInEmail} (${role})` : signedInEmail);
+    if (res.enrolment_required) {
+      startEnrolment();
+      return;
+    }
+    showDashboard();
+  }
+
+  function showDashboard() {
+    showOnly('dashboard');
+    $('intake-admin-heading').focus();
+    loadAll();
   }
 
   $('login-form').addEventListener('submit', async (ev) => {
@@ -226,14 +273,9 @@
     say('login-error', '');
     try {
       const res = await api('POST', '/api/auth/login', { email, password }, { login: true });
-      token = res.access_token;
-      role = res.role || null;
       $('login-password').value = '';
-      say('signed-in-as', res.role ? `${email} (${res.role})` : email);
-      loginSection.hidden = true;
-      dashboard.hidden = false;
-      $('intake-admin-heading').focus();
-      loadAll();
+      signedInEmail = email;
+      signedIn(res);
     } catch (err) {
       const wrong = err.status === 401 || err.status === 403 || err.status === 422 || err.status === 400;
       say('login-error', wrong ? t('login_failed') : problemText(err));
@@ -243,7 +285,94 @@
     }
   });
 
-  $('logout').addEventListener('click', () => signOut(''));
+  $('mfa-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const code = $('mfa-code').value.trim();
+    const button = $('mfa-submit');
+    button.disabled = true;
+    say('mfa-error', '');
+    try {
+      const res = await api('POST', '/api/auth/mfa', { mfa_token: mfaToken, code }, { login: true });
+      mfaToken = null;
+      signedIn(res);
+    } catch (err) {
+      say('mfa-error', err.status === 401 ? t('mfa_wrong') : problemText(err));
+      $('mfa-code').focus();
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  async function startEnrolment() {
+    showOnly('enrol-section');
+    $('recovery-box').hidden = true;
+    $('enrol-form').hidden = false;
+    say('enrol-error', '');
+    try {
+      const e = await api('POST', '/api/auth/2fa/enrol', {});
+      $('enrol-qr').src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(e.qr_svg)}`;
+      say('enrol-secret', e.secret);
+    } catch (err) {
+      say('enrol-error', problemText(err));
+    }
+    $('enrol-heading').focus();
+  }
+
+  $('enrol-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const code = $('enrol-code').value.trim();
+    const res = await act($('enrol-submit'), 'enrol-error', null, () =>
+      api('POST', '/api/auth/2fa/confirm', { code }, { login: true }),
+    );
+    if (res === undefined) return;
+    token = res.access_token;
+    $('enrol-code').value = '';
+    $('enrol-form').hidden = true;
+    const list = $('recovery-codes');
+    list.textContent = '';
+    for (const c of res.recovery_codes || []) list.append(el('li', null, el('code', null, c)));
+    $('recovery-box').hidden = false;
+    $('recovery-heading').focus();
+  });
+
+  $('recovery-done').addEventListener('click', () => {
+    $('recovery-codes').textContent = '';
+    showDashboard();
+  });
+
+  $('logout').addEventListener('click', async () => {
+    try {
+      await api('POST', '/api/auth/logout');
+    } catch (_) {
+      // Signed out here whatever the server said.
+    }
+    signOut('');
+  });
+
+  // ---- Dangerous actions ask for the password or a code again (sudo mode) ---------------
+
+  function showReauth() {
+    const section = $('reauth-section');
+    section.hidden = false;
+    say('reauth-error', '');
+    say('reauth-status', '');
+    $('reauth-secret').value = '';
+    $('reauth-heading').focus();
+  }
+
+  $('reauth-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const typed = $('reauth-secret').value.trim();
+    const isCode = /^\d{6}$/.test(typed) || /^[a-z2-7]{5}-?[a-z2-7]{5}$/i.test(typed);
+    const res = await act($('reauth-submit'), 'reauth-error', null, () =>
+      api('POST', '/api/auth/reauth', isCode ? { code: typed } : { password: typed }, { login: true }),
+    );
+    if (res === undefined) return;
+    token = res.access_token;
+    $('reauth-secret').value = '';
+    $('reauth-section').hidden = true;
+    say('reauth-status', t('reauth_done'));
+  });
 
   function loadAll() {
     loadFund();
@@ -252,9 +381,12 @@
     const admin = role === 'admin';
     $('approvals-section').hidden = !admin;
     $('audit-section').hidden = !admin;
+    $('staff-section').hidden = !admin;
+    loadAccount();
     if (admin) {
       loadApprovals();
       loadAudit(true);
+      loadStaff();
     }
   }
 
@@ -691,6 +823,154 @@
       $('approvals-heading').focus();
     }
   }
+
+  // ---- Staff (admins) and the signed-in account -----------------------------------------
+
+  async function loadStaff() {
+    const tbody = $('staff-body');
+    let users;
+    try {
+      users = await api('GET', '/api/admin/users');
+    } catch (err) {
+      say('staff-error', problemText(err));
+      return;
+    }
+    tbody.textContent = '';
+    for (const u of users || []) {
+      const action = el('td');
+      const other = u.role === 'admin' ? 'treasurer' : 'admin';
+      for (const [label, change] of [
+        [t(other === 'admin' ? 'make_admin' : 'make_treasurer'), { role: other }],
+        [t(u.disabled ? 'enable' : 'disable'), { disabled: !u.disabled }],
+      ]) {
+        const b = el(
+          'button',
+          { type: 'button', className: 'button button-secondary button-small', 'aria-label': `${label}: ${u.email}` },
+          label,
+        );
+        b.addEventListener('click', () => changeUser(u, change, b));
+        action.append(b, ' ');
+      }
+      const end = el(
+        'button',
+        { type: 'button', className: 'button button-secondary button-small', 'aria-label': `${t('end_sessions')}: ${u.email}` },
+        t('end_sessions'),
+      );
+      end.addEventListener('click', async () => {
+        const res = await act(end, 'staff-error', 'staff-status', () =>
+          api('POST', `/api/admin/users/${encodeURIComponent(u.id)}/sessions/end`),
+        );
+        if (res !== undefined) {
+          say('staff-status', t('session_ended'));
+          loadStaff();
+        }
+      });
+      action.append(end);
+      tbody.append(
+        el(
+          'tr',
+          { dataset: { id: String(u.id) } },
+          el('td', { className: 'wrap-cell' }, u.email),
+          el('td', null, t(`role_${u.role}`)),
+          el('td', null, t(u.disabled ? 'state_disabled' : 'state_active')),
+          el('td', null, t(u.mfa_enabled ? 'mfa_on' : 'mfa_off')),
+          el('td', { className: 'num' }, u.active_sessions),
+          action,
+        ),
+      );
+    }
+  }
+
+  async function changeUser(u, change, button) {
+    const res = await act(button, 'staff-error', 'staff-status', () =>
+      api('PUT', `/api/admin/users/${encodeURIComponent(u.id)}`, change),
+    );
+    if (res !== undefined) {
+      say('staff-status', t('staff_changed'));
+      loadStaff();
+      loadAudit(true);
+    }
+  }
+
+  $('staff-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const payload = {
+      email: $('staff-email').value.trim(),
+      role: $('staff-role').value,
+      password: $('staff-password').value,
+    };
+    const res = await act($('staff-add'), 'staff-error', 'staff-status', () =>
+      api('POST', '/api/admin/users', payload),
+    );
+    if (res !== undefined) {
+      $('staff-email').value = '';
+      $('staff-password').value = '';
+      say('staff-status', t('staff_added'));
+      loadStaff();
+    }
+  });
+
+  async function loadAccount() {
+    try {
+      const me = await api('GET', '/api/auth/me');
+      say('account-mfa', t(me.mfa_enabled ? 'account_mfa_on' : 'account_mfa_off'));
+      const sessions = await api('GET', '/api/auth/sessions');
+      const tbody = $('sessions-body');
+      tbody.textContent = '';
+      for (const s of sessions || []) {
+        const action = el('td');
+        if (s.current) {
+          action.append(el('span', { className: 'tag' }, t('this_session')));
+        } else {
+          const b = el(
+            'button',
+            { type: 'button', className: 'button button-secondary button-small', 'aria-label': `${t('end_session')}: ${when(s.created_at)}` },
+            t('end_session'),
+          );
+          b.addEventListener('click', async () => {
+            const res = await act(b, 'account-error', 'account-status', () =>
+              api('POST', `/api/auth/sessions/${encodeURIComponent(s.id)}/end`),
+            );
+            if (res !== undefined) {
+              say('account-status', t('session_ended'));
+              loadAccount();
+            }
+          });
+          action.append(b);
+        }
+        tbody.append(
+          el(
+            'tr',
+            null,
+            el('td', null, when(s.created_at)),
+            el('td', null, s.client),
+            el('td', { className: 'wrap-cell' }, s.user_agent.slice(0, 60)),
+            action,
+          ),
+        );
+      }
+    } catch (err) {
+      say('account-error', problemText(err));
+    }
+  }
+
+  $('password-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const payload = {
+      current_password: $('password-current').value,
+      new_password: $('password-new').value,
+    };
+    const res = await act($('password-submit'), 'account-error', 'account-status', () =>
+      api('POST', '/api/auth/password', payload),
+    );
+    if (res !== undefined) {
+      token = res.access_token;
+      $('password-current').value = '';
+      $('password-new').value = '';
+      say('account-status', t('password_changed'));
+      loadAccount();
+    }
+  });
 
   let auditAfter = 0;
 

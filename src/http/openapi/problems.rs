@@ -15,7 +15,11 @@ const BODY: &[ErrorCode] = &[
     E::UnsupportedMediaType,
 ];
 /// Errors of a route that needs a bearer token.
-const STAFF: &[ErrorCode] = &[E::Unauthorized, E::Forbidden];
+const STAFF: &[ErrorCode] = &[E::Unauthorized, E::Forbidden, E::MfaEnrolmentRequired];
+/// Errors of a signed-in route open to an account that must still enrol a second factor.
+const SIGNED_IN: &[ErrorCode] = &[E::Unauthorized];
+/// Errors of a dangerous action: a password or code from the last ten minutes is needed.
+const RECENT: &[ErrorCode] = &[E::ReauthRequired];
 
 /// What each operation can answer besides success: `(method, path, code groups)`. A route
 /// that reads the database or submits to the writer may also be `unavailable` (503).
@@ -25,7 +29,86 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
     (
         "post",
         "/api/auth/login",
-        &[BODY, &[E::Unauthorized, E::RateLimited, E::Unavailable]],
+        &[
+            BODY,
+            &[
+                E::Unauthorized,
+                E::AccountDisabled,
+                E::RateLimited,
+                E::Unavailable,
+            ],
+        ],
+    ),
+    (
+        "post",
+        "/api/auth/mfa",
+        &[
+            BODY,
+            &[
+                E::Unauthorized,
+                E::AccountDisabled,
+                E::RateLimited,
+                E::Unavailable,
+            ],
+        ],
+    ),
+    ("get", "/api/auth/me", &[SIGNED_IN, &[E::Unavailable]]),
+    (
+        "post",
+        "/api/auth/2fa/enrol",
+        &[SIGNED_IN, &[E::MfaAlreadyEnabled, E::Unavailable]],
+    ),
+    (
+        "post",
+        "/api/auth/2fa/confirm",
+        &[
+            SIGNED_IN,
+            BODY,
+            &[E::MfaAlreadyEnabled, E::RateLimited, E::Unavailable],
+        ],
+    ),
+    (
+        "post",
+        "/api/auth/2fa/recovery-codes",
+        &[STAFF, RECENT, &[E::InvalidRequest, E::Unavailable]],
+    ),
+    (
+        "post",
+        "/api/auth/reauth",
+        &[STAFF, BODY, &[E::RateLimited, E::Unavailable]],
+    ),
+    (
+        "post",
+        "/api/auth/password",
+        &[STAFF, BODY, &[E::RateLimited, E::Unavailable]],
+    ),
+    ("post", "/api/auth/logout", &[SIGNED_IN, &[E::Unavailable]]),
+    ("get", "/api/auth/sessions", &[STAFF, &[E::Unavailable]]),
+    (
+        "post",
+        "/api/auth/sessions/{id}/end",
+        &[STAFF, &[E::NotFound, E::InvalidRequest, E::Unavailable]],
+    ),
+    ("get", "/api/admin/users", &[STAFF, &[E::Unavailable]]),
+    (
+        "post",
+        "/api/admin/users",
+        &[STAFF, RECENT, BODY, &[E::UserExists, E::Unavailable]],
+    ),
+    (
+        "put",
+        "/api/admin/users/{id}",
+        &[
+            STAFF,
+            RECENT,
+            BODY,
+            &[E::LastAdmin, E::NotFound, E::Unavailable],
+        ],
+    ),
+    (
+        "post",
+        "/api/admin/users/{id}/sessions/end",
+        &[STAFF, &[E::NotFound, E::InvalidRequest, E::Unavailable]],
     ),
     (
         "post",
@@ -85,6 +168,7 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
         "/api/admin/fund",
         &[
             STAFF,
+            RECENT,
             BODY,
             &[E::InvalidAmount, E::TargetBelowReserved, E::Unavailable],
         ],
@@ -108,6 +192,7 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
         "/api/admin/donations/{id}/refund",
         &[
             STAFF,
+            RECENT,
             BODY,
             &[
                 E::InvalidAmount,
@@ -126,6 +211,7 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
         "/api/admin/approvals/{id}/approve",
         &[
             STAFF,
+            RECENT,
             &[
                 E::ApprovalOwnRequest,
                 E::ApprovalNotPending,
@@ -155,7 +241,7 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
     (
         "post",
         "/api/admin/donors/erase",
-        &[STAFF, BODY, &[E::DonorHasOpenGifts, E::Unavailable]],
+        &[STAFF, RECENT, BODY, &[E::DonorHasOpenGifts, E::Unavailable]],
     ),
     ("get", "/api/admin/outbox", &[STAFF, &[E::Unavailable]]),
     (
@@ -166,7 +252,7 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
     (
         "get",
         "/api/reports/donations.csv",
-        &[STAFF, &[E::InvalidRequest, E::Unavailable]],
+        &[STAFF, RECENT, &[E::InvalidRequest, E::Unavailable]],
     ),
     (
         "get",

@@ -9,9 +9,7 @@ use super::{LoginResponse, SignedIn, Staff, new_session, unix_now, wrong_code};
 use crate::auth::ops::{
     BeginEnrolment, ChangePassword, ConfirmEnrolment, NewRecoveryCodes, SecondFactor,
 };
-use crate::auth::{
-    Account, Grant, Role, check_new_password, hash_password, password_matches, totp,
-};
+use crate::auth::{Account, Role, check_new_password, hash_password, password_matches, totp};
 use crate::error::{AppError, ErrorCode};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -162,16 +160,7 @@ pub(in crate::http) async fn confirm(
     if !ok {
         return Err(wrong_code());
     }
-    let token = LoginResponse::granted(
-        &state,
-        &Grant {
-            email: &account.email,
-            role: account.role,
-            sid: &staff.sid,
-            auth_time: chrono::Utc::now().timestamp(),
-            enrol_only: false,
-        },
-    )?;
+    let token = LoginResponse::proved_now(&state, &account.email, account.role, &staff.sid, false)?;
     Ok(HttpResponse::Ok().json(Confirmed {
         recovery_codes: codes.into_iter().map(|(c, _)| c).collect(),
         token,
@@ -280,15 +269,12 @@ pub(in crate::http) async fn reauth(
             "wrong password or code",
         ));
     }
-    Ok(HttpResponse::Ok().json(LoginResponse::granted(
+    Ok(HttpResponse::Ok().json(LoginResponse::proved_now(
         &state,
-        &Grant {
-            email: &account.email,
-            role: account.role,
-            sid: &staff.sid,
-            auth_time: chrono::Utc::now().timestamp(),
-            enrol_only: false,
-        },
+        &account.email,
+        account.role,
+        &staff.sid,
+        false,
     )?))
 }
 
@@ -352,14 +338,11 @@ pub(in crate::http) async fn change_password(
         })
         .await?;
     state.sessions.mark_ended(&ended);
-    Ok(HttpResponse::Ok().json(LoginResponse::granted(
+    Ok(HttpResponse::Ok().json(LoginResponse::proved_now(
         &state,
-        &Grant {
-            email: &account.email,
-            role: account.role,
-            sid: &sid,
-            auth_time: chrono::Utc::now().timestamp(),
-            enrol_only: state.config.require_mfa.applies_to(account.role) && !account.mfa_enabled,
-        },
+        &account.email,
+        account.role,
+        &sid,
+        state.config.require_mfa.applies_to(account.role) && !account.mfa_enabled,
     )?))
 }

@@ -65,6 +65,27 @@ pub(in crate::http) struct LoginResponse {
 }
 
 impl LoginResponse {
+    /// A token for session `sid` of an account that proved who it is just now (password or
+    /// second factor): dangerous actions are open to it for ten minutes.
+    pub(super) fn proved_now(
+        state: &State,
+        email: &str,
+        role: Role,
+        sid: &str,
+        enrol_only: bool,
+    ) -> Result<LoginResponse, AppError> {
+        LoginResponse::granted(
+            state,
+            &Grant {
+                email,
+                role,
+                sid,
+                auth_time: chrono::Utc::now().timestamp(),
+                enrol_only,
+            },
+        )
+    }
+
     /// A token for `grant`.
     pub(super) fn granted(state: &State, grant: &Grant<'_>) -> Result<LoginResponse, AppError> {
         Ok(LoginResponse {
@@ -186,15 +207,12 @@ pub(super) async fn login(
     let sid = session.sid.clone();
     state.writer.submit(session).await?;
     tracing::debug!(email = %account.email, "login");
-    Ok(HttpResponse::Ok().json(LoginResponse::granted(
+    Ok(HttpResponse::Ok().json(LoginResponse::proved_now(
         &state,
-        &Grant {
-            email: &account.email,
-            role: account.role,
-            sid: &sid,
-            auth_time: chrono::Utc::now().timestamp(),
-            enrol_only,
-        },
+        &account.email,
+        account.role,
+        &sid,
+        enrol_only,
     )?))
 }
 
@@ -254,15 +272,12 @@ pub(super) async fn mfa(
     if accepted.is_none() {
         return Err(wrong_code());
     }
-    Ok(HttpResponse::Ok().json(LoginResponse::granted(
+    Ok(HttpResponse::Ok().json(LoginResponse::proved_now(
         &state,
-        &Grant {
-            email: &account.email,
-            role: account.role,
-            sid: &sid,
-            auth_time: chrono::Utc::now().timestamp(),
-            enrol_only: false,
-        },
+        &account.email,
+        account.role,
+        &sid,
+        false,
     )?))
 }
 

@@ -70,6 +70,7 @@ const PG_SERIAL_TABLES: &[&str] = &[
     "refund_requests",
     "lookup_codes",
     "recovery_codes",
+    "disbursements",
 ];
 
 /// Creates `path` readable by its owner only: a backup holds donors' names and emails.

@@ -13,6 +13,7 @@ use crate::ledger::{BatchTuning, LedgerWriter};
 
 mod reconcile;
 pub mod users;
+pub mod verify_public;
 
 pub use reconcile::{reconcile, reconcile_payouts};
 

@@ -138,6 +138,9 @@ pub struct Config {
     pub fee_cover: Option<FeeCover>,
     /// `REQUIRE_2FA`: which staff must have a second factor (admins by default).
     pub require_mfa: RequireMfa,
+    /// `PUBLIC_DONOR_NAMES` (`on` by default): the public ledger names donors who did not
+    /// give anonymously; `off` names nobody.
+    pub public_donor_names: bool,
 }
 
 impl Config {
@@ -214,6 +217,15 @@ impl Config {
         let backup = BackupSchedule::from_lookup(&var)?;
         let approval_text = ApprovalText::from_lookup(&var);
         let require_mfa = RequireMfa::from_lookup(&var)?;
+        let public_donor_names = match var("PUBLIC_DONOR_NAMES").as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "PUBLIC_DONOR_NAMES: {other:?} is not on or off"
+                )));
+            }
+        };
         let checks = CheckInstructions::from_lookup(&var)?;
         let fee_text = FeeText::from_lookup(&var)?;
         let fee_cover = fee_text.parse(fund.currency)?;
@@ -234,6 +246,7 @@ impl Config {
             approval_text,
             approval_above_minor,
             require_mfa,
+            public_donor_names,
             timezone,
             checks,
             fee_text,

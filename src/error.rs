@@ -52,6 +52,10 @@ pub enum ErrorCode {
     /// A dangerous action (refund, target, role, donor-data export) needs the password or a
     /// second-factor code entered in the last ten minutes (`POST /api/auth/reauth`).
     ReauthRequired,
+    /// A disbursement larger than the fund holds (raised less what was paid out).
+    ExceedsBalance,
+    /// Voiding a disbursement that is already void.
+    AlreadyVoided,
     /// Enrolling a second factor on an account that has one.
     MfaAlreadyEnabled,
     /// Disabling or demoting the last active admin.
@@ -98,6 +102,8 @@ impl ErrorCode {
             | ErrorCode::ApprovalNotPending
             | ErrorCode::DonorHasOpenGifts
             | ErrorCode::MfaAlreadyEnabled
+            | ErrorCode::ExceedsBalance
+            | ErrorCode::AlreadyVoided
             | ErrorCode::LastAdmin
             | ErrorCode::UserExists => StatusCode::CONFLICT,
             ErrorCode::ApprovalOwnRequest
@@ -135,6 +141,8 @@ impl ErrorCode {
             ErrorCode::ApprovalOwnRequest => "Own request",
             ErrorCode::DonorHasOpenGifts => "Donor has open gifts",
             ErrorCode::MfaEnrolmentRequired => "Second factor required",
+            ErrorCode::ExceedsBalance => "Exceeds the balance",
+            ErrorCode::AlreadyVoided => "Already void",
             ErrorCode::ReauthRequired => "Re-authentication required",
             ErrorCode::MfaAlreadyEnabled => "Second factor already enabled",
             ErrorCode::LastAdmin => "Last admin",

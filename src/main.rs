@@ -34,7 +34,12 @@ enum Command {
         command: DonorCommand,
     },
     /// Recompute the ledger's hash chain and totals; exit 1 if anything was altered.
-    Verify,
+    Verify {
+        /// Check the public ledger served at this URL instead (no database needed): every
+        /// hash and running total from the public pages alone.
+        #[arg(long, value_name = "URL")]
+        public: Option<String>,
+    },
     /// Write a consistent copy of the database to FILE while the server keeps running; prints
     /// the ledger head (seq and hash) it was taken at.
     Backup {
@@ -232,7 +237,8 @@ fn main() -> std::process::ExitCode {
             Command::Donor {
                 command: DonorCommand::Erase { email, confirm },
             } => commands::donor_erase(&mut config, &email, confirm).map(|()| true),
-            Command::Verify => commands::verify_ledger(&config),
+            Command::Verify { public: None } => commands::verify_ledger(&config),
+            Command::Verify { public: Some(url) } => commands::verify_public::verify_public(&url),
             Command::Backup { out } => {
                 crowdledger::backup::backup(&config.database_url, &out).map(|head| {
                     println!(

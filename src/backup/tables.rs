@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 use super::Sink;
 use crate::db::{DbConn, schema};
 
+/// Entries of a backup made before hash version 2 are version 1.
+fn version_1() -> i32 {
+    1
+}
+
 /// Rows read per query while dumping, so memory stays flat however large the fund.
 const PAGE: i64 = 2_000;
 
@@ -125,6 +130,15 @@ tables! {
         seq: i64, created_at: NaiveDateTime, kind: String, donation_id: Option<i64>,
         amount_minor: i64, count_delta: i64, raised_after_minor: i64, target_after_minor: i64,
         intake_after: String, memo: String, prev_hash: String, hash: String,
+        #[serde(default = "version_1")] hash_version: i32,
+        #[serde(default)] disbursed_after_minor: i64,
+        #[serde(default)] public_memo: String,
+    }
+    disbursements => Disbursement by id {
+        id: i64, amount_minor: i64, payee: String, period_id: Option<i64>, paid_on: NaiveDate,
+        reference: String, memo: String, public_memo: String, created_at: NaiveDateTime,
+        created_by: String, entry_seq: i64, voided_at: Option<NaiveDateTime>,
+        voided_by: Option<String>, void_entry_seq: Option<i64>,
     }
     users => User by id {
         id: i64, email: String, password_hash: String, role: String, created_at: NaiveDateTime,

@@ -58,6 +58,8 @@ pub struct LimitsConfig {
     pub lookup: Option<Rate>,
     /// Donors' code requests per email address, whatever the client address.
     pub lookup_email: Option<Rate>,
+    /// `RATE_LIMIT_PUBLIC_LEDGER`: pages of the public ledger per client address.
+    pub public_ledger: Option<Rate>,
     /// The proxy whose client-address header is believed, if any.
     pub proxy: Option<TrustedProxy>,
     /// Reading the body and producing the response head; a streamed body is not cut.
@@ -102,6 +104,7 @@ impl LimitsConfig {
             login_account: rate("RATE_LIMIT_LOGIN_ACCOUNT", "10/15m")?,
             lookup: rate("RATE_LIMIT_LOOKUP", "20/h")?,
             lookup_email: rate("RATE_LIMIT_LOOKUP_EMAIL", "5/h")?,
+            public_ledger: rate("RATE_LIMIT_PUBLIC_LEDGER", "120/min")?,
             proxy,
             request_timeout: duration("REQUEST_TIMEOUT", Duration::from_secs(30))?,
             header_timeout: duration("HTTP_HEADER_TIMEOUT", Duration::from_secs(5))?,

@@ -141,6 +141,30 @@ pub struct LedgerEntryRow {
     pub memo: String,
     pub prev_hash: String,
     pub hash: String,
+    pub hash_version: i32,
+    pub disbursed_after_minor: i64,
+    pub public_memo: String,
+}
+
+impl LedgerEntryRow {
+    /// The fields its hash covers, the memo as written.
+    pub fn fields(&self) -> crate::domain::EntryFields<'_> {
+        crate::domain::EntryFields {
+            version: self.hash_version,
+            seq: self.seq,
+            created_at: self.created_at,
+            kind: &self.kind,
+            donation_id: self.donation_id,
+            amount_minor: self.amount_minor,
+            count_delta: self.count_delta,
+            raised_after_minor: self.raised_after_minor,
+            target_after_minor: self.target_after_minor,
+            intake_after: &self.intake_after,
+            disbursed_after_minor: self.disbursed_after_minor,
+            public_memo: &self.public_memo,
+            memo: crate::domain::Memo::Text(&self.memo),
+        }
+    }
 }
 
 /// A staff account.

@@ -114,6 +114,28 @@ diesel::table! {
         memo -> Text,
         prev_hash -> Text,
         hash -> Text,
+        hash_version -> Integer,
+        disbursed_after_minor -> BigInt,
+        public_memo -> Text,
+    }
+}
+
+diesel::table! {
+    disbursements (id) {
+        id -> BigInt,
+        amount_minor -> BigInt,
+        payee -> Text,
+        period_id -> Nullable<BigInt>,
+        paid_on -> Date,
+        reference -> Text,
+        memo -> Text,
+        public_memo -> Text,
+        created_at -> Timestamp,
+        created_by -> Text,
+        entry_seq -> BigInt,
+        voided_at -> Nullable<Timestamp>,
+        voided_by -> Nullable<Text>,
+        void_entry_seq -> Nullable<BigInt>,
     }
 }
 
@@ -236,6 +258,7 @@ diesel::joinable!(refund_requests -> donations (donation_id));
 diesel::joinable!(outbox -> donations (donation_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(staff_sessions -> users (user_id));
+diesel::joinable!(disbursements -> periods (period_id));
 diesel::allow_tables_to_appear_in_same_query!(
     funds,
     periods,
@@ -244,6 +267,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     recovery_codes,
     staff_sessions,
+    disbursements,
     idempotency_keys,
     audit_log,
     outbox,

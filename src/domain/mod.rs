@@ -8,5 +8,5 @@ mod intake;
 
 pub use allocation::{Allocation, PeriodBudget, allocate};
 pub use donation::{METHODS, PAYMENT_STATUSES, STATUSES};
-pub use hashing::{EntryFields, GENESIS_HASH, entry_hash};
+pub use hashing::{EntryFields, GENESIS_HASH, HASH_VERSION, Memo, entry_hash, memo_digest};
 pub use intake::{CapMode, IntakeState};

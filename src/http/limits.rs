@@ -38,6 +38,7 @@ pub struct Limits {
     login_account: Option<DefaultKeyedRateLimiter<String>>,
     lookup: Option<DefaultKeyedRateLimiter<IpAddr>>,
     lookup_email: Option<DefaultKeyedRateLimiter<String>>,
+    public_ledger: Option<DefaultKeyedRateLimiter<IpAddr>>,
     proxy: Option<TrustedProxy>,
     clock: DefaultClock,
     shared: Option<SharedLogins>,
@@ -78,6 +79,7 @@ impl Limits {
             login_account: limiter(config.login_account),
             lookup: limiter(config.lookup),
             lookup_email: limiter(config.lookup_email),
+            public_ledger: limiter(config.public_ledger),
             proxy: config.proxy.clone(),
             clock: DefaultClock::default(),
             shared: None,
@@ -131,6 +133,16 @@ impl Limits {
             tracing::info!(client = %key, "login refused: rate limit per address");
         });
         self.count("login", taken)
+    }
+
+    /// Spends one read of a public ledger page by the caller's address (scrapers are limited
+    /// like donations).
+    pub fn public_ledger(&self, req: &HttpRequest) -> Result<(), AppError> {
+        let key = self.client_key(req);
+        self.count(
+            "public_ledger",
+            take(self.public_ledger.as_ref(), &key, &self.clock),
+        )
     }
 
     /// Spends one donor lookup attempt (a code asked or tried, `/receipts`) of the caller's

@@ -6,6 +6,7 @@ mod approvals;
 mod audit;
 mod auth;
 pub mod client_ip;
+mod disbursements;
 mod donations;
 mod donors;
 mod fund;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub(crate) mod openapi;
 mod outbox;
 mod payments;
+mod public;
 mod refunds;
 mod rejections;
 mod reports;
@@ -314,6 +316,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(refunds::routes)
         .configure(approvals::routes)
         .configure(users::routes)
+        .configure(disbursements::routes)
+        .configure(public::routes)
         .configure(audit::routes)
         .configure(donors::routes)
         .configure(payments::routes)

@@ -168,6 +168,18 @@ impl Op for SavePeriod {
                 .optional()?
                 .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no period {id}")))?,
         };
+        // The allocation moves with a period's dates and budget: the change is in the chain,
+        // on the public ledger, not only in the audit trail.
+        let public = serde_json::json!({
+            "budget": cx.st.currency.format(row.budget_minor),
+            "ends_on": row.ends_on,
+            "id": row.id,
+            "label": row.label,
+            "starts_on": row.starts_on,
+        })
+        .to_string();
+        let memo = format!("period {} by {}", row.id, self.actor);
+        cx.append_public_entry("period", None, 0, 0, 0, &memo, &public)?;
         cx.st.periods.retain(|q| q.id != row.id);
         cx.st.periods.push(row.clone());
         cx.st.periods.sort_by_key(|q| (q.starts_on, q.id));

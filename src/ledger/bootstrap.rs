@@ -7,7 +7,7 @@ use crate::config::FundDefaults;
 use crate::db::models::{FundRow, LedgerEntryRow};
 use crate::db::schema::{funds, ledger_entries};
 use crate::db::{self, DbConn};
-use crate::domain::{EntryFields, GENESIS_HASH, IntakeState, entry_hash};
+use crate::domain::{GENESIS_HASH, HASH_VERSION, IntakeState, entry_hash};
 
 /// Creates the fund row and the chain's first entry if this database has none.
 pub(super) fn bootstrap(conn: &mut DbConn, defaults: &FundDefaults) -> Result<(), anyhow::Error> {
@@ -23,19 +23,25 @@ pub(super) fn bootstrap(conn: &mut DbConn, defaults: &FundDefaults) -> Result<()
     let inserted = conn.transaction::<_, diesel::result::Error, _>(|conn| {
         let memo = format!("fund created: {}", defaults.name);
         let intake = IntakeState::Open.after_totals(0, defaults.target_minor);
-        let fields = EntryFields {
+        let mut genesis = LedgerEntryRow {
             seq: 1,
             created_at: now,
-            kind: "fund_created",
+            kind: "fund_created".into(),
             donation_id: None,
             amount_minor: 0,
             count_delta: 0,
             raised_after_minor: 0,
             target_after_minor: defaults.target_minor,
-            intake_after: intake.as_str(),
-            memo: &memo,
+            intake_after: intake.as_str().into(),
+            memo,
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+            hash_version: HASH_VERSION,
+            disbursed_after_minor: 0,
+            public_memo: String::new(),
         };
-        let hash = entry_hash(GENESIS_HASH, &fields);
+        let hash = entry_hash(GENESIS_HASH, &genesis.fields()).unwrap_or_default();
+        genesis.hash.clone_from(&hash);
         diesel::insert_into(funds::table)
             .values(&FundRow {
                 id: FUND_ID,
@@ -58,20 +64,7 @@ pub(super) fn bootstrap(conn: &mut DbConn, defaults: &FundDefaults) -> Result<()
             })
             .execute(conn)?;
         diesel::insert_into(ledger_entries::table)
-            .values(&LedgerEntryRow {
-                seq: 1,
-                created_at: now,
-                kind: "fund_created".into(),
-                donation_id: None,
-                amount_minor: 0,
-                count_delta: 0,
-                raised_after_minor: 0,
-                target_after_minor: defaults.target_minor,
-                intake_after: intake.as_str().into(),
-                memo,
-                prev_hash: GENESIS_HASH.into(),
-                hash,
-            })
+            .values(&genesis)
             .execute(conn)?;
         Ok(())
     });

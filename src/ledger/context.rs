@@ -10,7 +10,7 @@ use super::{Effect, FundState};
 use crate::db::DbConn;
 use crate::db::models::{LedgerEntryRow, NewDonation};
 use crate::db::schema::users;
-use crate::domain::{EntryFields, IntakeState, entry_hash};
+use crate::domain::{HASH_VERSION, IntakeState, entry_hash};
 use crate::error::AppError;
 
 /// A command's view of the batch it runs in.
@@ -128,25 +128,33 @@ impl Ctx<'_> {
         count_delta: i64,
         memo: &str,
     ) -> Result<LedgerEntryRow, AppError> {
+        self.append_public_entry(kind, donation_id, amount_minor, count_delta, 0, memo, "")
+    }
+
+    /// Appends an entry that also moves the money paid out by `disbursed_delta` and says
+    /// `public_memo` on the public ledger (hash version 2 covers both).
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_public_entry(
+        &mut self,
+        kind: &str,
+        donation_id: Option<i64>,
+        amount_minor: i64,
+        count_delta: i64,
+        disbursed_delta: i64,
+        memo: &str,
+        public_memo: &str,
+    ) -> Result<LedgerEntryRow, AppError> {
         let row = &mut self.st.row;
         let raised_after = row
             .raised_minor
             .checked_add(amount_minor)
             .ok_or_else(|| AppError::internal("raised overflowed"))?;
+        let disbursed_after = self
+            .st
+            .disbursed_minor
+            .checked_add(disbursed_delta)
+            .ok_or_else(|| AppError::internal("disbursed overflowed"))?;
         let seq = row.ledger_seq + 1;
-        let fields = EntryFields {
-            seq,
-            created_at: self.now,
-            kind,
-            donation_id,
-            amount_minor,
-            count_delta,
-            raised_after_minor: raised_after,
-            target_after_minor: row.target_minor,
-            intake_after: &row.intake_state,
-            memo,
-        };
-        let hash = entry_hash(&row.ledger_head, &fields);
         let entry = LedgerEntryRow {
             seq,
             created_at: self.now,
@@ -159,9 +167,21 @@ impl Ctx<'_> {
             intake_after: row.intake_state.clone(),
             memo: memo.to_owned(),
             prev_hash: row.ledger_head.clone(),
+            hash: String::new(),
+            hash_version: HASH_VERSION,
+            disbursed_after_minor: disbursed_after,
+            public_memo: public_memo.to_owned(),
+        };
+        let hash = entry_hash(&row.ledger_head, &entry.fields())
+            .ok_or_else(|| AppError::internal("entry hash"))?;
+        let entry = LedgerEntryRow {
             hash: hash.clone(),
+            ..entry
         };
         self.appended.entries.push(entry.clone());
+        self.st.disbursed_minor = disbursed_after;
+        self.st.head_at = self.now;
+        let row = &mut self.st.row;
         row.raised_minor = raised_after;
         row.donation_count += count_delta;
         row.ledger_seq = seq;

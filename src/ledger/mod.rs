@@ -13,6 +13,7 @@ mod cached;
 pub mod card;
 mod checkpoint;
 mod context;
+pub mod disbursements;
 pub mod erase;
 mod fact;
 pub mod ops;
@@ -51,6 +52,6 @@ pub enum Effect {
     },
 }
 pub use crate::config::BatchTuning;
-pub use snapshot::{FundSnapshot, FundView, IntakeView, PeriodView, SnapshotCell};
+pub use snapshot::{FundSnapshot, FundView, IntakeView, PeriodView, PublicHead, SnapshotCell};
 pub use state::{FundState, adopt_stored_fund, entries_after, stored_fund};
 pub use writer::{LedgerWriter, Op, WriterHistograms, WriterStats};

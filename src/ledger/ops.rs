@@ -107,14 +107,21 @@ impl Idempotency {
 }
 
 /// Looks up a key: the stored response for the same request, a conflict for another.
-fn replay(cx: &mut Ctx<'_>, idem: &Idempotency) -> Result<Option<StoredResponse>, AppError> {
+pub(super) fn replay(
+    cx: &mut Ctx<'_>,
+    idem: &Idempotency,
+) -> Result<Option<StoredResponse>, AppError> {
     Ok(idem.stored(cx)?.map(|row| StoredResponse {
         status: u16::try_from(row.status_code).unwrap_or(200),
         body: row.response_body,
     }))
 }
 
-fn remember(cx: &mut Ctx<'_>, idem: &Idempotency, resp: &StoredResponse) -> Result<(), AppError> {
+pub(super) fn remember(
+    cx: &mut Ctx<'_>,
+    idem: &Idempotency,
+    resp: &StoredResponse,
+) -> Result<(), AppError> {
     diesel::insert_into(idempotency_keys::table)
         .values(&IdempotencyRow {
             scope_key: idem.scope_key.clone(),
@@ -214,6 +221,7 @@ impl Op for RecordOffline {
                 "method": g.method.as_str(),
                 "received_on": g.received_on,
                 "ledger_hash": entry.hash,
+                "ledger_seq": entry.seq,
             });
             cx.queue_email("receipt", &receipt_key(id), Some(id), &g.locale, &payload)?;
         }

@@ -24,7 +24,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Bool, Date, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Nullable, Text, Timestamp};
 
 use super::appended::Appended;
 use crate::db::models::FundRow;
@@ -89,6 +89,9 @@ struct Columns {
     l_memo: Vec<String>,
     l_prev_hash: Vec<String>,
     l_hash: Vec<String>,
+    l_version: Vec<i32>,
+    l_disbursed_after: Vec<i64>,
+    l_public_memo: Vec<String>,
     // Audit records.
     a_at: Vec<NaiveDateTime>,
     a_actor: Vec<String>,
@@ -165,6 +168,9 @@ impl BatchWrite {
             w.l_memo.push(l.memo);
             w.l_prev_hash.push(l.prev_hash);
             w.l_hash.push(l.hash);
+            w.l_version.push(l.hash_version);
+            w.l_disbursed_after.push(l.disbursed_after_minor);
+            w.l_public_memo.push(l.public_memo);
         }
         for (at, actor, action, detail) in a.audits.drain(..) {
             w.a_at.push(at);
@@ -262,14 +268,16 @@ impl QueryFragment<Pg> for BatchWrite {
         out.push_sql(
             ") WHERE EXISTS (SELECT FROM f)), entries AS (INSERT INTO ledger_entries (seq, created_at, kind, donation_id, \
              amount_minor, count_delta, raised_after_minor, target_after_minor, intake_after, \
-             memo, prev_hash, hash) SELECT * FROM unnest(",
+             memo, prev_hash, hash, hash_version, disbursed_after_minor, public_memo) \
+             SELECT * FROM unnest(",
         );
         binds!(out;
             BigInt => &r.l_seq, Timestamp => &r.l_created_at, Text => &r.l_kind,
             Nullable<BigInt> => &r.l_donation, BigInt => &r.l_amount,
             BigInt => &r.l_count, BigInt => &r.l_raised_after,
             BigInt => &r.l_target_after, Text => &r.l_intake_after, Text => &r.l_memo,
-            Text => &r.l_prev_hash, Text => &r.l_hash,
+            Text => &r.l_prev_hash, Text => &r.l_hash, Integer => &r.l_version,
+            BigInt => &r.l_disbursed_after, Text => &r.l_public_memo,
         );
         out.push_sql(
             ") WHERE EXISTS (SELECT FROM f)), audits AS (INSERT INTO audit_log (at, actor, action, detail) \

@@ -29,6 +29,11 @@ pub struct FundView {
     pub donation_count: i64,
     /// Raised money beyond every period's budget.
     pub unallocated: Money,
+    /// Money paid out of the fund (disbursements not voided).
+    pub disbursed: Money,
+    /// Raised less disbursed: what the fund holds before card fees (the reports have the
+    /// fees; the public ledger's `balance_after` is this figure).
+    pub balance: Money,
     /// Whether donations are taken.
     pub intake: IntakeView,
     /// Legal-fee periods, oldest first, with their coverage.
@@ -65,6 +70,10 @@ pub struct PeriodView {
     pub covered: Money,
     /// Budget not yet covered.
     pub remaining: Money,
+    /// Paid out against the period.
+    pub paid: Money,
+    /// Covered less paid: raised money allocated to the period and not yet paid out.
+    pub balance: Money,
 }
 
 impl FundView {
@@ -82,6 +91,8 @@ impl FundView {
             remaining: Money::new((row.target_minor - row.raised_minor).max(0), c),
             donation_count: row.donation_count,
             unallocated: Money::new(alloc.unallocated_minor, c),
+            disbursed: Money::new(st.disbursed_minor, c),
+            balance: Money::new(row.raised_minor - st.disbursed_minor, c),
             intake: IntakeView {
                 state: intake,
                 accepting: intake == IntakeState::Open,
@@ -93,6 +104,7 @@ impl FundView {
                 .iter()
                 .map(|p| {
                     let covered = alloc.covered_of(p.id);
+                    let paid = st.paid.get(&p.id).copied().unwrap_or(0);
                     PeriodView {
                         id: p.id,
                         label: p.label.clone(),
@@ -101,9 +113,39 @@ impl FundView {
                         budget: Money::new(p.budget_minor, c),
                         covered: Money::new(covered, c),
                         remaining: Money::new(p.budget_minor - covered, c),
+                        paid: Money::new(paid, c),
+                        balance: Money::new(covered - paid, c),
                     }
                 })
                 .collect(),
+        }
+    }
+}
+
+/// The ledger's head as anyone may see it: naming it names all history before it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PublicHead {
+    /// The last entry's position.
+    pub seq: i64,
+    /// The last entry's hash.
+    pub hash: String,
+    /// Raised after it.
+    pub raised: Money,
+    /// Raised less disbursed after it.
+    pub balance: Money,
+    /// When it was written.
+    pub at: DateTime<Utc>,
+}
+
+impl PublicHead {
+    fn of(st: &FundState) -> PublicHead {
+        let c = st.currency;
+        PublicHead {
+            seq: st.row.ledger_seq,
+            hash: st.row.ledger_head.clone(),
+            raised: Money::new(st.row.raised_minor, c),
+            balance: Money::new(st.row.raised_minor - st.disbursed_minor, c),
+            at: st.head_at.and_utc(),
         }
     }
 }
@@ -121,6 +163,8 @@ pub struct FundSnapshot {
     pub view: FundView,
     /// The view serialised once.
     pub json: Bytes,
+    /// `GET /api/public/head`, serialised once.
+    pub head_json: Bytes,
 }
 
 /// Where the latest snapshot lives; readers clone an `Arc`, the writer swaps it.
@@ -140,12 +184,14 @@ impl SnapshotCell {
     pub fn publish(&self, st: &FundState) {
         let view = FundView::of(st);
         let json = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
+        let head_json = Bytes::from(serde_json::to_vec(&PublicHead::of(st)).unwrap_or_default());
         let snap = Arc::new(FundSnapshot {
             version: st.row.version,
             accepting: view.intake.accepting,
             fund_created_micros: st.row.created_at.and_utc().timestamp_micros(),
             view,
             json,
+            head_json,
         });
         match self.0.write() {
             Ok(mut g) => *g = Some(snap),

@@ -22,6 +22,12 @@ pub struct FundState {
     pub periods: Vec<PeriodRow>,
     /// Parsed currency of the fund.
     pub currency: Currency,
+    /// Money paid out so far (the head entry's `disbursed_after_minor`).
+    pub disbursed_minor: i64,
+    /// Money paid out against each period (disbursements not voided), by period id.
+    pub paid: std::collections::BTreeMap<i64, i64>,
+    /// When the head entry was written.
+    pub head_at: chrono::NaiveDateTime,
 }
 
 impl FundState {
@@ -38,9 +44,12 @@ impl FundState {
         }
         periods.sort_by_key(|p| (p.starts_on, p.id));
         Ok(FundState {
+            head_at: row.updated_at,
             row,
             periods,
             currency,
+            disbursed_minor: 0,
+            paid: std::collections::BTreeMap::new(),
         })
     }
 
@@ -48,7 +57,11 @@ impl FundState {
     pub fn load(conn: &mut DbConn) -> Result<FundState, AppError> {
         let row = load_fund_row(conn)?;
         let periods = load_periods(conn)?;
-        FundState::from_rows(row, periods)
+        let head = head_of(conn, row.ledger_seq)?;
+        let paid = paid_by_period(conn)?;
+        let mut st = FundState::from_rows(row, periods)?;
+        st.adopt(head, paid);
+        Ok(st)
     }
 
     /// Current intake state.
@@ -169,11 +182,64 @@ pub(super) fn lock_and_load(
                 .get_result(c)?
         }
     };
-    let periods = match cached {
-        Some(st) if st.row.version == row.version => st.periods.clone(),
-        _ => load_periods(conn)?,
+    let (periods, head, paid) = match cached {
+        Some(st) if st.row.version == row.version => (
+            st.periods.clone(),
+            Some((st.disbursed_minor, st.head_at)),
+            st.paid.clone(),
+        ),
+        _ => (
+            load_periods(conn)?,
+            head_of(conn, row.ledger_seq)?,
+            paid_by_period(conn)?,
+        ),
     };
-    FundState::from_rows(row, periods)
+    let mut st = FundState::from_rows(row, periods)?;
+    st.adopt(head, paid);
+    Ok(st)
+}
+
+impl FundState {
+    fn adopt(
+        &mut self,
+        head: Option<(i64, chrono::NaiveDateTime)>,
+        paid: std::collections::BTreeMap<i64, i64>,
+    ) {
+        if let Some((disbursed, at)) = head {
+            self.disbursed_minor = disbursed;
+            self.head_at = at;
+        }
+        self.paid = paid;
+    }
+}
+
+/// The money paid out after entry `seq` and when it was written (one primary-key read).
+fn head_of(conn: &mut DbConn, seq: i64) -> Result<Option<(i64, chrono::NaiveDateTime)>, AppError> {
+    use crate::db::schema::ledger_entries;
+    Ok(ledger_entries::table
+        .find(seq)
+        .select((
+            ledger_entries::disbursed_after_minor,
+            ledger_entries::created_at,
+        ))
+        .first(conn)
+        .optional()?)
+}
+
+/// Disbursements not voided, summed by period (a few hundred rows in a fund's life).
+fn paid_by_period(conn: &mut DbConn) -> Result<std::collections::BTreeMap<i64, i64>, AppError> {
+    use crate::db::schema::disbursements;
+    let rows: Vec<(Option<i64>, i64)> = disbursements::table
+        .filter(disbursements::voided_at.is_null())
+        .select((disbursements::period_id, disbursements::amount_minor))
+        .load(conn)?;
+    let mut paid = std::collections::BTreeMap::new();
+    for (period, amount) in rows {
+        if let Some(p) = period {
+            *paid.entry(p).or_insert(0) += amount;
+        }
+    }
+    Ok(paid)
 }
 
 pub(super) fn persist(conn: &mut DbConn, st: &FundState) -> Result<(), AppError> {

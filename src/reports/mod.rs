@@ -5,6 +5,7 @@ pub mod audit;
 pub mod csv_out;
 pub mod donations;
 pub mod ledger;
+pub mod public;
 pub mod summary;
 
 use chrono::NaiveDate;

@@ -2,6 +2,7 @@
 //! security headers every response carries. Templates, strings and assets are compiled in.
 
 pub(crate) mod charts;
+mod ledger;
 mod receipts;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "statement.html",
         include_str!("../../web/templates/statement.html"),
+    ),
+    (
+        "ledger.html",
+        include_str!("../../web/templates/ledger.html"),
     ),
 ];
 const STRINGS: &[(&str, &str)] = &[
@@ -102,6 +107,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin", web::get().to(admin))
         .route("/static/{name}", web::get().to(asset))
         .configure(charts::routes)
+        .configure(ledger::routes)
         .configure(receipts::routes);
 }
 

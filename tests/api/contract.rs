@@ -49,6 +49,8 @@ async fn openapi_document_is_public_and_matches_its_snapshot() {
         ("post", "/api/auth/mfa"),
         ("post", "/api/donations"),
         ("get", "/api/donations/{id}/status"),
+        ("get", "/api/public/ledger"),
+        ("get", "/api/public/head"),
         ("post", "/webhooks/stripe"),
     ]
     .into_iter()

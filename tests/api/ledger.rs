@@ -159,48 +159,91 @@ async fn a_donation_edited_behind_the_ledger_is_named_by_verify() {
 
 /// Migration `lean_indexes` over a ledger that already has entries: SQLite rebuilds
 /// `ledger_entries` to drop the unique hash, and every entry, the chain and the append-only
-/// guards must survive it.
+/// guards must survive it. The entries are written as the ledger wrote them then (hash
+/// version 1), into a database at the version before the migration, and every later
+/// migration runs over them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lean_indexes_migration_keeps_entries_and_their_guards() {
+    use crowdledger::domain::{EntryFields, GENESIS_HASH, Memo, entry_hash};
     use diesel::RunQueryDsl;
 
-    let app = spawn_app_with(&[("FUND_TARGET", "100.00")]).await;
-    let treasurer = app.token(Role::Treasurer).await;
-    app.record_gifts(&treasurer, &["10.00", "20.00"]).await;
-    let mut conn = app.conn();
-    let count = |conn: &mut crowdledger::db::DbConn| {
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        diesel::sql_query("SELECT COUNT(*) AS n FROM ledger_entries")
-            .get_result::<N>(conn)
-            .expect("count")
-            .n
-    };
-    let before = count(&mut conn);
-    assert!(before >= 2, "{before} entries");
-    // Back to before `lean_indexes` (2026-11-29-000005), then up again.
+    let (url, _dir) = crate::helpers::fresh_database();
+    let mut conn = crowdledger::db::establish(&url).expect("database");
+    crowdledger::db::migrate(&mut conn).expect("up");
+    // Back to before `lean_indexes` (2026-11-29-000005) while the ledger is empty.
     let down = crowdledger::db::revert_migrations_after(&mut conn, "20261129000004").expect("down");
     assert!(down >= 1, "{down} migrations reverted");
-    assert_eq!(crowdledger::db::migrate(&mut conn).expect("up"), down);
-    assert_eq!(count(&mut conn), before);
-    let report = app.verify();
+    let at = chrono::DateTime::from_timestamp(1_600_000_000, 123_456_000)
+        .expect("time")
+        .naive_utc();
+    let time = at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut sql = Vec::new();
+    for (seq, kind, target, intake, memo) in [
+        (1, "fund_created", 30_000, "open", "fund created: Old Fund"),
+        (2, "target", 20_000, "open", "target 300.00 -> 200.00"),
+        (3, "intake", 20_000, "paused", "open -> paused: a pause"),
+    ] {
+        let hash = entry_hash(
+            &prev,
+            &EntryFields {
+                version: 1,
+                seq,
+                created_at: at,
+                kind,
+                donation_id: None,
+                amount_minor: 0,
+                count_delta: 0,
+                raised_after_minor: 0,
+                target_after_minor: target,
+                intake_after: intake,
+                disbursed_after_minor: 0,
+                public_memo: "",
+                memo: Memo::Text(memo),
+            },
+        )
+        .expect("version 1 hash");
+        sql.push(format!(
+            "INSERT INTO ledger_entries (seq, created_at, kind, donation_id, amount_minor, \
+             count_delta, raised_after_minor, target_after_minor, intake_after, memo, prev_hash, \
+             hash) VALUES ({seq}, '{time}', '{kind}', NULL, 0, 0, 0, {target}, '{intake}', \
+             '{memo}', '{prev}', '{hash}')"
+        ));
+        prev = hash;
+    }
+    sql.insert(
+        0,
+        format!(
+            "INSERT INTO funds (id, name, currency, target_minor, raised_minor, donation_count, \
+             reserved_minor, cap_mode, intake_state, intake_message, intake_changed_at, \
+             ledger_seq, last_donation_id, ledger_head, version, created_at, updated_at) VALUES \
+             (1, 'Old Fund', 'USD', 20000, 0, 0, 0, 'soft', 'paused', 'a pause', '{time}', 3, 0, \
+             '{prev}', 3, '{time}', '{time}')"
+        ),
+    );
+    for statement in &sql {
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .expect(statement);
+    }
+    let ran = crowdledger::db::migrate(&mut conn).expect("up");
+    assert_eq!(ran, down, "every migration ran again over the entries");
+    let report = crowdledger::ledger::verify::verify(&mut conn).expect("verify");
     assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 3);
     assert!(
         conn.batch_execute("UPDATE ledger_entries SET amount_minor = 1 WHERE seq = 2")
             .is_err(),
         "entries can be edited after the migration"
     );
+    // The version 2 migration cannot be reverted once the ledger has a version 2 entry (the
+    // entries above are version 1: here it may; the app's own entries are version 2).
+    let app = crate::helpers::spawn_app().await;
+    let mut app_conn = app.conn();
     assert!(
-        conn.batch_execute("DELETE FROM ledger_entries WHERE seq = 2")
-            .is_err(),
-        "entries can be deleted after the migration"
+        crowdledger::db::revert_migrations_after(&mut app_conn, "20261205000024").is_err(),
+        "reverting the public ledger's migration would break the chain"
     );
-    // The writer goes on appending to the rebuilt table.
-    app.record_gifts(&treasurer, &["5.00"]).await;
-    assert_eq!(count(&mut conn), before + 1);
     assert!(app.verify().is_ok());
 }
 

@@ -28,6 +28,7 @@ mod offline;
 mod outbox_review;
 mod pages;
 mod payouts;
+mod public_ledger;
 mod readiness;
 mod receipts_lookup;
 mod refund_once;

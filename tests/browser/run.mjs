@@ -938,6 +938,59 @@ await step('a donor finds their gifts and resends a receipt at /receipts (both l
   assert(bad.length === 0, bad.join(', '));
 });
 
+// 9. Money out: a payment to counsel recorded in the admin page shows on the public ledger,
+//    in both languages, without its internal reference; the receipt's link highlights an entry.
+await step('a payment to counsel recorded in the admin page shows on /ledger (both languages, axe)', async () => {
+  const payee = 'Wong & Partners LLP';
+  const page = await newPage({ viewport: { width: 1024, height: 900 } });
+  try {
+    await page.goto(`${APP}/admin?lang=en`);
+    await pageSignIn(page, ADMIN_EMAIL);
+    await page.locator('#dashboard').waitFor({ state: 'visible', timeout: 10000 });
+    const t = await i18n(page);
+    await page.fill('#disbursement-amount', '250.00');
+    await page.fill('#disbursement-payee', payee);
+    await page.fill('#disbursement-public-memo', 'Counsel fees, August hearing');
+    await page.fill('#disbursement-reference', 'WIRE-SECRET-7');
+    await page.fill('#disbursement-memo', 'INTERNAL-NOTE-7');
+    await page.click('#disbursement-submit');
+    await page.locator('#disbursements-status', { hasText: t.disbursement_done }).waitFor({ timeout: 10000 }).catch(async () => {
+      throw new Error(`not recorded; #disbursements-error "${oneLine(await page.locator('#disbursements-error').innerText())}"`);
+    });
+    await page.locator('#disbursements-body', { hasText: payee }).waitFor({ timeout: 10000 });
+    await shot(page, 'disbursements-en.png');
+    assert(page.problems.length === 0, page.problems.join(' | '));
+  } finally {
+    await page.context().close();
+  }
+  const head = (await httpJson(`${APP}/api/public/head`)).json;
+  for (const lang of ['en', 'zh-CN']) {
+    const p = await newPage();
+    try {
+      await p.goto(`${APP}/ledger?lang=${lang}&seq=${head.seq}`);
+      const row = p.locator(`#entry-${head.seq}`);
+      await row.waitFor({ timeout: 10000 });
+      const text = await row.innerText();
+      assert(text.includes(payee) && text.includes('Counsel fees, August hearing'), `row: "${oneLine(text)}"`);
+      assert((await row.getAttribute('class')) === 'highlight', 'the linked entry is highlighted');
+      const body = await p.locator('body').innerText();
+      assert(!body.includes('WIRE-SECRET-7') && !body.includes('INTERNAL-NOTE-7'), 'internal fields stay private');
+      assert(body.includes(head.hash), 'the head hash is shown');
+      if (lang === 'zh-CN') assert(CJK.test(await p.locator('h1').innerText()), 'Chinese heading');
+      await shot(p, `ledger-${lang}.png`);
+      assert(p.problems.length === 0, p.problems.join(' | '));
+    } finally {
+      await p.context().close();
+    }
+  }
+  const bad = [];
+  for (const lang of ['en', 'zh-CN']) {
+    const found = await axeCheck(`ledger ${lang}`, `${APP}/ledger?lang=${lang}`);
+    bad.push(...found.map((v) => `${lang}: ${v.id} (${v.impact})`));
+  }
+  assert(bad.length === 0, bad.join(', '));
+});
+
 await browser.close();
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

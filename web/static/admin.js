@@ -142,6 +142,11 @@
     current_password: 'password_current',
     new_password: 'password_new',
     code: 'mfa_code_label',
+    payee: 'disbursement_payee',
+    paid_on: 'disbursement_paid_on',
+    period_id: 'disbursement_period',
+    public_memo: 'disbursement_public_memo',
+    memo: 'disbursement_memo',
   };
 
   function fieldLabel(field) {
@@ -172,6 +177,10 @@
         return t('reauth_heading');
       case 'last_admin':
         return t('error_last_admin');
+      case 'exceeds_balance':
+        return t('error_exceeds_balance');
+      case 'already_voided':
+        return t('error_already_voided');
       case 'user_exists':
         return t('error_user_exists');
       case 'invalid_amount':
@@ -383,6 +392,7 @@
     $('audit-section').hidden = !admin;
     $('staff-section').hidden = !admin;
     loadAccount();
+    loadDisbursements();
     if (admin) {
       loadApprovals();
       loadAudit(true);
@@ -415,6 +425,12 @@
     $('pause').disabled = state !== 'open';
     $('reopen').disabled = state === 'open';
     showPeriods(f.periods || []);
+    say('disbursements-summary', t('disbursements_summary', { disbursed: money(f.disbursed), balance: money(f.balance) }));
+    const select = $('disbursement-period');
+    const chosen = select.value;
+    while (select.options.length > 1) select.remove(1);
+    for (const p of f.periods || []) select.append(el('option', { value: String(p.id) }, p.label));
+    select.value = chosen;
   }
 
   async function loadFund() {
@@ -969,6 +985,83 @@
       $('password-new').value = '';
       say('account-status', t('password_changed'));
       loadAccount();
+    }
+  });
+
+  // ---- Money out --------------------------------------------------------------------------
+
+  async function loadDisbursements() {
+    const tbody = $('disbursements-body');
+    let rows;
+    try {
+      rows = await api('GET', '/api/disbursements');
+    } catch (err) {
+      say('disbursements-error', problemText(err));
+      return;
+    }
+    tbody.textContent = '';
+    const periods = new Map(((fund && fund.periods) || []).map((p) => [p.id, p.label]));
+    for (const d of rows || []) {
+      const action = el('td');
+      if (d.voided_at) {
+        action.append(el('span', { className: 'tag' }, t('disbursement_voided')));
+      } else if (role === 'admin') {
+        const b = el(
+          'button',
+          { type: 'button', className: 'button button-secondary button-small', 'aria-label': `${t('void')}: #${d.id}` },
+          t('void'),
+        );
+        b.addEventListener('click', async () => {
+          const reason = window.prompt(t('void_reason'));
+          if (!reason) return;
+          const res = await act(b, 'disbursements-error', 'disbursements-status', () =>
+            api('POST', `/api/disbursements/${encodeURIComponent(d.id)}/void`, { reason }),
+          );
+          if (res !== undefined) {
+            say('disbursements-status', t('void_done'));
+            loadDisbursements();
+            loadFund();
+          }
+        });
+        action.append(b);
+      }
+      tbody.append(
+        el(
+          'tr',
+          { dataset: { id: String(d.id) } },
+          el('td', { className: 'num' }, d.id),
+          el('td', null, d.paid_on),
+          el('td', { className: 'wrap-cell' }, d.payee),
+          el('td', { className: 'num' }, money(d.amount)),
+          el('td', null, d.period_id ? periods.get(d.period_id) || `#${d.period_id}` : ''),
+          action,
+        ),
+      );
+    }
+  }
+
+  $('disbursement-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const period = $('disbursement-period').value;
+    const payload = {
+      amount: $('disbursement-amount').value.trim(),
+      payee: $('disbursement-payee').value,
+      paid_on: $('disbursement-paid-on').value || new Date().toISOString().slice(0, 10),
+      reference: $('disbursement-reference').value,
+      public_memo: $('disbursement-public-memo').value,
+      memo: $('disbursement-memo').value,
+    };
+    if (period) payload.period_id = Number(period);
+    const res = await act($('disbursement-submit'), 'disbursements-error', 'disbursements-status', () =>
+      api('POST', '/api/disbursements', payload, { idempotencyKey: uuid() }),
+    );
+    if (res !== undefined) {
+      for (const id of ['disbursement-amount', 'disbursement-payee', 'disbursement-reference', 'disbursement-public-memo', 'disbursement-memo']) {
+        $(id).value = '';
+      }
+      say('disbursements-status', t('disbursement_done'));
+      loadDisbursements();
+      loadFund();
     }
   });
 

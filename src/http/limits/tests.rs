@@ -39,6 +39,7 @@ fn account_keys_are_normalised_and_bounded() {
         }),
         lookup: None,
         lookup_email: None,
+        public_ledger: None,
         proxy: None,
         request_timeout: Duration::from_secs(1),
         header_timeout: Duration::from_secs(1),

@@ -60,6 +60,12 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         super::users::create,
         super::users::update,
         super::users::end_sessions,
+        super::disbursements::record,
+        super::disbursements::list,
+        super::disbursements::void,
+        super::disbursements::csv,
+        super::public::ledger,
+        super::public::head,
         super::payments::create_donation,
         super::payments::donation_status,
         super::payments::stripe_webhook,
@@ -91,7 +97,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     tags(
         (name = "public", description = "The donation page's API: no credentials"),
         (name = "treasurer", description = "Offline gifts, donations, reports (treasurer or admin)"),
-        (name = "admin", description = "Intake, fund, periods, refunds, outbox (admin)"),
+        (name = "admin", description = "Intake, fund, periods, refunds, outbox, staff (admin)"),
+        (name = "staff", description = "The signed-in account: second factor, sessions, password"),
         (name = "stripe", description = "Stripe's signed webhooks"),
     ),
 )]

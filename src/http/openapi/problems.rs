@@ -25,6 +25,12 @@ const RECENT: &[ErrorCode] = &[E::ReauthRequired];
 /// that reads the database or submits to the writer may also be `unavailable` (503).
 pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
     ("get", "/api/fund", &[&[E::Unavailable]]),
+    ("get", "/api/public/head", &[&[E::Unavailable]]),
+    (
+        "get",
+        "/api/public/ledger",
+        &[&[E::InvalidRequest, E::RateLimited, E::Unavailable]],
+    ),
     ("get", "/readyz", &[&[E::Unavailable]]),
     (
         "post",
@@ -90,6 +96,37 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
         &[STAFF, &[E::NotFound, E::InvalidRequest, E::Unavailable]],
     ),
     ("get", "/api/admin/users", &[STAFF, &[E::Unavailable]]),
+    (
+        "post",
+        "/api/disbursements",
+        &[
+            STAFF,
+            RECENT,
+            BODY,
+            &[
+                E::InvalidAmount,
+                E::ExceedsBalance,
+                E::IdempotencyConflict,
+                E::Unavailable,
+            ],
+        ],
+    ),
+    ("get", "/api/disbursements", &[STAFF, &[E::Unavailable]]),
+    (
+        "get",
+        "/api/reports/disbursements.csv",
+        &[STAFF, &[E::Unavailable]],
+    ),
+    (
+        "post",
+        "/api/disbursements/{id}/void",
+        &[
+            STAFF,
+            RECENT,
+            BODY,
+            &[E::AlreadyVoided, E::NotFound, E::Unavailable],
+        ],
+    ),
     (
         "post",
         "/api/admin/users",

@@ -183,6 +183,8 @@ fn every_registered_api_route_is_documented() {
         include_str!("../auth/account.rs"),
         include_str!("../auth/session_routes.rs"),
         include_str!("../users.rs"),
+        include_str!("../disbursements.rs"),
+        include_str!("../public.rs"),
         include_str!("../approvals.rs"),
         include_str!("../audit.rs"),
         include_str!("../donors.rs"),

@@ -95,6 +95,7 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
                     "currency": c.code(),
                     "method": "card",
                     "ledger_hash": entry.hash,
+                    "ledger_seq": entry.seq,
                 });
                 if d.fee_covered_minor > 0 {
                     payload["fee_covered"] = c.format(d.fee_covered_minor).into();

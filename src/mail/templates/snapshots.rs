@@ -30,7 +30,7 @@ fn receipt(method: &str, anonymous: bool, tax_id: &str, donor: &str) -> Value {
     with(json!({
         "donor_name": donor, "amount": "1250.50", "date": "2020-08-03", "method": method,
         "receipt_number": "CL-000123", "ledger_hash": "0123456789abcdef".repeat(4),
-        "anonymous": anonymous, "tax_id": tax_id,
+        "ledger_seq": 4127, "anonymous": anonymous, "tax_id": tax_id,
     }))
 }
 

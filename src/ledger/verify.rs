@@ -23,6 +23,8 @@ pub struct VerifyReport {
     pub donation_count: i64,
     /// Money paid out, recomputed from the entries, minor units.
     pub disbursed_minor: i64,
+    /// Each period as its last `period` entry states it (public memo JSON), by id.
+    pub periods: std::collections::BTreeMap<i64, serde_json::Value>,
     /// The first entry whose chain or figures are wrong, if any.
     pub first_bad_seq: Option<i64>,
     /// Every difference found, in order.
@@ -81,6 +83,19 @@ pub fn verify_snapshot(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
             );
             report.entries += 1;
             check_disbursed(&mut report, &e, last.as_ref());
+            if e.kind == "period" {
+                let stated: serde_json::Value =
+                    serde_json::from_str(&e.public_memo).unwrap_or_default();
+                match stated["id"].as_i64() {
+                    Some(id) => {
+                        report.periods.insert(id, stated);
+                    }
+                    None => report.bad(
+                        Some(e.seq),
+                        format!("entry {}: a period entry that names no period", e.seq),
+                    ),
+                }
+            }
             report.raised_minor += e.amount_minor;
             report.donation_count += e.count_delta;
             if e.raised_after_minor != report.raised_minor {
@@ -99,6 +114,7 @@ pub fn verify_snapshot(conn: &mut DbConn) -> Result<VerifyReport, AppError> {
     check_fund(conn, &mut report, last.as_ref())?;
     check_donations(conn, &mut report)?;
     check_disbursements(conn, &mut report)?;
+    check_periods(conn, &mut report)?;
     Ok(report)
 }
 
@@ -162,6 +178,36 @@ fn check_disbursed(report: &mut VerifyReport, e: &LedgerEntryRow, prev: Option<&
         );
     }
     report.disbursed_minor = e.disbursed_after_minor;
+}
+
+/// Every period a `period` entry states is, in the table, as its last entry says: so the
+/// allocation (coverage) computed from the table is the one the chain records. Periods made
+/// before the public ledger have no entry and are not checked here.
+fn check_periods(conn: &mut DbConn, report: &mut VerifyReport) -> Result<(), AppError> {
+    let fund = load_fund_row(conn)?;
+    let Some(currency) = crate::money::Currency::from_code(&fund.currency) else {
+        return Ok(());
+    };
+    for p in super::state::load_periods(conn)? {
+        let Some(stated) = report.periods.get(&p.id) else {
+            continue;
+        };
+        let table = serde_json::json!({
+            "budget": currency.format(p.budget_minor),
+            "ends_on": p.ends_on,
+            "id": p.id,
+            "label": p.label,
+            "starts_on": p.starts_on,
+        });
+        if &table != stated {
+            let problem = format!(
+                "period {} is {table} but its last ledger entry says {stated}",
+                p.id
+            );
+            report.bad(None, problem);
+        }
+    }
+    Ok(())
 }
 
 /// The disbursements not voided add up to what the ledger says was paid out.

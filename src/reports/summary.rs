@@ -33,6 +33,10 @@ pub struct PeriodTotal {
     pub remaining: Money,
     /// Donations allocated (in part) to it.
     pub gift_count: u64,
+    /// Paid out against it (disbursements not voided).
+    pub paid: Money,
+    /// Covered less paid.
+    pub balance: Money,
 }
 
 /// A day's line (by the day the money arrived).
@@ -53,6 +57,8 @@ pub struct DayTotal {
     pub refunds: Money,
     /// Withdrawn by disputes since.
     pub disputed: Money,
+    /// Paid out that day (disbursements not voided, by the day they were paid).
+    pub paid_out: Money,
 }
 
 /// `GET /api/reports/summary`.
@@ -70,6 +76,10 @@ pub struct Summary {
     pub donation_count: i64,
     /// Raised beyond every budget.
     pub unallocated: Money,
+    /// Paid out of the fund (disbursements not voided).
+    pub disbursed: Money,
+    /// Raised less disbursed (before card fees, as the public ledger shows it).
+    pub balance: Money,
     /// By period.
     pub periods: Vec<PeriodTotal>,
     /// By day, within the filters.
@@ -114,6 +124,7 @@ struct Acc {
     net: i64,
     refunds: i64,
     disputed: i64,
+    paid_out: i64,
 }
 
 impl Acc {
@@ -126,8 +137,24 @@ impl Acc {
             net: Money::new(self.net, c),
             refunds: Money::new(self.refunds, c),
             disputed: Money::new(self.disputed, c),
+            paid_out: Money::new(self.paid_out, c),
         }
     }
+}
+
+/// Disbursements not voided, summed by the day they were paid (a few hundred rows).
+fn paid_out_by_day(conn: &mut DbConn) -> Result<BTreeMap<NaiveDate, i64>, AppError> {
+    use crate::db::schema::disbursements;
+    use diesel::prelude::*;
+    let rows: Vec<(NaiveDate, i64)> = disbursements::table
+        .filter(disbursements::voided_at.is_null())
+        .select((disbursements::paid_on, disbursements::amount_minor))
+        .load(conn)?;
+    let mut days = BTreeMap::new();
+    for (day, amount) in rows {
+        *days.entry(day).or_insert(0) += amount;
+    }
+    Ok(days)
 }
 
 /// Computes the summary in one pass over the donations.
@@ -170,6 +197,12 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
         }
         true
     })?;
+    for (day, amount) in paid_out_by_day(conn)? {
+        let in_range = filters.from.is_none_or(|f| day >= f) && filters.to.is_none_or(|t| day <= t);
+        if in_range {
+            days.entry(day).or_default().paid_out += amount;
+        }
+    }
     let total = days.values().fold(Acc::default(), |a, d| Acc {
         gifts: a.gifts + d.gifts,
         gross: a.gross + d.gross,
@@ -177,6 +210,7 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
         net: a.net + d.net,
         refunds: a.refunds + d.refunds,
         disputed: a.disputed + d.disputed,
+        paid_out: a.paid_out + d.paid_out,
     });
     let row = &fund.row;
     let budgets: i64 = periods.iter().map(|p| p.budget_minor).sum();
@@ -187,6 +221,8 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
         remaining: Money::new((row.target_minor - row.raised_minor).max(0), c),
         donation_count: row.donation_count,
         unallocated: Money::new((row.raised_minor - budgets).max(0), c),
+        disbursed: Money::new(fund.disbursed_minor, c),
+        balance: Money::new(row.raised_minor - fund.disbursed_minor, c),
         periods: periods
             .iter()
             .enumerate()
@@ -199,6 +235,8 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
                 covered: Money::new(covered[i], c),
                 remaining: Money::new(p.budget_minor - covered[i], c),
                 gift_count: gift_counts[i],
+                paid: Money::new(fund.paid.get(&p.id).copied().unwrap_or(0), c),
+                balance: Money::new(covered[i] - fund.paid.get(&p.id).copied().unwrap_or(0), c),
             })
             .collect(),
         days: days.iter().map(|(d, a)| a.view(*d, c)).collect(),

@@ -113,6 +113,14 @@ async fn money_out_lowers_the_balance_never_raised_and_a_void_reverses_it() {
     assert_eq!(fund["disbursed"], "2500.00");
     assert_eq!(fund["balance"], "7500.00");
     assert_eq!(fund["intake"]["state"], "open");
+    let summary = app.get_json("/api/reports/summary", &treasurer).await;
+    assert_eq!(
+        (summary["disbursed"].as_str(), summary["balance"].as_str()),
+        (Some("2500.00"), Some("7500.00")),
+        "{summary}"
+    );
+    assert_eq!(summary["periods"][0]["paid"], "2500.00");
+    assert_eq!(summary["totals"]["paid_out"], "2500.00");
     let p = &fund["periods"][0];
     assert_eq!(
         (
@@ -197,6 +205,25 @@ async fn money_out_lowers_the_balance_never_raised_and_a_void_reverses_it() {
     let report = app.verify();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.disbursed_minor, 0);
+    // A period's budget changed behind the ledger's back moves money between periods: verify
+    // sees it against the period's last entry.
+    {
+        use diesel::connection::SimpleConnection;
+        app.conn()
+            .batch_execute(&format!(
+                "UPDATE periods SET budget_minor = 100 WHERE id = {period_id}"
+            ))
+            .expect("tamper");
+    }
+    let report = app.verify();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("period {period_id} is"))),
+        "{:?}",
+        report.problems
+    );
     let kinds: Vec<String> = public_entries(&app)
         .await
         .iter()

@@ -488,7 +488,7 @@
     const tbody = $('periods-body');
     tbody.textContent = '';
     if (!periods.length) {
-      tbody.append(el('tr', null, el('td', { colSpan: 7 }, t('no_periods'))));
+      tbody.append(el('tr', null, el('td', { colSpan: 9 }, t('no_periods'))));
       return;
     }
     for (const p of periods) {
@@ -508,6 +508,8 @@
           el('td', { className: 'num' }, money(p.budget)),
           el('td', { className: 'num' }, money(p.covered)),
           el('td', { className: 'num' }, money(p.remaining)),
+          el('td', { className: 'num' }, money(p.paid)),
+          el('td', { className: 'num' }, money(p.balance)),
           el('td', null, edit),
         ),
       );

@@ -17,7 +17,8 @@ PORT=${PORT:-18391}
 HELLO_PORT=$((PORT + 1))
 command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q wrk >/dev/null; }; }
 cargo build --release --bins --example hello -q
-BIN=target/release/crowdledger
+OUT=${CARGO_TARGET_DIR:-target}/release
+BIN=$OUT/crowdledger
 WORK=$(mktemp -d)
 SERVER=""
 stop() { [ -n "$SERVER" ] && { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; }; SERVER=""; }
@@ -33,7 +34,7 @@ SERVER=$!
 URL=http://127.0.0.1:$PORT
 for _ in $(seq 1 50); do curl -fs "$URL/healthz" >/dev/null && break; sleep 0.2; done
 echo "== loading $ENTRIES gifts" >&2
-target/release/loadgen --url "$URL" --clients 32 offline --email t@example.org --requests "$ENTRIES" >&2
+$OUT/loadgen --url "$URL" --clients 32 offline --email t@example.org --requests "$ENTRIES" >&2
 head=$(curl -fsS "$URL/api/public/head")
 seq=$(echo "$head" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seq"])')
 middle=$((seq / 2))
@@ -46,7 +47,7 @@ start=$(date +%s.%N)
 $BIN verify --public "$URL" | tail -n1 >&2
 verify_s=$(echo "$(date +%s.%N) - $start" | bc)
 stop
-target/release/examples/hello "127.0.0.1:$HELLO_PORT" >/dev/null 2>&1 &
+$OUT/examples/hello "127.0.0.1:$HELLO_PORT" >/dev/null 2>&1 &
 SERVER=$!
 sleep 0.5
 hello_rps=$(wrk -t2 -c64 -d"${WRK_SECONDS}s" "http://127.0.0.1:$HELLO_PORT/" | awk '/Requests\/sec/ {print $2}')

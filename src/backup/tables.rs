@@ -137,8 +137,9 @@ tables! {
     disbursements => Disbursement by id {
         id: i64, amount_minor: i64, payee: String, period_id: Option<i64>, paid_on: NaiveDate,
         reference: String, memo: String, public_memo: String, created_at: NaiveDateTime,
-        created_by: String, entry_seq: i64, voided_at: Option<NaiveDateTime>,
-        voided_by: Option<String>, void_entry_seq: Option<i64>,
+        created_by: String, entry_seq: Option<i64>, voided_at: Option<NaiveDateTime>,
+        voided_by: Option<String>, void_entry_seq: Option<i64>, state: String,
+        approved_by: Option<String>, decided_at: Option<NaiveDateTime>,
     }
     users => User by id {
         id: i64, email: String, password_hash: String, role: String, created_at: NaiveDateTime,

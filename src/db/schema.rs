@@ -132,10 +132,13 @@ diesel::table! {
         public_memo -> Text,
         created_at -> Timestamp,
         created_by -> Text,
-        entry_seq -> BigInt,
+        entry_seq -> Nullable<BigInt>,
         voided_at -> Nullable<Timestamp>,
         voided_by -> Nullable<Text>,
         void_entry_seq -> Nullable<BigInt>,
+        state -> Text,
+        approved_by -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
     }
 }
 

@@ -11,7 +11,8 @@ use super::{Staff, State, input, with_conn};
 use crate::auth::Role;
 use crate::error::AppError;
 use crate::ledger::disbursements::{
-    DisbursementInput, DisbursementView, RecordDisbursement, VoidDisbursement, list as list_all,
+    ApproveDisbursement, DisbursementInput, DisbursementView, RecordDisbursement,
+    RejectDisbursement, VoidDisbursement, list as list_all,
 };
 use crate::ledger::ops::Idempotency;
 use crate::money::{AmountBounds, Currency};
@@ -20,6 +21,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/disbursements", web::get().to(list))
         .route("/api/disbursements", web::post().to(record))
         .route("/api/disbursements/{id}/void", web::post().to(void))
+        .route("/api/disbursements/{id}/approve", web::post().to(approve))
+        .route("/api/disbursements/{id}/reject", web::post().to(reject))
         .route("/api/reports/disbursements.csv", web::get().to(csv));
 }
 
@@ -101,7 +104,9 @@ fn fund_currency(state: &State) -> Currency {
 
 /// Records a payment out of the fund: a hash-chained `disbursement` entry that lowers the
 /// balance and a period's balance, never raised (intake and the target are unaffected). Needs a
-/// recent password or code; honours `Idempotency-Key`.
+/// recent password or code; honours `Idempotency-Key`. Above `APPROVAL_THRESHOLD` the answer is
+/// 202 with `state: pending_approval`: nothing reaches the ledger until a second admin
+/// approves (`POST /api/disbursements/{id}/approve`).
 #[utoipa::path(
     post,
     path = "/api/disbursements",
@@ -110,7 +115,10 @@ fn fund_currency(state: &State) -> Currency {
     security(("bearer" = [])),
     params(super::payments::IdempotencyKey),
     request_body = DisbursementRequest,
-    responses((status = 201, description = "Recorded", body = DisbursementView)),
+    responses(
+        (status = 201, description = "Recorded", body = DisbursementView),
+        (status = 202, description = "Waiting for a second admin", body = DisbursementView),
+    ),
 )]
 pub(super) async fn record(
     staff: Staff,
@@ -133,6 +141,7 @@ pub(super) async fn record(
             input,
             actor: staff.email,
             idempotency,
+            approval_above_minor: state.config.approval_above_minor,
         })
         .await?;
     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::CREATED);
@@ -222,4 +231,58 @@ pub(super) async fn void(
         })
         .await?;
     Ok(HttpResponse::Ok().json(voided))
+}
+
+/// A second admin approves a disbursement waiting for approval: it reaches the ledger now.
+/// The admin who recorded it cannot (403 `approval_own_request`); one decided or expired is
+/// 409 `approval_not_pending`.
+#[utoipa::path(
+    post,
+    path = "/api/disbursements/{id}/approve",
+    operation_id = "approve_disbursement",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The disbursement")),
+    responses((status = 200, description = "Approved and recorded", body = DisbursementView)),
+)]
+pub(super) async fn approve(
+    staff: Staff,
+    state: State,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let staff = staff.require(Role::Admin)?.require_recent()?;
+    let done = state
+        .writer
+        .submit(ApproveDisbursement {
+            id: id.into_inner(),
+            approver: staff.email,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+/// Rejects a disbursement waiting for approval: it never reaches the ledger.
+#[utoipa::path(
+    post,
+    path = "/api/disbursements/{id}/reject",
+    operation_id = "reject_disbursement",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The disbursement")),
+    responses((status = 200, description = "Rejected", body = DisbursementView)),
+)]
+pub(super) async fn reject(
+    staff: Staff,
+    state: State,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let staff = staff.require(Role::Admin)?;
+    let done = state
+        .writer
+        .submit(RejectDisbursement {
+            id: id.into_inner(),
+            by: staff.email,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(done))
 }

@@ -3,6 +3,9 @@
 //! raised; a void is a reversing `disbursement_void` entry, never an edit. Each entry's
 //! public memo (JSON: payee, public memo, period, date) is what the public ledger shows;
 //! the reference and internal memo stay in the database (the hash covers them by digest).
+//! Above `APPROVAL_THRESHOLD` a disbursement waits for a second admin, as a large refund does:
+//! it reaches the ledger (and lowers the balance) only when approved; the one who recorded it
+//! cannot approve it; it expires after [`super::approvals::APPROVAL_TTL`].
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
@@ -57,12 +60,16 @@ pub struct DisbursementView {
     pub created_at: DateTime<Utc>,
     /// By whom.
     pub created_by: String,
-    /// Its ledger entry.
-    pub entry_seq: i64,
+    /// Its ledger entry (none while it waits for approval).
+    pub entry_seq: Option<i64>,
     /// When it was voided, if it was.
     pub voided_at: Option<DateTime<Utc>>,
     /// The reversing entry, if voided.
     pub void_entry_seq: Option<i64>,
+    /// `recorded`, `pending_approval` (waiting for a second admin) or `rejected`.
+    pub state: String,
+    /// The second admin who approved it.
+    pub approved_by: Option<String>,
 }
 
 /// A disbursements row.
@@ -79,11 +86,15 @@ struct Row {
     public_memo: String,
     created_at: chrono::NaiveDateTime,
     created_by: String,
-    entry_seq: i64,
+    entry_seq: Option<i64>,
     voided_at: Option<chrono::NaiveDateTime>,
     #[allow(dead_code)]
     voided_by: Option<String>,
     void_entry_seq: Option<i64>,
+    state: String,
+    approved_by: Option<String>,
+    #[allow(dead_code)]
+    decided_at: Option<chrono::NaiveDateTime>,
 }
 
 fn view(r: Row, currency: crate::money::Currency) -> DisbursementView {
@@ -101,6 +112,8 @@ fn view(r: Row, currency: crate::money::Currency) -> DisbursementView {
         entry_seq: r.entry_seq,
         voided_at: r.voided_at.map(|t| t.and_utc()),
         void_entry_seq: r.void_entry_seq,
+        state: r.state,
+        approved_by: r.approved_by,
     }
 }
 
@@ -143,6 +156,8 @@ pub struct RecordDisbursement {
     pub actor: String,
     /// `Idempotency-Key`, if sent.
     pub idempotency: Option<Idempotency>,
+    /// `APPROVAL_THRESHOLD` in minor units: above it a second admin approves.
+    pub approval_above_minor: Option<i64>,
 }
 
 impl Op for RecordDisbursement {
@@ -164,18 +179,10 @@ impl Op for RecordDisbursement {
             ));
         }
         let c = cx.st.currency;
-        let holds = cx.st.row.raised_minor - cx.st.disbursed_minor;
-        if d.amount_minor > holds {
-            return Err(AppError::new(
-                ErrorCode::ExceedsBalance,
-                format!(
-                    "the fund holds {} (raised less paid out); this pays {}",
-                    c.format(holds),
-                    c.format(d.amount_minor)
-                ),
-            ));
-        }
-        let seq = cx.st.row.ledger_seq + 1;
+        check_balance(cx, d.amount_minor)?;
+        let waits = self
+            .approval_above_minor
+            .is_some_and(|t| d.amount_minor > t);
         let id: i64 = diesel::insert_into(disbursements::table)
             .values((
                 disbursements::amount_minor.eq(d.amount_minor),
@@ -187,42 +194,180 @@ impl Op for RecordDisbursement {
                 disbursements::public_memo.eq(&d.public_memo),
                 disbursements::created_at.eq(cx.now),
                 disbursements::created_by.eq(&self.actor),
-                disbursements::entry_seq.eq(seq),
+                disbursements::state.eq(if waits { PENDING } else { RECORDED }),
             ))
             .returning(disbursements::id)
             .get_result(cx.conn()?)?;
-        let public = public_json(serde_json::json!({
-            "disbursement": id,
-            "memo": d.public_memo,
-            "paid_on": d.paid_on,
-            "payee": d.payee,
-            "period_id": d.period_id,
-        }))?;
-        let memo = format!(
-            "disbursement {id} by {}: {} {}",
-            self.actor, d.reference, d.memo
-        );
-        let entry =
-            cx.append_public_entry("disbursement", None, 0, 0, d.amount_minor, &memo, &public)?;
-        debug_assert_eq!(entry.seq, seq);
-        if let Some(p) = d.period_id {
-            *cx.st.paid.entry(p).or_insert(0) += d.amount_minor;
+        if waits {
+            cx.audit(
+                &self.actor,
+                "disbursement.approval_requested",
+                &serde_json::json!({ "id": id, "amount": c.format(d.amount_minor), "payee": d.payee }),
+            )?;
+        } else {
+            carry_out(cx, id, &self.actor)?;
         }
-        cx.audit(
-            &self.actor,
-            "disbursement.recorded",
-            &serde_json::json!({ "id": id, "amount": c.format(d.amount_minor), "payee": d.payee, "period_id": d.period_id }),
-        )?;
         let made =
             find(cx.conn()?, id, c)?.ok_or_else(|| AppError::internal("disbursement vanished"))?;
         let resp = StoredResponse {
-            status: 201,
+            status: if made.state == PENDING { 202 } else { 201 },
             body: serde_json::to_string(&made).map_err(AppError::internal)?,
         };
         if let Some(idem) = &self.idempotency {
             remember(cx, idem, &resp)?;
         }
         Ok(resp)
+    }
+}
+
+/// Recorded: in the ledger.
+const RECORDED: &str = "recorded";
+/// Waiting for a second admin.
+const PENDING: &str = "pending_approval";
+
+/// 409 `exceeds_balance` when the fund holds less than `amount`.
+fn check_balance(cx: &mut Ctx<'_>, amount: i64) -> Result<(), AppError> {
+    let c = cx.st.currency;
+    let holds = cx.st.row.raised_minor - cx.st.disbursed_minor;
+    if amount > holds {
+        return Err(AppError::new(
+            ErrorCode::ExceedsBalance,
+            format!(
+                "the fund holds {} (raised less paid out); this pays {}",
+                c.format(holds),
+                c.format(amount)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes disbursement `id`'s ledger entry (the money leaves the balance) and its audit row.
+fn carry_out(cx: &mut Ctx<'_>, id: i64, actor: &str) -> Result<(), AppError> {
+    let c = cx.st.currency;
+    let row: Row = disbursements::table
+        .find(id)
+        .select(Row::as_select())
+        .first(cx.conn()?)?;
+    let public = public_json(serde_json::json!({
+        "disbursement": id,
+        "memo": row.public_memo,
+        "paid_on": row.paid_on,
+        "payee": row.payee,
+        "period_id": row.period_id,
+    }))?;
+    let memo = format!(
+        "disbursement {id} by {}: {} {}",
+        row.created_by, row.reference, row.memo
+    );
+    let entry =
+        cx.append_public_entry("disbursement", None, 0, 0, row.amount_minor, &memo, &public)?;
+    diesel::update(disbursements::table.find(id))
+        .set((
+            disbursements::entry_seq.eq(entry.seq),
+            disbursements::state.eq(RECORDED),
+        ))
+        .execute(cx.conn()?)?;
+    if let Some(p) = row.period_id {
+        *cx.st.paid.entry(p).or_insert(0) += row.amount_minor;
+    }
+    cx.audit(
+        actor,
+        "disbursement.recorded",
+        &serde_json::json!({ "id": id, "amount": c.format(row.amount_minor), "payee": row.payee, "period_id": row.period_id }),
+    )
+}
+
+/// A disbursement waiting for approval, or 409 `approval_not_pending` (decided or expired).
+fn pending(cx: &mut Ctx<'_>, id: i64) -> Result<Row, AppError> {
+    let row: Row = disbursements::table
+        .find(id)
+        .select(Row::as_select())
+        .first(cx.conn()?)
+        .optional()?
+        .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no disbursement {id}")))?;
+    let expired = cx.now - row.created_at >= super::approvals::APPROVAL_TTL;
+    if row.state != PENDING || expired {
+        let state = if row.state == PENDING {
+            "expired"
+        } else {
+            row.state.as_str()
+        };
+        let mut e = AppError::new(
+            ErrorCode::ApprovalNotPending,
+            format!("disbursement {id} is not waiting for approval ({state})"),
+        );
+        e.extra = Some(serde_json::json!({ "state": state }));
+        return Err(e);
+    }
+    Ok(row)
+}
+
+/// A second admin approves a disbursement above the threshold: it reaches the ledger now.
+#[derive(Debug)]
+pub struct ApproveDisbursement {
+    /// The disbursement.
+    pub id: i64,
+    /// The approving admin.
+    pub approver: String,
+}
+
+impl Op for ApproveDisbursement {
+    type Output = DisbursementView;
+
+    fn apply(&self, cx: &mut Ctx<'_>) -> Result<DisbursementView, AppError> {
+        let row = pending(cx, self.id)?;
+        if row.created_by == self.approver {
+            return Err(AppError::new(
+                ErrorCode::ApprovalOwnRequest,
+                "a second admin must approve the payment you recorded",
+            ));
+        }
+        check_balance(cx, row.amount_minor)?;
+        carry_out(cx, row.id, &self.approver)?;
+        diesel::update(disbursements::table.find(row.id))
+            .set((
+                disbursements::approved_by.eq(&self.approver),
+                disbursements::decided_at.eq(cx.now),
+            ))
+            .execute(cx.conn()?)?;
+        cx.audit(
+            &self.approver,
+            "disbursement.approved",
+            &serde_json::json!({ "id": row.id, "requested_by": row.created_by }),
+        )?;
+        let c = cx.st.currency;
+        find(cx.conn()?, row.id, c)?.ok_or_else(|| AppError::internal("disbursement vanished"))
+    }
+}
+
+/// An admin rejects a disbursement waiting for approval: it never reaches the ledger.
+#[derive(Debug)]
+pub struct RejectDisbursement {
+    /// The disbursement.
+    pub id: i64,
+    /// The admin.
+    pub by: String,
+}
+
+impl Op for RejectDisbursement {
+    type Output = DisbursementView;
+
+    fn apply(&self, cx: &mut Ctx<'_>) -> Result<DisbursementView, AppError> {
+        let row = pending(cx, self.id)?;
+        diesel::update(disbursements::table.find(row.id))
+            .set((
+                disbursements::state.eq("rejected"),
+                disbursements::decided_at.eq(cx.now),
+            ))
+            .execute(cx.conn()?)?;
+        cx.audit(
+            &self.by,
+            "disbursement.rejected",
+            &serde_json::json!({ "id": row.id, "requested_by": row.created_by }),
+        )?;
+        let c = cx.st.currency;
+        find(cx.conn()?, row.id, c)?.ok_or_else(|| AppError::internal("disbursement vanished"))
     }
 }
 
@@ -245,6 +390,15 @@ impl Op for VoidDisbursement {
         let d = find(cx.conn()?, self.id, c)?.ok_or_else(|| {
             AppError::new(ErrorCode::NotFound, format!("no disbursement {}", self.id))
         })?;
+        if d.state != RECORDED {
+            return Err(AppError::new(
+                ErrorCode::ApprovalNotPending,
+                format!(
+                    "disbursement {} is {}, not in the ledger: nothing to void",
+                    d.id, d.state
+                ),
+            ));
+        }
         if d.voided_at.is_some() {
             return Err(AppError::new(
                 ErrorCode::AlreadyVoided,
@@ -311,6 +465,8 @@ pub fn csv(conn: &mut DbConn, currency: crate::money::Currency) -> Result<Vec<u8
         "entry_seq",
         "voided_at",
         "void_entry_seq",
+        "state",
+        "approved_by",
     ];
     w.write_record(header).map_err(AppError::internal)?;
     for d in rows {
@@ -326,11 +482,13 @@ pub fn csv(conn: &mut DbConn, currency: crate::money::Currency) -> Result<Vec<u8
             text_cell(&d.public_memo).into_owned(),
             d.created_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             text_cell(&d.created_by).into_owned(),
-            d.entry_seq.to_string(),
+            d.entry_seq.map(|s| s.to_string()).unwrap_or_default(),
             d.voided_at
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                 .unwrap_or_default(),
             d.void_entry_seq.map(|s| s.to_string()).unwrap_or_default(),
+            d.state.clone(),
+            text_cell(d.approved_by.as_deref().unwrap_or_default()).into_owned(),
         ];
         w.write_record(record).map_err(AppError::internal)?;
     }

@@ -231,6 +231,7 @@ fn paid_by_period(conn: &mut DbConn) -> Result<std::collections::BTreeMap<i64, i
     use crate::db::schema::disbursements;
     let rows: Vec<(Option<i64>, i64)> = disbursements::table
         .filter(disbursements::voided_at.is_null())
+        .filter(disbursements::state.eq("recorded"))
         .select((disbursements::period_id, disbursements::amount_minor))
         .load(conn)?;
     let mut paid = std::collections::BTreeMap::new();

@@ -216,6 +216,7 @@ fn check_disbursements(conn: &mut DbConn, report: &mut VerifyReport) -> Result<(
     // A few hundred rows in a fund's life: summed here, exactly.
     let standing: i64 = disbursements::table
         .filter(disbursements::voided_at.is_null())
+        .filter(disbursements::state.eq("recorded"))
         .select(disbursements::amount_minor)
         .load::<i64>(conn)?
         .into_iter()

@@ -148,6 +148,7 @@ fn paid_out_by_day(conn: &mut DbConn) -> Result<BTreeMap<NaiveDate, i64>, AppErr
     use diesel::prelude::*;
     let rows: Vec<(NaiveDate, i64)> = disbursements::table
         .filter(disbursements::voided_at.is_null())
+        .filter(disbursements::state.eq("recorded"))
         .select((disbursements::paid_on, disbursements::amount_minor))
         .load(conn)?;
     let mut days = BTreeMap::new();

@@ -59,7 +59,8 @@ async fn public_entries(app: &TestApp) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn money_out_lowers_the_balance_never_raised_and_a_void_reverses_it() {
-    let app = spawn_app().await;
+    // One person records these (the second admin's approval has its own test below).
+    let app = crate::helpers::spawn_app_with(&[("APPROVAL_THRESHOLD", "off")]).await;
     let admin = app.token(Role::Admin).await;
     let treasurer = app.token(Role::Treasurer).await;
     let period = app
@@ -562,4 +563,107 @@ async fn the_ledger_page_and_each_receipt_point_at_the_gifts_entry() {
         donor_page.contains("href=\"/ledger?lang=en\""),
         "the donor page links the ledger"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_payment_waits_for_a_second_admin() {
+    let app = spawn_app().await;
+    let first_email = app.user(Role::Admin);
+    let first = crate::helpers::login(&app, &first_email).await;
+    let (second, third) = (app.token(Role::Admin).await, app.token(Role::Admin).await);
+    let treasurer = app.token(Role::Treasurer).await;
+    app.record_gifts(&treasurer, &["5000.00"]).await;
+    let seq_before = app.verify().entries;
+    // Above APPROVAL_THRESHOLD (1000 by default): nothing reaches the ledger yet.
+    let big = json!({ "amount": "1200.00", "payee": "Counsel LLP", "paid_on": today() });
+    let resp = disburse(&app, &first, &big, None).await;
+    assert_eq!(resp.status(), 202);
+    let waiting: Value = resp.json().await.expect("json");
+    assert_eq!(
+        (waiting["state"].as_str(), waiting["entry_seq"].is_null()),
+        (Some("pending_approval"), true)
+    );
+    assert_eq!(app.fund().await["disbursed"], "0.00");
+    assert_eq!(app.verify().entries, seq_before);
+    let id = waiting["id"].as_i64().expect("id");
+    let path = |verb: &str| format!("/api/disbursements/{id}/{verb}");
+    let resp = app
+        .send(Method::POST, &path("approve"), Some(&first), None)
+        .await;
+    assert_problem(resp, 403, "approval_own_request").await;
+    let resp = app
+        .send(Method::POST, &path("approve"), Some(&treasurer), None)
+        .await;
+    assert_problem(resp, 403, "forbidden").await;
+    // Two admins approve at once: one payment.
+    let approve = path("approve");
+    let (a, b) = tokio::join!(
+        app.send(Method::POST, &approve, Some(&second), None),
+        app.send(Method::POST, &approve, Some(&third), None),
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
+    let fund = app.fund().await;
+    assert_eq!(
+        (fund["disbursed"].as_str(), fund["balance"].as_str()),
+        (Some("1200.00"), Some("3800.00"))
+    );
+    assert_eq!(app.verify().entries, seq_before + 1, "one entry");
+    // Another waits and is rejected: it never reaches the ledger.
+    let other: Value = disburse(
+        &app,
+        &treasurer,
+        &json!({ "amount": "1500.00", "payee": "Expert witness", "paid_on": today() }),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let other_id = other["id"].as_i64().expect("id");
+    let resp = app
+        .send(
+            Method::POST,
+            &format!("/api/disbursements/{other_id}/reject"),
+            Some(&second),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let resp = app
+        .send(
+            Method::POST,
+            &format!("/api/disbursements/{other_id}/approve"),
+            Some(&third),
+            None,
+        )
+        .await;
+    let problem = assert_problem(resp, 409, "approval_not_pending").await;
+    assert_eq!(problem["state"], "rejected");
+    let resp = app
+        .send(
+            Method::POST,
+            &format!("/api/disbursements/{other_id}/void"),
+            Some(&second),
+            Some(&json!({ "reason": "x" })),
+        )
+        .await;
+    assert_problem(resp, 409, "approval_not_pending").await;
+    assert_eq!(app.fund().await["disbursed"], "1200.00");
+    let report = app.verify();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    use crowdledger::db::schema::audit_log;
+    use diesel::prelude::*;
+    let actions: Vec<String> = audit_log::table
+        .select(audit_log::action)
+        .load(&mut app.conn())
+        .expect("audit");
+    for action in [
+        "disbursement.approval_requested",
+        "disbursement.approved",
+        "disbursement.rejected",
+    ] {
+        assert!(actions.iter().any(|a| a == action), "{action}");
+    }
 }

@@ -1005,7 +1005,31 @@
     const periods = new Map(((fund && fund.periods) || []).map((p) => [p.id, p.label]));
     for (const d of rows || []) {
       const action = el('td');
-      if (d.voided_at) {
+      if (d.state === 'pending_approval') {
+        action.append(el('span', { className: 'tag' }, t('disbursement_pending')), ' ');
+        if (role === 'admin') {
+          for (const [verb, label] of [['approve', t('approve')], ['reject', t('reject')]]) {
+            const b = el(
+              'button',
+              { type: 'button', className: 'button button-secondary button-small', 'aria-label': `${label}: #${d.id}` },
+              label,
+            );
+            b.addEventListener('click', async () => {
+              const res = await act(b, 'disbursements-error', 'disbursements-status', () =>
+                api('POST', `/api/disbursements/${encodeURIComponent(d.id)}/${verb}`),
+              );
+              if (res !== undefined) {
+                say('disbursements-status', verb === 'approve' ? t('disbursement_approved_done') : t('disbursement_rejected_done'));
+                loadDisbursements();
+                loadFund();
+              }
+            });
+            action.append(b, ' ');
+          }
+        }
+      } else if (d.state === 'rejected') {
+        action.append(el('span', { className: 'tag' }, t('disbursement_rejected')));
+      } else if (d.voided_at) {
         action.append(el('span', { className: 'tag' }, t('disbursement_voided')));
       } else if (role === 'admin') {
         const b = el(
@@ -1061,7 +1085,7 @@
       for (const id of ['disbursement-amount', 'disbursement-payee', 'disbursement-reference', 'disbursement-public-memo', 'disbursement-memo']) {
         $(id).value = '';
       }
-      say('disbursements-status', t('disbursement_done'));
+      say('disbursements-status', res && res.state === 'pending_approval' ? t('disbursement_pending_done') : t('disbursement_done'));
       loadDisbursements();
       loadFund();
     }

@@ -9,7 +9,8 @@ ALTER TABLE ledger_entries ADD COLUMN public_memo TEXT NOT NULL DEFAULT '';
 
 -- Money paid out of the fund (to counsel, for a period's fees). Each is a ledger entry of kind
 -- `disbursement` (`entry_seq`); a void is a reversing entry (`void_entry_seq`), never an edit
--- of the amount.
+-- of the amount. Above APPROVAL_THRESHOLD it waits for a second admin (`pending_approval`)
+-- and reaches the ledger only when approved.
 CREATE TABLE disbursements (
     id BIGSERIAL PRIMARY KEY,
     amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),
@@ -21,9 +22,14 @@ CREATE TABLE disbursements (
     public_memo TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL,
     created_by TEXT NOT NULL,
-    entry_seq BIGINT NOT NULL,
+    -- Its ledger entry; none while it waits for a second admin (above APPROVAL_THRESHOLD).
+    entry_seq BIGINT,
     voided_at TIMESTAMP,
     voided_by TEXT,
-    void_entry_seq BIGINT
+    void_entry_seq BIGINT,
+    state TEXT NOT NULL DEFAULT 'recorded'
+        CHECK (state IN ('recorded', 'pending_approval', 'rejected')),
+    approved_by TEXT,
+    decided_at TIMESTAMP
 );
 CREATE INDEX disbursements_period ON disbursements (period_id);

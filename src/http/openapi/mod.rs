@@ -63,6 +63,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         super::disbursements::record,
         super::disbursements::list,
         super::disbursements::void,
+        super::disbursements::approve,
+        super::disbursements::reject,
         super::disbursements::csv,
         super::public::ledger,
         super::public::head,

@@ -124,8 +124,33 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
             STAFF,
             RECENT,
             BODY,
-            &[E::AlreadyVoided, E::NotFound, E::Unavailable],
+            &[
+                E::AlreadyVoided,
+                E::ApprovalNotPending,
+                E::NotFound,
+                E::Unavailable,
+            ],
         ],
+    ),
+    (
+        "post",
+        "/api/disbursements/{id}/approve",
+        &[
+            STAFF,
+            RECENT,
+            &[
+                E::ApprovalOwnRequest,
+                E::ApprovalNotPending,
+                E::ExceedsBalance,
+                E::NotFound,
+                E::Unavailable,
+            ],
+        ],
+    ),
+    (
+        "post",
+        "/api/disbursements/{id}/reject",
+        &[STAFF, &[E::ApprovalNotPending, E::NotFound, E::Unavailable]],
     ),
     (
         "post",

@@ -310,6 +310,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             web::PathConfig::default().error_handler(|e, _req| rejections::path_error(&e).into()),
         )
         .configure(fund::routes)
+        // The public ledger's head is served from memory like the fund: matched early.
+        .configure(public::routes)
         .configure(auth::routes)
         .configure(donations::routes)
         .configure(admin::routes)
@@ -317,7 +319,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .configure(approvals::routes)
         .configure(users::routes)
         .configure(disbursements::routes)
-        .configure(public::routes)
         .configure(audit::routes)
         .configure(donors::routes)
         .configure(payments::routes)

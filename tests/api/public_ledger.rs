@@ -360,6 +360,10 @@ async fn the_public_ledger_shows_its_projection_and_nothing_private() {
         .expect("request");
     assert_problem(resp, 422, "invalid_request").await;
 
+    // Each gift's entry still verifies after the later refund (a refund is its own entry).
+    let (ok, out) = verify_public(&app.addr).await;
+    assert!(ok, "{out}");
+
     // The association can hide every name.
     let app = app.restart_with(&[("PUBLIC_DONOR_NAMES", "off")]).await;
     let text = serde_json::to_string(&public_entries(&app).await).expect("json");

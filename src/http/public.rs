@@ -85,10 +85,13 @@ pub(super) async fn ledger(
     let entries = with_conn(&state, move |c| page(c, from, limit, currency, names)).await?;
     let full = i64::try_from(entries.len()).unwrap_or(0) == limit;
     let (next_after, next_before) = match from {
-        PageFrom::After(_) => (entries.last().filter(|_| full).map(|e| e.seq), None),
+        PageFrom::After(_) => (entries.last().filter(|_| full).map(|e| e.hashed.seq), None),
         PageFrom::Before(_) => (
             None,
-            entries.last().filter(|e| full && e.seq > 1).map(|e| e.seq),
+            entries
+                .last()
+                .filter(|e| full && e.hashed.seq > 1)
+                .map(|e| e.hashed.seq),
         ),
     };
     Ok(HttpResponse::Ok().json(LedgerPage {

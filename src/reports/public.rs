@@ -19,41 +19,13 @@ use crate::money::{Currency, Money};
 /// The timestamp format the hash covers.
 pub const HASHED_TIME: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
-/// One ledger entry as anyone may see it.
+/// One ledger entry as anyone may see it: the fields its hash covers (and the chain), then
+/// what a reader wants besides.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PublicEntry {
-    /// Position in the chain, from 1.
-    pub seq: i64,
-    /// When it was written, exactly as hashed (UTC, microseconds).
-    pub created_at: String,
-    /// `donation`, `refund`, `dispute_lost`, `intake`, `target`, `disbursement`,
-    /// `disbursement_void`, `period`, ...
-    pub kind: String,
-    /// The gift it concerns (a refund names the gift it refunds).
-    pub donation_id: Option<i64>,
-    /// Change of raised, minor units.
-    pub amount_minor: i64,
-    /// Change of the donation count.
-    pub count_delta: i64,
-    /// Raised after the entry, minor units.
-    pub raised_after_minor: i64,
-    /// Target after the entry, minor units.
-    pub target_after_minor: i64,
-    /// Intake after the entry.
-    pub intake_after: String,
-    /// Money paid out after the entry, minor units.
-    pub disbursed_after_minor: i64,
-    /// What the entry says publicly (JSON for disbursements and periods).
-    pub public_memo: String,
-    /// SHA-256 of the internal memo (never the memo itself).
-    pub memo_digest: String,
-    /// 1 (written before the public ledger: its hash needs the internal memo, so only its
-    /// link to the next entry can be checked publicly) or 2 (recomputable from these fields).
-    pub hash_version: i32,
-    /// The hash of the entry before.
-    pub prev_hash: String,
-    /// This entry's hash.
-    pub hash: String,
+    /// What the hash covers, and the chain.
+    #[serde(flatten)]
+    pub hashed: HashedEntry,
     /// Raised after, as money.
     pub raised_after: Money,
     /// Raised less disbursed after the entry, as money.
@@ -162,25 +134,11 @@ pub fn page(
                 .filter(|(name, anon)| !anon && !name.trim().is_empty())
                 .map(|(name, _)| name.clone());
             PublicEntry {
-                seq: r.seq,
-                created_at: r.created_at.format(HASHED_TIME).to_string(),
-                memo_digest: memo_digest(&r.memo),
                 raised_after: Money::new(r.raised_after_minor, currency),
                 balance_after: Money::new(r.raised_after_minor - r.disbursed_after_minor, currency),
                 amount: Money::new(amount, currency),
                 donor,
-                kind: r.kind,
-                donation_id: r.donation_id,
-                amount_minor: r.amount_minor,
-                count_delta: r.count_delta,
-                raised_after_minor: r.raised_after_minor,
-                target_after_minor: r.target_after_minor,
-                intake_after: r.intake_after,
-                disbursed_after_minor: r.disbursed_after_minor,
-                public_memo: r.public_memo,
-                hash_version: r.hash_version,
-                prev_hash: r.prev_hash,
-                hash: r.hash,
+                hashed: HashedEntry::from(r),
             }
         })
         .collect();
@@ -190,39 +148,64 @@ pub fn page(
     Ok(out)
 }
 
-/// What `verify --public` reads of a public entry: the hashed fields and the chain.
-#[derive(Debug, Clone, Deserialize)]
+/// The fields of a public entry that its hash covers, and the chain: all `verify --public`
+/// reads.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HashedEntry {
-    /// See [`PublicEntry`].
+    /// Position in the chain, from 1.
     pub seq: i64,
-    /// As hashed.
+    /// When it was written, exactly as hashed (UTC, microseconds).
     pub created_at: String,
-    /// Kind.
+    /// `donation`, `refund`, `dispute`, `dispute_won`, `intake`, `target`, `disbursement`,
+    /// `disbursement_void`, `period`, `fund_created`.
     pub kind: String,
-    /// Gift.
+    /// The gift it concerns (a refund names the gift it refunds).
     pub donation_id: Option<i64>,
-    /// Change of raised.
+    /// Change of raised, minor units.
     pub amount_minor: i64,
-    /// Change of the count.
+    /// Change of the donation count.
     pub count_delta: i64,
-    /// Raised after.
+    /// Raised after the entry, minor units.
     pub raised_after_minor: i64,
-    /// Target after.
+    /// Target after the entry, minor units.
     pub target_after_minor: i64,
-    /// Intake after.
+    /// Intake after the entry.
     pub intake_after: String,
-    /// Paid out after.
+    /// Money paid out after the entry, minor units.
     pub disbursed_after_minor: i64,
-    /// Public memo.
+    /// What the entry says publicly (JSON for disbursements and periods).
     pub public_memo: String,
-    /// Digest of the internal memo.
+    /// SHA-256 of the internal memo (never the memo itself).
     pub memo_digest: String,
-    /// 1 or 2.
+    /// 1 (written before the public ledger: its hash needs the internal memo, so only its
+    /// link to the next entry can be checked publicly) or 2 (recomputable from these fields).
     pub hash_version: i32,
-    /// Previous hash.
+    /// The hash of the entry before.
     pub prev_hash: String,
-    /// Hash.
+    /// This entry's hash.
     pub hash: String,
+}
+
+impl From<LedgerEntryRow> for HashedEntry {
+    fn from(r: LedgerEntryRow) -> HashedEntry {
+        HashedEntry {
+            seq: r.seq,
+            created_at: r.created_at.format(HASHED_TIME).to_string(),
+            memo_digest: memo_digest(&r.memo),
+            kind: r.kind,
+            donation_id: r.donation_id,
+            amount_minor: r.amount_minor,
+            count_delta: r.count_delta,
+            raised_after_minor: r.raised_after_minor,
+            target_after_minor: r.target_after_minor,
+            intake_after: r.intake_after,
+            disbursed_after_minor: r.disbursed_after_minor,
+            public_memo: r.public_memo,
+            hash_version: r.hash_version,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
 }
 
 impl HashedEntry {

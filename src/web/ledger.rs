@@ -29,9 +29,9 @@ struct LedgerQuery {
 
 /// What the "what" column says of a non-gift entry, from its public memo.
 fn what(e: &PublicEntry) -> String {
-    let memo: Value = serde_json::from_str(&e.public_memo).unwrap_or(Value::Null);
+    let memo: Value = serde_json::from_str(&e.hashed.public_memo).unwrap_or(Value::Null);
     let text = |k: &str| memo[k].as_str().unwrap_or_default().to_owned();
-    match e.kind.as_str() {
+    match e.hashed.kind.as_str() {
         "disbursement" => [text("payee"), text("memo")]
             .into_iter()
             .filter(|s| !s.is_empty())
@@ -45,8 +45,8 @@ fn what(e: &PublicEntry) -> String {
             text("ends_on"),
             text("budget")
         ),
-        "intake" => e.intake_after.clone(),
-        _ => e.public_memo.clone(),
+        "intake" => e.hashed.intake_after.clone(),
+        _ => e.hashed.public_memo.clone(),
     }
 }
 
@@ -77,21 +77,21 @@ async fn ledger(
         page(c, PageFrom::Before(before), PER_PAGE, currency, names)
     })
     .await?;
-    let newest = entries.first().map_or(0, |e| e.seq);
-    let oldest = entries.last().map_or(0, |e| e.seq);
+    let newest = entries.first().map_or(0, |e| e.hashed.seq);
+    let oldest = entries.last().map_or(0, |e| e.hashed.seq);
     let rows: Vec<Value> = entries
         .iter()
         .map(|e| {
             json!({
-                "seq": e.seq,
-                "time": e.created_at.get(..16).unwrap_or_default().replace('T', " "),
-                "kind": e.kind,
+                "seq": e.hashed.seq,
+                "time": e.hashed.created_at.get(..16).unwrap_or_default().replace('T', " "),
+                "kind": e.hashed.kind,
                 "donor": e.donor,
                 "what": what(e),
                 "amount": e.amount,
                 "raised_after": e.raised_after,
                 "balance_after": e.balance_after,
-                "hash": e.hash,
+                "hash": e.hashed.hash,
             })
         })
         .collect();

@@ -158,7 +158,8 @@ impl SessionGuard {
         Ok(n)
     }
 
-    /// Reloads every [`REFRESH`] on a blocking thread until `stop` is set.
+    /// Reloads every [`REFRESH`] on a thread of its own until `stop` is set (the caller loads
+    /// it once first, with [`SessionGuard::reload`]).
     pub fn spawn(
         self: &Arc<Self>,
         pool: crate::db::Pool,
@@ -168,7 +169,12 @@ impl SessionGuard {
         std::thread::Builder::new()
             .name("sessions".into())
             .spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // The caller loaded the set once before serving; from then on, every REFRESH.
+                loop {
+                    std::thread::sleep(REFRESH);
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
                     let reloaded = pool
                         .get()
                         .map_err(AppError::from)
@@ -176,7 +182,6 @@ impl SessionGuard {
                     if let Err(e) = reloaded {
                         tracing::warn!(error = %e, "reloading ended sessions failed");
                     }
-                    std::thread::sleep(REFRESH);
                 }
             })
     }

@@ -80,12 +80,7 @@ impl Found {
             self.raised = e.raised_after_minor;
         }
         let moved = e.disbursed_after_minor - self.disbursed;
-        let fits = match e.kind.as_str() {
-            "disbursement" => moved > 0 && e.amount_minor == 0,
-            "disbursement_void" => moved < 0 && e.amount_minor == 0,
-            _ => moved == 0,
-        };
-        if !fits {
+        if !crate::domain::moves_paid_out_rightly(&e.kind, e.amount_minor, moved) {
             self.bad(
                 e.seq,
                 format!(

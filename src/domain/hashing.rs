@@ -14,6 +14,18 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// The hash version of entries written now.
 pub const HASH_VERSION: i32 = 2;
 
+/// Whether an entry of `kind` moves raised by `raised_delta` and the money paid out by
+/// `paid_out_delta` as the ledger allows: only a disbursement raises what was paid out and
+/// only its void lowers it, neither moves raised, and nothing else touches the paid out.
+/// (`verify` on the database and `verify --public` on the served pages both hold entries to it.)
+pub fn moves_paid_out_rightly(kind: &str, raised_delta: i64, paid_out_delta: i64) -> bool {
+    match kind {
+        "disbursement" => paid_out_delta > 0 && raised_delta == 0,
+        "disbursement_void" => paid_out_delta < 0 && raised_delta == 0,
+        _ => paid_out_delta == 0,
+    }
+}
+
 /// The SHA-256 (hex) of an internal memo, as version 2 hashes and the public ledger show it.
 pub fn memo_digest(memo: &str) -> String {
     hex::encode(Sha256::digest(memo.as_bytes()))

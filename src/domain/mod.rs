@@ -8,5 +8,7 @@ mod intake;
 
 pub use allocation::{Allocation, PeriodBudget, allocate};
 pub use donation::{METHODS, PAYMENT_STATUSES, STATUSES};
-pub use hashing::{EntryFields, GENESIS_HASH, HASH_VERSION, Memo, entry_hash, memo_digest};
+pub use hashing::{
+    EntryFields, GENESIS_HASH, HASH_VERSION, Memo, entry_hash, memo_digest, moves_paid_out_rightly,
+};
 pub use intake::{CapMode, IntakeState};

@@ -93,15 +93,6 @@ impl DisbursementRequest {
     }
 }
 
-fn fund_currency(state: &State) -> Currency {
-    state
-        .writer
-        .snapshot()
-        .get()
-        .and_then(|s| Currency::from_code(s.view.currency))
-        .unwrap_or(state.config.fund.currency)
-}
-
 /// Records a payment out of the fund: a hash-chained `disbursement` entry that lowers the
 /// balance and a period's balance, never raised (intake and the target are unaffected). Needs a
 /// recent password or code; honours `Idempotency-Key`. Above `APPROVAL_THRESHOLD` the answer is
@@ -128,7 +119,7 @@ pub(super) async fn record(
 ) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Treasurer)?.require_recent()?;
     let key = idempotency_key(&req)?;
-    let input = body.into_inner().parse(fund_currency(&state))?;
+    let input = body.into_inner().parse(state.config.fund.currency)?;
     let idempotency = key.map(|k| Idempotency {
         scope_key: format!("disbursement:{k}"),
         request_hash: hex::encode(Sha256::digest(
@@ -161,7 +152,7 @@ pub(super) async fn record(
 )]
 pub(super) async fn list(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
     staff.require(Role::Treasurer)?;
-    let currency = fund_currency(&state);
+    let currency = state.config.fund.currency;
     let rows = with_conn(&state, move |c| list_all(c, currency)).await?;
     Ok(HttpResponse::Ok().json(rows))
 }
@@ -178,9 +169,9 @@ pub(super) async fn list(staff: Staff, state: State) -> Result<HttpResponse, App
 )]
 pub(super) async fn csv(staff: Staff, state: State) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Treasurer)?;
-    let currency = fund_currency(&state);
+    let currency = state.config.fund.currency;
     let body = with_conn(&state, move |c| {
-        crate::ledger::disbursements::csv(c, currency)
+        crate::reports::disbursements::csv(c, currency)
     })
     .await?;
     super::reports::audit(&state, staff.email, "disbursements", &Default::default()).await?;

@@ -159,13 +159,8 @@ pub(super) async fn record_offline(
 ) -> Result<HttpResponse, AppError> {
     let staff = staff.require(Role::Treasurer)?;
     let key = idempotency_key(&req)?;
-    let currency = state
-        .writer
-        .snapshot()
-        .get()
-        .map_or(state.config.fund.currency, |s| {
-            Currency::from_code(s.view.currency).unwrap_or(state.config.fund.currency)
-        });
+    // The stored fund's (adopted into the configuration at start; fixed at creation).
+    let currency = state.config.fund.currency;
     let gift = body
         .into_inner()
         .parse(currency, state.config.donation_bounds.max_minor)?;

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{State, input, with_conn};
 use crate::error::{AppError, ErrorCode};
-use crate::money::Currency;
 use crate::reports::public::{PageFrom, PublicEntry, page};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -76,11 +75,7 @@ pub(super) async fn ledger(
         (None, None) => PageFrom::Before(i64::MAX),
         _ => return Err(AppError::invalid_field("after", "a seq is 0 or more")),
     };
-    let snapshot = state.writer.snapshot().get();
-    let currency = snapshot
-        .as_ref()
-        .and_then(|s| Currency::from_code(s.view.currency))
-        .unwrap_or(state.config.fund.currency);
+    let currency = state.config.fund.currency;
     let names = state.config.public_donor_names;
     let entries = with_conn(&state, move |c| page(c, from, limit, currency, names)).await?;
     let full = i64::try_from(entries.len()).unwrap_or(0) == limit;

@@ -163,6 +163,8 @@ pub struct FundSnapshot {
     pub view: FundView,
     /// The view serialised once.
     pub json: Bytes,
+    /// The ledger's head.
+    pub head: PublicHead,
     /// `GET /api/public/head`, serialised once.
     pub head_json: Bytes,
 }
@@ -184,13 +186,15 @@ impl SnapshotCell {
     pub fn publish(&self, st: &FundState) {
         let view = FundView::of(st);
         let json = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
-        let head_json = Bytes::from(serde_json::to_vec(&PublicHead::of(st)).unwrap_or_default());
+        let head = PublicHead::of(st);
+        let head_json = Bytes::from(serde_json::to_vec(&head).unwrap_or_default());
         let snap = Arc::new(FundSnapshot {
             version: st.row.version,
             accepting: view.intake.accepting,
             fund_created_micros: st.row.created_at.and_utc().timestamp_micros(),
             view,
             json,
+            head,
             head_json,
         });
         match self.0.write() {

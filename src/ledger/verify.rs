@@ -154,12 +154,7 @@ fn check_entry(report: &mut VerifyReport, e: &LedgerEntryRow, prev_hash: &str, p
 fn check_disbursed(report: &mut VerifyReport, e: &LedgerEntryRow, prev: Option<&LedgerEntryRow>) {
     let before = prev.map_or(0, |p| p.disbursed_after_minor);
     let delta = e.disbursed_after_minor - before;
-    let fits = match e.kind.as_str() {
-        "disbursement" => delta > 0 && e.amount_minor == 0,
-        "disbursement_void" => delta < 0 && e.amount_minor == 0,
-        _ => delta == 0,
-    };
-    if !fits {
+    if !crate::domain::moves_paid_out_rightly(&e.kind, e.amount_minor, delta) {
         report.bad(
             Some(e.seq),
             format!(

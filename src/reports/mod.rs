@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod csv_out;
+pub mod disbursements;
 pub mod donations;
 pub mod ledger;
 pub mod public;

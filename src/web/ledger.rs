@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use super::{language, render};
 use crate::error::AppError;
 use crate::http::State;
-use crate::money::Currency;
 use crate::reports::public::{PageFrom, PublicEntry, page};
 
 /// Entries a page shows.
@@ -19,12 +18,11 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ledger", web::get().to(ledger));
 }
 
+/// `?seq=` or `?before=` (and `lang`, read by `language`).
 #[derive(Deserialize)]
 struct LedgerQuery {
     seq: Option<i64>,
     before: Option<i64>,
-    #[allow(dead_code)]
-    lang: Option<String>,
 }
 
 /// What the "what" column says of a non-gift entry, from its public memo.
@@ -63,15 +61,14 @@ async fn ledger(
         .snapshot()
         .get()
         .ok_or_else(|| AppError::unavailable("no fund snapshot yet"))?;
-    let head: Value = serde_json::from_slice(&snap.head_json).unwrap_or(Value::Null);
-    let last = head["seq"].as_i64().unwrap_or(0);
+    let last = snap.head.seq;
     // The page holding `seq` (newest first, `seq` near its middle), else the one asked.
     let before = match (q.seq, q.before) {
         (Some(s), _) if s >= 1 => (s + PER_PAGE / 2).min(last + 1),
         (_, Some(b)) if b >= 1 => b,
         _ => last + 1,
     };
-    let currency = Currency::from_code(snap.view.currency).unwrap_or(state.config.fund.currency);
+    let currency = state.config.fund.currency;
     let names = state.config.public_donor_names;
     let entries = crate::http::with_conn(&state, move |c| {
         page(c, PageFrom::Before(before), PER_PAGE, currency, names)
@@ -101,7 +98,7 @@ async fn ledger(
         json!({
             "fund_name": snap.view.name,
             "currency": currency.code(),
-            "head": head,
+            "head": snap.head,
             "entries": rows,
             "seq": q.seq.unwrap_or(0),
             "older": (oldest > 1).then_some(oldest),

@@ -209,7 +209,7 @@ async fn donate(state: State, req: HttpRequest) -> Result<HttpResponse, AppError
         lang,
         json!({
             "fund": view,
-            "head": serde_json::from_slice::<Value>(&snap.head_json).unwrap_or(Value::Null),
+            "head": snap.head,
             "percent": percent(minor(&view.raised), minor(&view.target)),
             "periods": periods,
             "presets": PRESETS,

@@ -74,26 +74,19 @@ impl LoginResponse {
         sid: &str,
         enrol_only: bool,
     ) -> Result<LoginResponse, AppError> {
-        LoginResponse::granted(
-            state,
-            &Grant {
-                email,
-                role,
-                sid,
-                auth_time: chrono::Utc::now().timestamp(),
-                enrol_only,
-            },
-        )
-    }
-
-    /// A token for `grant`.
-    pub(super) fn granted(state: &State, grant: &Grant<'_>) -> Result<LoginResponse, AppError> {
+        let grant = Grant {
+            email,
+            role,
+            sid,
+            auth_time: chrono::Utc::now().timestamp(),
+            enrol_only,
+        };
         Ok(LoginResponse {
-            access_token: Some(state.keys.issue(grant)?),
+            access_token: Some(state.keys.issue(&grant)?),
             token_type: Some("Bearer"),
             expires_in: Some(TOKEN_TTL_SECS),
-            role: Some(grant.role),
-            enrolment_required: grant.enrol_only,
+            role: Some(role),
+            enrolment_required: enrol_only,
             ..LoginResponse::default()
         })
     }

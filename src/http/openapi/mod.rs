@@ -203,12 +203,7 @@ pub fn document(currency: Currency) -> Value {
     responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)),
 )]
 async fn openapi_json(state: State) -> HttpResponse {
-    let currency = state
-        .writer
-        .snapshot()
-        .get()
-        .and_then(|s| Currency::from_code(s.view.currency))
-        .unwrap_or(state.config.fund.currency);
+    let currency = state.config.fund.currency;
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-cache"))
         .json(document(currency))

@@ -18,6 +18,10 @@ use crate::db::schema::disbursements;
 use crate::error::{AppError, ErrorCode};
 use crate::money::Money;
 
+mod approval;
+
+pub use approval::{ApproveDisbursement, RejectDisbursement};
+
 /// A checked disbursement.
 #[derive(Debug, Clone, Serialize)]
 pub struct DisbursementInput {
@@ -88,13 +92,9 @@ struct Row {
     created_by: String,
     entry_seq: Option<i64>,
     voided_at: Option<chrono::NaiveDateTime>,
-    #[allow(dead_code)]
-    voided_by: Option<String>,
     void_entry_seq: Option<i64>,
     state: String,
     approved_by: Option<String>,
-    #[allow(dead_code)]
-    decided_at: Option<chrono::NaiveDateTime>,
 }
 
 fn view(r: Row, currency: crate::money::Currency) -> DisbursementView {
@@ -205,7 +205,9 @@ impl Op for RecordDisbursement {
                 &serde_json::json!({ "id": id, "amount": c.format(d.amount_minor), "payee": d.payee }),
             )?;
         } else {
-            carry_out(cx, id, &self.actor)?;
+            let inserted =
+                row(cx, id)?.ok_or_else(|| AppError::internal("disbursement vanished"))?;
+            carry_out(cx, &inserted, &self.actor)?;
         }
         let made =
             find(cx.conn()?, id, c)?.ok_or_else(|| AppError::internal("disbursement vanished"))?;
@@ -242,13 +244,19 @@ fn check_balance(cx: &mut Ctx<'_>, amount: i64) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Writes disbursement `id`'s ledger entry (the money leaves the balance) and its audit row.
-fn carry_out(cx: &mut Ctx<'_>, id: i64, actor: &str) -> Result<(), AppError> {
-    let c = cx.st.currency;
-    let row: Row = disbursements::table
+/// Reads one disbursement's row.
+fn row(cx: &mut Ctx<'_>, id: i64) -> Result<Option<Row>, AppError> {
+    Ok(disbursements::table
         .find(id)
         .select(Row::as_select())
-        .first(cx.conn()?)?;
+        .first(cx.conn()?)
+        .optional()?)
+}
+
+/// Writes `row`'s ledger entry (the money leaves the balance) and its audit row.
+fn carry_out(cx: &mut Ctx<'_>, row: &Row, actor: &str) -> Result<(), AppError> {
+    let c = cx.st.currency;
+    let id = row.id;
     let public = public_json(serde_json::json!({
         "disbursement": id,
         "memo": row.public_memo,
@@ -278,99 +286,6 @@ fn carry_out(cx: &mut Ctx<'_>, id: i64, actor: &str) -> Result<(), AppError> {
     )
 }
 
-/// A disbursement waiting for approval, or 409 `approval_not_pending` (decided or expired).
-fn pending(cx: &mut Ctx<'_>, id: i64) -> Result<Row, AppError> {
-    let row: Row = disbursements::table
-        .find(id)
-        .select(Row::as_select())
-        .first(cx.conn()?)
-        .optional()?
-        .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no disbursement {id}")))?;
-    let expired = cx.now - row.created_at >= super::approvals::APPROVAL_TTL;
-    if row.state != PENDING || expired {
-        let state = if row.state == PENDING {
-            "expired"
-        } else {
-            row.state.as_str()
-        };
-        let mut e = AppError::new(
-            ErrorCode::ApprovalNotPending,
-            format!("disbursement {id} is not waiting for approval ({state})"),
-        );
-        e.extra = Some(serde_json::json!({ "state": state }));
-        return Err(e);
-    }
-    Ok(row)
-}
-
-/// A second admin approves a disbursement above the threshold: it reaches the ledger now.
-#[derive(Debug)]
-pub struct ApproveDisbursement {
-    /// The disbursement.
-    pub id: i64,
-    /// The approving admin.
-    pub approver: String,
-}
-
-impl Op for ApproveDisbursement {
-    type Output = DisbursementView;
-
-    fn apply(&self, cx: &mut Ctx<'_>) -> Result<DisbursementView, AppError> {
-        let row = pending(cx, self.id)?;
-        if row.created_by == self.approver {
-            return Err(AppError::new(
-                ErrorCode::ApprovalOwnRequest,
-                "a second admin must approve the payment you recorded",
-            ));
-        }
-        check_balance(cx, row.amount_minor)?;
-        carry_out(cx, row.id, &self.approver)?;
-        diesel::update(disbursements::table.find(row.id))
-            .set((
-                disbursements::approved_by.eq(&self.approver),
-                disbursements::decided_at.eq(cx.now),
-            ))
-            .execute(cx.conn()?)?;
-        cx.audit(
-            &self.approver,
-            "disbursement.approved",
-            &serde_json::json!({ "id": row.id, "requested_by": row.created_by }),
-        )?;
-        let c = cx.st.currency;
-        find(cx.conn()?, row.id, c)?.ok_or_else(|| AppError::internal("disbursement vanished"))
-    }
-}
-
-/// An admin rejects a disbursement waiting for approval: it never reaches the ledger.
-#[derive(Debug)]
-pub struct RejectDisbursement {
-    /// The disbursement.
-    pub id: i64,
-    /// The admin.
-    pub by: String,
-}
-
-impl Op for RejectDisbursement {
-    type Output = DisbursementView;
-
-    fn apply(&self, cx: &mut Ctx<'_>) -> Result<DisbursementView, AppError> {
-        let row = pending(cx, self.id)?;
-        diesel::update(disbursements::table.find(row.id))
-            .set((
-                disbursements::state.eq("rejected"),
-                disbursements::decided_at.eq(cx.now),
-            ))
-            .execute(cx.conn()?)?;
-        cx.audit(
-            &self.by,
-            "disbursement.rejected",
-            &serde_json::json!({ "id": row.id, "requested_by": row.created_by }),
-        )?;
-        let c = cx.st.currency;
-        find(cx.conn()?, row.id, c)?.ok_or_else(|| AppError::internal("disbursement vanished"))
-    }
-}
-
 /// Voids a disbursement with a reversing entry (a void cannot be voided).
 #[derive(Debug)]
 pub struct VoidDisbursement {
@@ -387,7 +302,7 @@ impl Op for VoidDisbursement {
 
     fn apply(&self, cx: &mut Ctx<'_>) -> Result<DisbursementView, AppError> {
         let c = cx.st.currency;
-        let d = find(cx.conn()?, self.id, c)?.ok_or_else(|| {
+        let d = row(cx, self.id)?.ok_or_else(|| {
             AppError::new(ErrorCode::NotFound, format!("no disbursement {}", self.id))
         })?;
         if d.state != RECORDED {
@@ -409,10 +324,7 @@ impl Op for VoidDisbursement {
                 ),
             ));
         }
-        let amount: i64 = disbursements::table
-            .find(d.id)
-            .select(disbursements::amount_minor)
-            .first(cx.conn()?)?;
+        let amount = d.amount_minor;
         let public = public_json(serde_json::json!({
             "voids": d.id,
             "payee": d.payee,
@@ -441,56 +353,4 @@ impl Op for VoidDisbursement {
         )?;
         find(cx.conn()?, d.id, c)?.ok_or_else(|| AppError::internal("disbursement vanished"))
     }
-}
-
-/// `disbursements.csv`: every disbursement, oldest first, voided ones marked (RFC 4180, text
-/// cells that a spreadsheet would read as a formula are quoted as text).
-pub fn csv(conn: &mut DbConn, currency: crate::money::Currency) -> Result<Vec<u8>, AppError> {
-    use crate::reports::csv_out::text_cell;
-    let mut rows = list(conn, currency)?;
-    rows.reverse();
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let header = [
-        "id",
-        "paid_on",
-        "payee",
-        "amount",
-        "currency",
-        "period_id",
-        "reference",
-        "memo",
-        "public_memo",
-        "created_at",
-        "created_by",
-        "entry_seq",
-        "voided_at",
-        "void_entry_seq",
-        "state",
-        "approved_by",
-    ];
-    w.write_record(header).map_err(AppError::internal)?;
-    for d in rows {
-        let record = [
-            d.id.to_string(),
-            d.paid_on.to_string(),
-            text_cell(&d.payee).into_owned(),
-            d.amount.to_string(),
-            currency.code().to_owned(),
-            d.period_id.map(|p| p.to_string()).unwrap_or_default(),
-            text_cell(&d.reference).into_owned(),
-            text_cell(&d.memo).into_owned(),
-            text_cell(&d.public_memo).into_owned(),
-            d.created_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            text_cell(&d.created_by).into_owned(),
-            d.entry_seq.map(|s| s.to_string()).unwrap_or_default(),
-            d.voided_at
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                .unwrap_or_default(),
-            d.void_entry_seq.map(|s| s.to_string()).unwrap_or_default(),
-            d.state.clone(),
-            text_cell(d.approved_by.as_deref().unwrap_or_default()).into_owned(),
-        ];
-        w.write_record(record).map_err(AppError::internal)?;
-    }
-    w.into_inner().map_err(AppError::internal)
 }

@@ -209,7 +209,10 @@ impl Config {
                 ))
             })?,
         };
-        let stripe = StripeConfig::from_lookup(&var)?;
+        let mut stripe = StripeConfig::from_lookup(&var)?;
+        if let Some(s) = stripe.as_mut() {
+            s.enable_methods(fund.currency.code())?;
+        }
         let mail = MailConfig::from_lookup(&var)?;
         let limits = LimitsConfig::from_lookup(&var)?;
         let log_format = LogFormat::from_lookup(&var)?;

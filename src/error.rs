@@ -24,6 +24,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// A refund larger than what is still refundable.
     RefundExceedsRemaining,
+    /// A refund through Stripe asked after the payment method's refund window (Alipay 90
+    /// days, WeChat Pay 180): refund by check and record it with `outside_stripe`.
+    RefundWindowPassed,
     /// Intake is not open.
     IntakeClosed,
     /// Strict cap mode: the gift is larger than what is left to raise.
@@ -88,7 +91,8 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidAmount
             | ErrorCode::InvalidRequest
-            | ErrorCode::RefundExceedsRemaining => StatusCode::UNPROCESSABLE_ENTITY,
+            | ErrorCode::RefundExceedsRemaining
+            | ErrorCode::RefundWindowPassed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::MalformedJson | ErrorCode::BadSignature => StatusCode::BAD_REQUEST,
             ErrorCode::ExceedsRemaining => StatusCode::CONFLICT,
             ErrorCode::PaymentsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -129,6 +133,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "Payload too large",
             ErrorCode::UnsupportedMediaType => "Unsupported media type",
             ErrorCode::RefundExceedsRemaining => "Refund exceeds what remains",
+            ErrorCode::RefundWindowPassed => "Past the payment method's refund window",
             ErrorCode::IntakeClosed => "Intake closed",
             ErrorCode::ExceedsRemaining => "Exceeds what remains to raise",
             ErrorCode::PaymentsUnavailable => "Card payments unavailable",

@@ -125,6 +125,7 @@ tables! {
         exchange_rate: Option<String>, processing_since: Option<NaiveDateTime>,
         // Backups made before the column existed have none: no fee was covered then.
         #[serde(default)] fee_covered_minor: i64,
+        #[serde(default)] payment_method_type: Option<String>,
     }
     ledger_entries => Entry by seq {
         seq: i64, created_at: NaiveDateTime, kind: String, donation_id: Option<i64>,
@@ -190,6 +191,7 @@ tables! {
         stripe_refund_id: Option<String>, status_code: Option<i32>,
         response_body: Option<String>, created_at: NaiveDateTime, updated_at: NaiveDateTime,
         approved_by: Option<String>,
+        #[serde(default)] outside_stripe: bool,
     }
     lookup_codes => LookupCode by id {
         id: i64, email: String, code_hash: String, link_hash: String, attempts: i32,

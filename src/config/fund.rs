@@ -167,6 +167,15 @@ impl super::Config {
                 stored.currency.code()
             ))
         })?;
+        if let Some(s) = self.stripe.as_mut() {
+            s.enable_methods(stored.currency.code()).map_err(|e| {
+                ConfigError(format!(
+                    "{} (the fund stored in the database is in {})",
+                    e.0,
+                    stored.currency.code()
+                ))
+            })?;
+        }
         self.fund = FundDefaults {
             name: stored.name.clone(),
             currency: stored.currency,

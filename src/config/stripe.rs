@@ -17,6 +17,12 @@ pub struct StripeConfig {
     pub js_url: String,
     /// `acct_...` (`STRIPE_ACCOUNT_ID`): events naming another account are stored as foreign.
     pub account_id: Option<String>,
+    /// `PAYMENT_METHODS` as written (default `card`), read again in the stored fund's
+    /// currency by [`super::Config::adopt_fund`].
+    pub payment_methods_text: String,
+    /// The payment method types the donor page offers, checked against the fund's currency
+    /// ([`crate::domain::payment_methods::parse_enabled`]).
+    pub payment_methods: Vec<String>,
 }
 
 impl std::fmt::Debug for StripeConfig {
@@ -26,11 +32,20 @@ impl std::fmt::Debug for StripeConfig {
             .field("api_base", &self.api_base)
             .field("js_url", &self.js_url)
             .field("account_id", &self.account_id)
+            .field("payment_methods", &self.payment_methods)
             .finish_non_exhaustive()
     }
 }
 
 impl StripeConfig {
+    /// Reads `PAYMENT_METHODS` for a fund in `currency`.
+    pub(super) fn enable_methods(&mut self, currency: &str) -> Result<(), ConfigError> {
+        self.payment_methods =
+            crate::domain::payment_methods::parse_enabled(&self.payment_methods_text, currency)
+                .map_err(|e| ConfigError(format!("PAYMENT_METHODS: {e}")))?;
+        Ok(())
+    }
+
     /// `None` without `STRIPE_SECRET_KEY` (card giving unavailable); with it, the other
     /// `STRIPE_*` settings it needs.
     pub(super) fn from_lookup(
@@ -59,6 +74,8 @@ impl StripeConfig {
                     account_id: var("STRIPE_ACCOUNT_ID")
                         .map(|a| a.trim().to_owned())
                         .filter(|a| !a.is_empty()),
+                    payment_methods_text: var("PAYMENT_METHODS").unwrap_or_default(),
+                    payment_methods: Vec::new(),
                 })
             }
         })

@@ -95,6 +95,9 @@ pub struct DonationRow {
     pub processing_since: Option<NaiveDateTime>,
     /// The part of `amount_minor` the donor added to cover the processing fee.
     pub fee_covered_minor: i64,
+    /// How a Stripe payment was made (`card`, `us_bank_account`, `alipay`, `wechat_pay`,
+    /// `link`, a card wallet such as `apple_pay`); `None` for offline gifts and until known.
+    pub payment_method_type: Option<String>,
 }
 
 /// A new donation; its id is assigned by the ledger writer.
@@ -300,6 +303,8 @@ pub struct RefundRequestRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub approved_by: Option<String>,
+    /// Recorded as money returned outside Stripe (a check), never asked of Stripe.
+    pub outside_stripe: bool,
 }
 
 /// A new refund request (its id comes from the database).
@@ -313,6 +318,8 @@ pub struct NewRefundRequest<'a> {
     pub actor: &'a str,
     pub reason: &'a str,
     pub state: &'a str,
+    pub stripe_refund_id: Option<&'a str>,
+    pub outside_stripe: bool,
     pub status_code: Option<i32>,
     pub response_body: Option<&'a str>,
     pub created_at: NaiveDateTime,

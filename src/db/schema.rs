@@ -66,6 +66,7 @@ diesel::table! {
         exchange_rate -> Nullable<Text>,
         processing_since -> Nullable<Timestamp>,
         fee_covered_minor -> BigInt,
+        payment_method_type -> Nullable<Text>,
     }
 }
 
@@ -253,6 +254,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         approved_by -> Nullable<Text>,
+        outside_stripe -> Bool,
     }
 }
 

@@ -5,6 +5,7 @@ mod allocation;
 mod donation;
 mod hashing;
 mod intake;
+pub mod payment_methods;
 
 pub use allocation::{Allocation, PeriodBudget, allocate};
 pub use donation::{METHODS, PAYMENT_STATUSES, STATUSES};

@@ -229,6 +229,10 @@ pub(super) struct DonationView {
     after_close: bool,
     /// True while a pending payment's money is on its way (a bank debit in `processing`).
     processing: bool,
+    /// How a Stripe payment was made, as its charge named it (`card`, `us_bank_account`,
+    /// `alipay`, `wechat_pay`, `link`, `apple_pay`, `google_pay`, `other`); `null` for an
+    /// offline gift and until Stripe says.
+    payment_method_type: Option<String>,
     /// When it was recorded.
     created_at: DateTime<Utc>,
 }
@@ -321,6 +325,7 @@ pub(super) async fn list(
                 received_on: r.received_on,
                 after_close: r.after_close,
                 processing,
+                payment_method_type: r.payment_method_type,
                 created_at: r.created_at.and_utc(),
             }
         })

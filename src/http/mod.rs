@@ -32,6 +32,7 @@ use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpServer, guard, web};
 
 pub use auth::Staff;
+pub(crate) use payments::payment_status;
 pub use stop::{Shutdown, stop_signal};
 
 use crate::auth::TokenKeys;
@@ -98,11 +99,6 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     if ran > 0 {
         tracing::info!(migrations = ran, "database migrated");
     }
-    let payments = config
-        .stripe
-        .as_ref()
-        .map(crate::payments::Payments::new)
-        .transpose()?;
     let (effects_tx, effects_rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = LedgerWriter::start(
         &config.database_url,
@@ -113,6 +109,12 @@ pub fn start(config: Config) -> Result<Running, anyhow::Error> {
     let mut config = config;
     crate::ledger::adopt_stored_fund(&mut config, &mut conn)?;
     drop(conn);
+    // After the fund is adopted: the methods offered are checked against its currency.
+    let payments = config
+        .stripe
+        .as_ref()
+        .map(crate::payments::Payments::new)
+        .transpose()?;
     let pool = db::pool(&config.database_url, config.pool_size)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     watch::spawn(pool.clone(), writer.clone(), Arc::clone(&stop))?;

@@ -299,6 +299,44 @@ pub(super) async fn stripe_webhook(
     }))
 }
 
+/// What the donor's page is told of its donation (one of
+/// [`crate::domain::PAYMENT_STATUSES`]), given the donation's status token; 404 for a wrong
+/// token, as for a donation that does not exist.
+pub(crate) async fn payment_status(
+    state: &State,
+    id: i64,
+    given: &str,
+) -> Result<String, AppError> {
+    use diesel::prelude::*;
+
+    let valid = status_token(state, id).is_some_and(|expected| {
+        // Constant time over equal-length hex strings.
+        expected.len() == given.len()
+            && expected
+                .bytes()
+                .zip(given.bytes())
+                .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !valid {
+        return Err(AppError::new(ErrorCode::NotFound, "no such donation"));
+    }
+    let (status, processing): (String, Option<chrono::NaiveDateTime>) =
+        super::with_conn(state, move |c| {
+            use crate::db::schema::donations;
+            Ok(donations::table
+                .find(id)
+                .select((donations::status, donations::processing_since))
+                .first(c)?)
+        })
+        .await?;
+    Ok(if status == "pending" && processing.is_some() {
+        "processing".to_owned()
+    } else {
+        status
+    })
+}
+
 /// A token that lets the donor's page ask for its donation's status and nothing else:
 /// HMAC-SHA256 of the donation id under the JWT secret, with its own label.
 fn status_token(state: &State, donation_id: i64) -> Option<String> {
@@ -338,36 +376,7 @@ pub(super) async fn donation_status(
     id: web::Path<i64>,
     q: web::Query<StatusQuery>,
 ) -> Result<HttpResponse, AppError> {
-    use diesel::prelude::*;
-
-    let id = id.into_inner();
-    let given = q.into_inner().token;
-    let valid = status_token(&state, id).is_some_and(|expected| {
-        // Constant time over equal-length hex strings.
-        expected.len() == given.len()
-            && expected
-                .bytes()
-                .zip(given.bytes())
-                .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if !valid {
-        return Err(AppError::new(ErrorCode::NotFound, "no such donation"));
-    }
-    let (status, processing): (String, Option<chrono::NaiveDateTime>) =
-        super::with_conn(&state, move |c| {
-            use crate::db::schema::donations;
-            Ok(donations::table
-                .find(id)
-                .select((donations::status, donations::processing_since))
-                .first(c)?)
-        })
-        .await?;
-    let status = if status == "pending" && processing.is_some() {
-        "processing".to_owned()
-    } else {
-        status
-    };
+    let status = payment_status(&state, id.into_inner(), &q.into_inner().token).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(DonationStatus { status }))

@@ -40,6 +40,11 @@ pub(super) struct RefundRequest {
         pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     reason: String,
+    /// The money goes back outside Stripe (a check mailed to the donor): recorded in the
+    /// ledger, never asked of Stripe. The way to refund a payment past its method's refund
+    /// window (422 `refund_window_passed`). Default false.
+    #[serde(default)]
+    outside_stripe: bool,
 }
 
 /// Refunds a donation: a card gift through Stripe (then recorded as Stripe reports it), an
@@ -56,7 +61,10 @@ pub(super) struct RefundRequest {
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "The donation"), super::payments::IdempotencyKey),
     request_body = RefundRequest,
-    responses((status = 200, description = "Refunded (or the same request replayed)", body = crate::ledger::refund::RefundOutcome)),
+    responses(
+        (status = 200, description = "Refunded (or the same request replayed)", body = crate::ledger::refund::RefundOutcome),
+        (status = 202, description = "Made by Stripe, finished later (Alipay, WeChat Pay): `status` is `pending`; raised is lowered when Stripe says it succeeded", body = crate::ledger::refund::RefundOutcome),
+    ),
 )]
 #[tracing::instrument(skip_all, fields(donation_id = tracing::field::Empty))]
 pub(super) async fn refund(
@@ -76,12 +84,18 @@ pub(super) async fn refund(
         None => None,
     };
     let reason = input::text("reason", &body.reason, 500)?;
-    // The fingerprint is of the request as parsed ("25" and "25.00" are one request).
+    // The fingerprint is of the request as parsed ("25" and "25.00" are one request); a
+    // refund through Stripe keeps the fingerprint it had before `outside_stripe` existed.
+    let mut fingerprint = serde_json::json!([donation_id, amount_minor, reason]);
+    if body.outside_stripe {
+        fingerprint
+            .as_array_mut()
+            .expect("an array")
+            .push("outside_stripe".into());
+    }
     let idempotency = key.map(|k| Idempotency {
         scope_key: format!("refund:{k}"),
-        request_hash: hex::encode(Sha256::digest(
-            serde_json::json!([donation_id, amount_minor, reason]).to_string(),
-        )),
+        request_hash: hex::encode(Sha256::digest(fingerprint.to_string())),
     });
     let open = || OpenRefund {
         donation_id,
@@ -91,6 +105,7 @@ pub(super) async fn refund(
         idempotency: idempotency.clone(),
         card_refunds: state.payments.is_some(),
         approval_above: state.config.approval_above_minor,
+        outside_stripe: body.outside_stripe,
     };
     let opened = match state.writer.submit(open()).await {
         // Held back by requests whose attempt died: learn from Stripe what became of them,
@@ -302,6 +317,7 @@ async fn record(
             charge,
             amount_refunded,
             stripe_refund_id: made.id,
+            status: made.status,
         })
         .await
 }

@@ -182,7 +182,10 @@ impl Op for ApproveRefund {
                 refund_requests::updated_at.eq(now),
             )
         };
-        if d.method != "card" {
+        if !row.outside_stripe {
+            super::refund_requests::within_refund_window(cx, &d)?;
+        }
+        if d.method != "card" || row.outside_stripe {
             let outcome = RecordRefund {
                 donation_id: d.id,
                 amount_minor: Some(row.amount_minor),

@@ -51,6 +51,34 @@ pub enum Fact {
         /// Total refunded so far, minor units.
         amount_refunded: i64,
     },
+    /// How a payment is made, as its charge names it (`charge.succeeded`, `charge.pending`).
+    PaymentMethod {
+        /// PaymentIntent id.
+        payment_intent: String,
+        /// Charge id.
+        charge: String,
+        /// The type to record ([`crate::domain::payment_methods::recorded_type`]).
+        method_type: String,
+    },
+    /// A refund Stripe made or finished (`refund.created`, `refund.updated`, `refund.failed`,
+    /// `charge.refund.updated`). For methods whose refunds settle later, the refund lowers
+    /// raised only when this says `succeeded`.
+    RefundUpdated {
+        /// `re_...`.
+        refund: String,
+        /// PaymentIntent id, if named.
+        payment_intent: Option<String>,
+        /// Charge id, if named.
+        charge: Option<String>,
+        /// Amount, minor units.
+        amount: i64,
+        /// `pending`, `requires_action`, `succeeded`, `failed` or `canceled`.
+        status: String,
+        /// Our refund request named in its metadata, if ours.
+        request_id: Option<i64>,
+        /// Stripe's `failure_reason`, if it failed.
+        failure_reason: Option<String>,
+    },
     /// A dispute withdrew funds.
     DisputeOpened {
         /// Dispute id.
@@ -110,8 +138,10 @@ impl Fact {
             Fact::PaymentSucceeded { payment_intent, .. }
             | Fact::PaymentProcessing { payment_intent, .. }
             | Fact::PaymentFailed { payment_intent, .. }
-            | Fact::PaymentCanceled { payment_intent, .. } => Some(payment_intent),
+            | Fact::PaymentCanceled { payment_intent, .. }
+            | Fact::PaymentMethod { payment_intent, .. } => Some(payment_intent),
             Fact::ChargeRefunded { payment_intent, .. }
+            | Fact::RefundUpdated { payment_intent, .. }
             | Fact::DisputeOpened { payment_intent, .. }
             | Fact::DisputeClosed { payment_intent, .. } => payment_intent.as_deref(),
             Fact::Payout { .. } | Fact::Foreign { .. } | Fact::Ignored => None,
@@ -121,8 +151,11 @@ impl Fact {
     /// The charge the fact is about, if it says.
     pub fn charge(&self) -> Option<&str> {
         match self {
-            Fact::PaymentSucceeded { charge, .. } => charge.as_deref(),
-            Fact::ChargeRefunded { charge, .. }
+            Fact::PaymentSucceeded { charge, .. } | Fact::RefundUpdated { charge, .. } => {
+                charge.as_deref()
+            }
+            Fact::PaymentMethod { charge, .. }
+            | Fact::ChargeRefunded { charge, .. }
             | Fact::DisputeOpened { charge, .. }
             | Fact::DisputeClosed { charge, .. } => Some(charge),
             _ => None,

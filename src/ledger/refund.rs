@@ -23,11 +23,21 @@ pub struct RecordRefund {
     pub actor: String,
 }
 
+/// A refund's money went back to the donor.
+pub const REFUND_SUCCEEDED: &str = "succeeded";
+/// Stripe made the refund and finishes it later (Alipay, WeChat Pay): raised is lowered when
+/// Stripe says it succeeded; if it fails, nothing is lowered and the admins are emailed.
+pub const REFUND_PENDING: &str = "pending";
+
 /// What a refund left.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RefundOutcome {
     /// Donation refunded.
     pub donation_id: i64,
+    /// `succeeded`, or `pending` (answered 202) while Stripe finishes a refund on a method
+    /// whose refunds settle later; `refunded` is then what will be refunded.
+    #[schema(value_type = String, example = "succeeded")]
+    pub status: &'static str,
     /// Refunded by this call.
     pub refunded: Money,
     /// Refunded in all, for this donation.
@@ -94,6 +104,7 @@ impl Op for RecordRefund {
         )?;
         Ok(RefundOutcome {
             donation_id: d.id,
+            status: REFUND_SUCCEEDED,
             refunded: Money::new(amount, c),
             refunded_total: Money::new(d.refunded_minor + amount, c),
             refundable: Money::new(refundable - amount, c),

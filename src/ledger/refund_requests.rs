@@ -24,9 +24,12 @@ use crate::money::Money;
 
 /// A request waiting for Stripe's answer.
 pub(super) const REQUESTED: &str = "requested";
+/// Made by Stripe, not finished (a method whose refunds settle later): held back until
+/// Stripe says `succeeded` (then `done`) or `failed`.
+pub(super) const PENDING: &str = "pending";
 /// Answered: refunded (`done`) or refused by Stripe (`failed`); the answer is stored.
 pub(super) const DONE: &str = "done";
-const FAILED: &str = "failed";
+pub(super) const FAILED: &str = "failed";
 /// Above `APPROVAL_THRESHOLD`: waiting for a second admin (see [`super::approvals`]).
 pub(super) const PENDING_APPROVAL: &str = "pending_approval";
 
@@ -48,6 +51,8 @@ pub struct OpenRefund {
     pub card_refunds: bool,
     /// Refunds above this (minor units) wait for a second admin's approval.
     pub approval_above: Option<i64>,
+    /// The money goes back outside Stripe (a check): recorded, never asked of Stripe.
+    pub outside_stripe: bool,
 }
 
 /// What opening a refund decided.
@@ -105,7 +110,7 @@ fn held_back(cx: &mut Ctx<'_>, donation_id: i64) -> Result<i64, AppError> {
         .filter(refund_requests::donation_id.eq(donation_id))
         .filter(
             refund_requests::state
-                .eq(REQUESTED)
+                .eq_any([REQUESTED, PENDING])
                 .or(refund_requests::state
                     .eq(PENDING_APPROVAL)
                     .and(refund_requests::created_at.gt(waiting_since))),
@@ -147,6 +152,35 @@ pub(super) fn refundable_amount(
         });
     }
     Ok(amount)
+}
+
+/// A refund through Stripe must be asked within its payment method's refund window (Alipay
+/// 90 days, WeChat Pay 180): past it Stripe would refuse, so it is refused here, before
+/// Stripe is called, with the way that remains (a check, recorded with `outside_stripe`).
+pub(super) fn within_refund_window(cx: &Ctx<'_>, d: &DonationRow) -> Result<(), AppError> {
+    let (Some(method), Some(paid)) = (d.payment_method_type.as_deref(), d.succeeded_at) else {
+        return Ok(());
+    };
+    let Some(days) = crate::domain::payment_methods::refund_window_days(method) else {
+        return Ok(());
+    };
+    let closed = paid + chrono::TimeDelta::days(days);
+    if cx.now <= closed {
+        return Ok(());
+    }
+    Err(AppError {
+        code: ErrorCode::RefundWindowPassed,
+        detail: format!(
+            "{method} payments can be refunded through Stripe for {days} days; this one was \
+             paid on {}. Refund the donor by check and record it with \"outside_stripe\": true",
+            paid.date()
+        ),
+        extra: Some(serde_json::json!({
+            "method": method, "window_days": days,
+            "window_closed_at": closed.and_utc().to_rfc3339(),
+            "suggestion": "refund by check, then record it with outside_stripe",
+        })),
+    })
 }
 
 /// The stored answer of an answered request.
@@ -196,6 +230,8 @@ impl OpenRefund {
                 actor: &self.actor,
                 reason: &self.reason,
                 state,
+                stripe_refund_id: None,
+                outside_stripe: self.outside_stripe,
                 status_code: answer.map(|a| i32::from(a.status)),
                 response_body: answer.map(|a| a.body.as_str()),
                 created_at: now,
@@ -234,10 +270,13 @@ impl Op for OpenRefund {
         let d = donation(cx, self.donation_id)?;
         refundable_status(&d)?;
         let amount = refundable_amount(cx, &d, self.amount_minor, 0)?;
+        if !self.outside_stripe {
+            within_refund_window(cx, &d)?;
+        }
         if self.approval_above.is_some_and(|above| amount > above) {
             return super::approvals::ask_approval(self, cx, &d, amount);
         }
-        if d.method != "card" {
+        if d.method != "card" || self.outside_stripe {
             // The money goes back outside the system: recorded at once.
             let outcome = RecordRefund {
                 donation_id: d.id,
@@ -279,6 +318,9 @@ pub struct FinishRefund {
     pub amount_refunded: i64,
     /// `re_...`.
     pub stripe_refund_id: String,
+    /// Stripe's status of the refund (`succeeded`, or `pending` on a method whose refunds
+    /// settle later).
+    pub status: String,
 }
 
 impl FinishRefund {
@@ -308,12 +350,29 @@ impl Op for FinishRefund {
             // Another attempt recorded it first.
             return Ok(stored(&row));
         }
+        let d = donation(cx, row.donation_id)?;
+        if super::card::settles_later(&d) {
+            // Counted when Stripe says it succeeded (now, or by a later event).
+            super::card::refund_updated(
+                cx,
+                &d,
+                &super::card::RefundUpdate {
+                    refund: &self.stripe_refund_id,
+                    amount: row.amount_minor,
+                    status: &self.status,
+                    request_id: Some(row.id),
+                    failure_reason: None,
+                },
+            )?;
+            return Ok(stored(&request(cx, row.id)?));
+        }
         self.event(cx).apply(cx)?;
         let d = donation(cx, row.donation_id)?;
         let others = held_back(cx, d.id)? - row.amount_minor;
         let c = cx.st.currency;
         let outcome = RefundOutcome {
             donation_id: d.id,
+            status: super::refund::REFUND_SUCCEEDED,
             refunded: Money::new(row.amount_minor, c),
             refunded_total: Money::new(d.refunded_minor, c),
             refundable: Money::new(

@@ -370,7 +370,11 @@ impl Mailer {
                     "anonymous": d.anonymous,
                     "receipt_number": receipt_number(d.id),
                     "date": if row.kind == "refund" { row.created_at.date() } else { date },
-                    "method": d.method,
+                    // How it was paid, as Stripe's charge named it; a Stripe payment whose
+                    // charge has not said yet is an online payment.
+                    "method": d.payment_method_type.as_deref().unwrap_or(
+                        if d.payment_intent_id.is_some() { "online" } else { d.method.as_str() }
+                    ),
                 });
                 merge(&mut ctx, &donor);
                 d.email.into_iter().collect()

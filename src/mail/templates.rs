@@ -11,13 +11,14 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, HtmlEscape, State, co
 use serde::Serialize;
 
 /// Kinds of email.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "receipt",
     "refund",
     "intake_closed",
     "year_end",
     "lookup_code",
     "payment_failed",
+    "refund_failed",
 ];
 /// Languages, as stored on donations.
 pub const LOCALES: [&str; 2] = ["en", "zh-CN"];
@@ -47,6 +48,8 @@ const TEMPLATES: &[(&str, &str)] = embedded!(
     "lookup_code.html",
     "payment_failed.txt",
     "payment_failed.html",
+    "refund_failed.txt",
+    "refund_failed.html",
 );
 
 /// The strings of each language in `LOCALES`, compiled in.

@@ -75,6 +75,15 @@ pub fn succeeded_fact(pi: &Value) -> Option<Fact> {
     })
 }
 
+/// The payment method type to record for a charge (its `payment_method_details`), if it
+/// names one.
+pub fn method_of_charge(charge: &Value) -> Option<&'static str> {
+    let details = charge.get("payment_method_details")?;
+    let kind = details.get("type").and_then(Value::as_str)?;
+    let wallet = details.pointer("/card/wallet/type").and_then(Value::as_str);
+    Some(crate::domain::payment_methods::recorded_type(kind, wallet))
+}
+
 fn metadata_donation(obj: &Value) -> Option<i64> {
     obj.pointer("/metadata/donation_id").and_then(int)
 }
@@ -125,6 +134,31 @@ pub fn parse_event(v: &Value) -> Result<Event, String> {
                 .and_then(int)
                 .ok_or_else(|| missing("amount_refunded"))?,
         },
+        "charge.succeeded" | "charge.pending" => match method_of_charge(obj) {
+            Some(method_type) => Fact::PaymentMethod {
+                payment_intent: obj
+                    .get("payment_intent")
+                    .and_then(id_of)
+                    .ok_or_else(|| missing("payment_intent"))?,
+                charge: text(obj, "id").ok_or_else(|| missing("id"))?,
+                method_type: method_type.to_owned(),
+            },
+            None => Fact::Ignored,
+        },
+        "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated" => {
+            Fact::RefundUpdated {
+                refund: text(obj, "id").ok_or_else(|| missing("id"))?,
+                payment_intent: obj.get("payment_intent").and_then(id_of),
+                charge: obj.get("charge").and_then(id_of),
+                amount: obj
+                    .get("amount")
+                    .and_then(int)
+                    .ok_or_else(|| missing("amount"))?,
+                status: text(obj, "status").ok_or_else(|| missing("status"))?,
+                request_id: obj.pointer("/metadata/refund_request").and_then(int),
+                failure_reason: text(obj, "failure_reason"),
+            }
+        }
         "charge.dispute.created" | "charge.dispute.closed" => {
             let status = text(obj, "status").unwrap_or_default();
             // Inquiries ("warning_*") never withdraw funds.
@@ -223,6 +257,39 @@ mod tests {
         let unknown = json!({"id": "evt_3", "type": "customer.created", "data": {"object": {}}});
         assert_eq!(parse_event(&unknown).expect("parses").fact, Fact::Ignored);
         assert!(parse_event(&json!({"type": "x"})).is_err());
+    }
+
+    #[test]
+    fn charges_name_their_method_and_refunds_their_state() {
+        let ch = json!({"id": "evt_6", "type": "charge.succeeded", "data": {"object": {
+            "id": "ch_1", "payment_intent": "pi_1",
+            "payment_method_details": {"type": "card", "card": {"wallet": {"type": "google_pay"}}}}}});
+        assert_eq!(
+            parse_event(&ch).expect("parses").fact,
+            Fact::PaymentMethod {
+                payment_intent: "pi_1".into(),
+                charge: "ch_1".into(),
+                method_type: "google_pay".into()
+            }
+        );
+        let bare =
+            json!({"id": "evt_7", "type": "charge.pending", "data": {"object": {"id": "ch_1"}}});
+        assert_eq!(parse_event(&bare).expect("parses").fact, Fact::Ignored);
+        let re = json!({"id": "evt_8", "type": "charge.refund.updated", "data": {"object": {
+            "id": "re_1", "object": "refund", "amount": 700, "charge": "ch_1", "payment_intent": "pi_1",
+            "status": "failed", "failure_reason": "unknown", "metadata": {"refund_request": "4"}}}});
+        assert_eq!(
+            parse_event(&re).expect("parses").fact,
+            Fact::RefundUpdated {
+                refund: "re_1".into(),
+                payment_intent: Some("pi_1".into()),
+                charge: Some("ch_1".into()),
+                amount: 700,
+                status: "failed".into(),
+                request_id: Some(4),
+                failure_reason: Some("unknown".into())
+            }
+        );
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub struct Payments {
     pub js_url: String,
     /// Whose events are ours (the key's mode, the configured account).
     pub owner: owner::Owner,
+    /// The payment method types the donor page offers (`PAYMENT_METHODS`).
+    pub methods: Vec<String>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -135,6 +137,7 @@ impl Payments {
             webhook_secrets: cfg.webhook_secrets.clone(),
             js_url: cfg.js_url.clone(),
             owner: owner::Owner::new(&cfg.secret_key, cfg.account_id.as_deref()),
+            methods: cfg.payment_methods.clone(),
         })
     }
 
@@ -209,11 +212,21 @@ impl Payments {
         amount_minor: i64,
         currency: &str,
     ) -> Result<Intent, StripeCallError> {
-        let form = serde_json::json!({
+        // Exactly the enabled methods: `payment_method_types` ("The list of payment method
+        // types that this PaymentIntent can use", Stripe's API description of
+        // PaymentIntent create), not `automatic_payment_methods`, which offers whatever the
+        // Dashboard's settings enable and cannot be narrowed to a list from here.
+        let mut form = serde_json::json!({
             "amount": amount_minor,
             "currency": currency.to_lowercase(),
             "metadata": { "donation_id": donation_id.to_string() },
+            "payment_method_types": crate::domain::payment_methods::intent_types(&self.methods),
         });
+        if self.methods.iter().any(|m| m == "wechat_pay") {
+            // A QR code shown in a desktop or mobile browser (the page confirms with it).
+            form["payment_method_options"] =
+                serde_json::json!({ "wechat_pay": { "client": "web" } });
+        }
         let v = self
             .call(
                 StripeMethod::Post,
@@ -369,6 +382,7 @@ impl Payments {
                     currency: currency.to_uppercase(),
                     exchange_rate: exchange_rate(&bt),
                     charge: charge_id,
+                    method_type: events::method_of_charge(&ch).map(str::to_owned),
                 }))
             }
             _ => Ok(None),

@@ -13,6 +13,23 @@ pub struct RefundMade {
     pub id: String,
     /// The charge refunded, if the answer names it.
     pub charge: Option<String>,
+    /// Stripe's status: `succeeded`, or `pending` while a method that refunds later works.
+    pub status: String,
+}
+
+impl RefundMade {
+    fn of(r: &Value) -> RefundMade {
+        RefundMade {
+            id: r.get("id").and_then(events::id_of).unwrap_or_default(),
+            charge: r.get("charge").and_then(events::id_of),
+            // An answer without a status is from before refunds had one: made.
+            status: r
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("succeeded")
+                .to_owned(),
+        }
+    }
 }
 
 impl Payments {
@@ -33,10 +50,7 @@ impl Payments {
         let v = self
             .call(StripeMethod::Post, "/refunds", Some(&form), None, Some(key))
             .await?;
-        Ok(RefundMade {
-            id: v.get("id").and_then(events::id_of).unwrap_or_default(),
-            charge: v.get("charge").and_then(events::id_of),
-        })
+        Ok(RefundMade::of(&v))
     }
 
     /// The refunds of a payment (newest first, up to 100), each with the refund request
@@ -54,10 +68,7 @@ impl Payments {
             .map(|data| {
                 data.iter()
                     .map(|r| {
-                        let made = RefundMade {
-                            id: r.get("id").and_then(events::id_of).unwrap_or_default(),
-                            charge: r.get("charge").and_then(events::id_of),
-                        };
+                        let made = RefundMade::of(r);
                         let request = r.pointer("/metadata/refund_request").and_then(events::int);
                         (made, request)
                     })

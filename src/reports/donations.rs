@@ -123,8 +123,9 @@ pub fn iso(t: NaiveDateTime) -> String {
     t.and_utc().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// Columns; the last three came later, at the end so that earlier column positions hold.
-const HEADER: [&str; 22] = [
+/// Columns; those after `created_at` came later, at the end so that earlier column positions
+/// hold.
+const HEADER: [&str; 23] = [
     "id",
     "received_at",
     "donor_name",
@@ -147,6 +148,7 @@ const HEADER: [&str; 22] = [
     "settled_amount",
     "exchange_rate",
     "fee_covered",
+    "payment_method_type",
 ];
 
 /// Streams the donations export into `out`.
@@ -249,5 +251,14 @@ fn donation_fields(line: &Line, c: Currency, labels: &[String]) -> Vec<String> {
         settled,
         text_cell(d.exchange_rate.as_deref().unwrap_or_default()).into_owned(),
         money(c, d.fee_covered_minor),
+        payment_method_type(d).to_owned(),
     ]
+}
+
+/// How a gift was paid, for reports: the type Stripe's charge named (`card`,
+/// `us_bank_account`, `alipay`, `wechat_pay`, `link`, `apple_pay`, ...); for an offline gift,
+/// its method (`check`, `wire`, ...); a Stripe gift recorded before the type was kept was a
+/// card (cards were the only method then).
+pub fn payment_method_type(d: &crate::db::models::DonationRow) -> &str {
+    d.payment_method_type.as_deref().unwrap_or(&d.method)
 }

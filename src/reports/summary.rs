@@ -86,10 +86,32 @@ pub struct Summary {
     pub days: Vec<DayTotal>,
     /// The days' sums.
     pub totals: DayTotal,
+    /// The same sums by how the gifts were paid (within the filters).
+    pub by_method: Vec<MethodTotal>,
     /// Card gifts (within the filters) whose Stripe account settled them in another
     /// currency, by that currency: their fees and net stay in it (not converted), so the
     /// days' fees and net leave them out rather than count them as the fund's money.
     pub settled_in_other_currencies: Vec<SettledTotal>,
+}
+
+/// The gifts paid one way.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MethodTotal {
+    /// `card`, `us_bank_account`, `alipay`, `wechat_pay`, `link`, a card wallet such as
+    /// `apple_pay`, or an offline method (`check`, `wire`, `cash`, `other`).
+    pub method: String,
+    /// Succeeded gifts.
+    pub gifts: u64,
+    /// Their amounts.
+    pub gross: Money,
+    /// Stripe's fees (of the gifts settled in the fund's currency).
+    pub fees: Money,
+    /// Gross less fees (likewise).
+    pub net: Money,
+    /// Refunded since.
+    pub refunds: Money,
+    /// Withdrawn by disputes (an ACH return is one) since.
+    pub disputed: Money,
 }
 
 /// Gifts settled in one other currency, with that currency's figures.
@@ -128,6 +150,16 @@ struct Acc {
 }
 
 impl Acc {
+    fn add(&mut self, other: &Acc) {
+        self.gifts += other.gifts;
+        self.gross += other.gross;
+        self.fees += other.fees;
+        self.net += other.net;
+        self.refunds += other.refunds;
+        self.disputed += other.disputed;
+        self.paid_out += other.paid_out;
+    }
+
     fn view(self, date: NaiveDate, c: Currency) -> DayTotal {
         DayTotal {
             date,
@@ -169,6 +201,7 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
     let mut gift_counts = vec![0_u64; periods.len()];
     let mut days: BTreeMap<NaiveDate, Acc> = BTreeMap::new();
     let mut elsewhere: BTreeMap<String, Settled> = BTreeMap::new();
+    let mut methods: BTreeMap<String, Acc> = BTreeMap::new();
     walk(conn, &mut allocator, |line| {
         for (i, m) in &line.allocation {
             covered[*i] += m;
@@ -176,9 +209,13 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
         }
         if line.row.status == "succeeded" && matches(filters, &period_ids, line) {
             let d = &line.row;
-            let acc = days.entry(line.date()).or_default();
-            acc.gifts += 1;
-            acc.gross += d.amount_minor;
+            let mut gift = Acc {
+                gifts: 1,
+                gross: d.amount_minor,
+                refunds: d.refunded_minor,
+                disputed: d.disputed_minor,
+                ..Acc::default()
+            };
             match d.fee_currency.as_deref() {
                 Some(other) if !other.eq_ignore_ascii_case(&d.currency) => {
                     let s = elsewhere.entry(other.to_uppercase()).or_default();
@@ -189,12 +226,18 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
                 }
                 _ => {
                     let fee = d.fee_minor.unwrap_or(0);
-                    acc.fees += fee;
-                    acc.net += d.net_minor.unwrap_or(d.amount_minor - fee);
+                    gift.fees = fee;
+                    gift.net = d.net_minor.unwrap_or(d.amount_minor - fee);
                 }
             }
-            acc.refunds += d.refunded_minor;
-            acc.disputed += d.disputed_minor;
+            days.entry(line.date()).or_default().add(&gift);
+            let method = super::donations::payment_method_type(d);
+            match methods.get_mut(method) {
+                Some(acc) => acc.add(&gift),
+                None => {
+                    methods.insert(method.to_owned(), gift);
+                }
+            }
         }
         true
     })?;
@@ -204,15 +247,10 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
             days.entry(day).or_default().paid_out += amount;
         }
     }
-    let total = days.values().fold(Acc::default(), |a, d| Acc {
-        gifts: a.gifts + d.gifts,
-        gross: a.gross + d.gross,
-        fees: a.fees + d.fees,
-        net: a.net + d.net,
-        refunds: a.refunds + d.refunds,
-        disputed: a.disputed + d.disputed,
-        paid_out: a.paid_out + d.paid_out,
-    });
+    let mut total = Acc::default();
+    for d in days.values() {
+        total.add(d);
+    }
     let row = &fund.row;
     let budgets: i64 = periods.iter().map(|p| p.budget_minor).sum();
     Ok(Summary {
@@ -242,6 +280,18 @@ pub fn summary(conn: &mut DbConn, filters: &Filters) -> Result<Summary, AppError
             .collect(),
         days: days.iter().map(|(d, a)| a.view(*d, c)).collect(),
         totals: total.view(filters.to.or(filters.from).unwrap_or_default(), c),
+        by_method: methods
+            .into_iter()
+            .map(|(method, a)| MethodTotal {
+                method,
+                gifts: a.gifts,
+                gross: Money::new(a.gross, c),
+                fees: Money::new(a.fees, c),
+                net: Money::new(a.net, c),
+                refunds: Money::new(a.refunds, c),
+                disputed: Money::new(a.disputed, c),
+            })
+            .collect(),
         settled_in_other_currencies: elsewhere
             .into_iter()
             .map(|(currency, s)| SettledTotal {

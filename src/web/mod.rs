@@ -2,6 +2,7 @@
 //! security headers every response carries. Templates, strings and assets are compiled in.
 
 pub(crate) mod charts;
+mod donate_return;
 mod ledger;
 mod receipts;
 
@@ -28,6 +29,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../web/templates/donate.html"),
     ),
     ("admin.html", include_str!("../../web/templates/admin.html")),
+    (
+        "donate_return.html",
+        include_str!("../../web/templates/donate_return.html"),
+    ),
     (
         "receipts.html",
         include_str!("../../web/templates/receipts.html"),
@@ -108,6 +113,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/static/{name}", web::get().to(asset))
         .configure(charts::routes)
         .configure(ledger::routes)
+        .configure(donate_return::routes)
         .configure(receipts::routes);
 }
 
@@ -225,8 +231,18 @@ async fn donate(state: State, req: HttpRequest) -> Result<HttpResponse, AppError
     )
 }
 
-async fn admin(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    render("admin.html", language(&req), json!({}))
+async fn admin(state: State, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    // The payment methods the donor page offers, each with Stripe's limits beside it.
+    let methods: Vec<&str> = state
+        .payments
+        .as_ref()
+        .map(|p| p.methods.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    render(
+        "admin.html",
+        language(&req),
+        json!({ "payment_methods": methods }),
+    )
 }
 
 async fn asset(name: web::Path<String>) -> Result<HttpResponse, AppError> {

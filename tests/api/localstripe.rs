@@ -129,6 +129,62 @@ impl LocalStripe {
         v["status"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// What the donor's browser does through the Payment Element: confirms with a payment
+    /// method of `kind` (`us_bank_account`, `alipay`, `wechat_pay`, `card`); the intent after.
+    /// (`tests/peers/localstripe_methods.py` adds the methods other than cards.)
+    pub async fn confirm_with(&self, pi: &str, kind: &str, return_url: &str) -> Value {
+        let mut form = vec![
+            ("payment_method_data[type]", kind),
+            ("return_url", return_url),
+        ];
+        if kind == "wechat_pay" {
+            form.push(("payment_method_options[wechat_pay][client]", "web"));
+        }
+        self.post(&format!("/v1/payment_intents/{pi}/confirm"), &form)
+            .await
+    }
+
+    /// A form POST to localstripe with the secret key; its JSON answer (errors too).
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        self.post(path, form).await
+    }
+
+    /// Test hook: a bank debit in `processing`, or an Alipay / WeChat Pay payment waiting for
+    /// the donor, ends `succeeded` or `failed` (Stripe's events follow).
+    pub async fn settle(&self, pi: &str, outcome: &str) -> Value {
+        self.post(
+            &format!("/_test/payment_intents/{pi}/settle"),
+            &[("outcome", outcome)],
+        )
+        .await
+    }
+
+    /// Test hook: the donor's bank returns a bank debit after it succeeded (Stripe reports
+    /// it as a lost dispute).
+    pub async fn return_debit(&self, pi: &str) -> Value {
+        self.post(&format!("/_test/payment_intents/{pi}/return"), &[])
+            .await
+    }
+
+    /// Test hook: a pending refund (Alipay, WeChat Pay) ends `succeeded` or `failed`.
+    pub async fn settle_refund(&self, refund: &str, outcome: &str) -> Value {
+        self.post(
+            &format!("/_test/refunds/{refund}/settle"),
+            &[("outcome", outcome)],
+        )
+        .await
+    }
+
+    /// The refunds of a payment, as Stripe lists them.
+    pub async fn refunds_of(&self, pi: &str) -> Vec<Value> {
+        self.get(&format!("/v1/refunds?payment_intent={pi}"))
+            .await
+            .expect("refunds")["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// A refund made at Stripe directly (as in its dashboard), `amount` in minor units.
     pub async fn refund(&self, pi: &str, amount: i64) -> Value {
         let amount = amount.to_string();

@@ -27,6 +27,7 @@ mod model;
 mod offline;
 mod outbox_review;
 mod pages;
+mod pay_methods;
 mod payouts;
 mod public_ledger;
 mod readiness;

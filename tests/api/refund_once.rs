@@ -357,6 +357,8 @@ fn opened_long_ago(
             actor: "admin-0@example.org",
             reason: "asked before the crash",
             state: "requested",
+            stripe_refund_id: None,
+            outside_stripe: false,
             status_code: None,
             response_body: None,
             created_at: then,

@@ -72,7 +72,10 @@ fn untie(app: &TestApp, id: i64) {
 }
 
 /// The donations export as one map (column → value) per donation id.
-async fn csv_by_id(app: &TestApp, token: &str) -> HashMap<String, HashMap<String, String>> {
+pub(crate) async fn csv_by_id(
+    app: &TestApp,
+    token: &str,
+) -> HashMap<String, HashMap<String, String>> {
     let text = crate::reports::get_csv(app, "/api/reports/donations.csv", token).await;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)

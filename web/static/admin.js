@@ -619,7 +619,7 @@
         el('td', { className: 'num' }, d.id),
         el('td', null, date),
         donor,
-        el('td', null, methodText(d.method), d.reference ? ` (${d.reference})` : ''),
+        el('td', null, methodText(d.payment_method_type || d.method), d.reference ? ` (${d.reference})` : ''),
         el('td', null, statusText(d)),
         el('td', { className: 'num' }, money(d.amount)),
         el('td', { className: 'num' }, Number(d.refunded) > 0 ? money(d.refunded) : ''),
@@ -677,6 +677,15 @@
       'aria-describedby': `${idBase}-error`,
     });
     const error = el('p', { className: 'error', id: `${idBase}-error`, 'aria-live': 'polite' });
+    // A Stripe gift may be refunded by check instead (past Alipay's or WeChat Pay's window).
+    const outside = el('input', { type: 'checkbox', className: 'checkbox', id: `${idBase}-outside` });
+    const outsideRow = el(
+      'div',
+      { className: 'field checkbox-field' },
+      outside,
+      el('label', { for: `${idBase}-outside` }, t('refund_outside_stripe')),
+    );
+    outsideRow.hidden = d.method !== 'card';
     const submit = el('button', { type: 'submit', className: 'button button-primary button-small' }, t('refund_submit'));
     const cancel = el('button', { type: 'button', className: 'button button-secondary button-small' }, t('period_cancel'));
     const formEl = el(
@@ -686,6 +695,7 @@
       amount,
       el('label', { className: 'label', for: `${idBase}-reason` }, t('refund_reason_label')),
       reason,
+      outsideRow,
       error,
       el('div', { className: 'button-row' }, submit, cancel),
     );
@@ -699,6 +709,7 @@
       const payload = { reason: reason.value.trim() };
       const a = amount.value.trim().replace(/[,\s]/g, '');
       if (a) payload.amount = a;
+      if (outside.checked) payload.outside_stripe = true;
       if (!payload.reason) {
         error.textContent = t('error_invalid_field', { field: t('refund_reason_label') });
         reason.focus();
@@ -715,7 +726,12 @@
         const res = await api('POST', `/api/admin/donations/${encodeURIComponent(d.id)}/refund`, payload, {
           idempotencyKey: refundKey,
         });
-        const done = res && res.state === 'pending_approval' ? t('refund_pending_approval') : t('refund_done');
+        const done =
+          res && res.state === 'pending_approval'
+            ? t('refund_pending_approval')
+            : res && res.status === 'pending'
+              ? t('refund_pending_stripe')
+              : t('refund_done');
         say('donations-status', done);
         await Promise.all([loadDonations(), loadFund()]);
         loadCharts();

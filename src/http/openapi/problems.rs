@@ -259,6 +259,7 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
             &[
                 E::InvalidAmount,
                 E::RefundExceedsRemaining,
+                E::RefundWindowPassed,
                 E::IdempotencyConflict,
                 E::NotFound,
                 E::PaymentsUnavailable,
@@ -278,6 +279,7 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
                 E::ApprovalOwnRequest,
                 E::ApprovalNotPending,
                 E::RefundExceedsRemaining,
+                E::RefundWindowPassed,
                 E::NotFound,
                 E::PaymentsUnavailable,
                 E::PaymentProviderError,

@@ -150,7 +150,8 @@ impl Op for ApplyStripeEvent {
                 Some(_),
                 Fact::PaymentProcessing { .. }
                 | Fact::PaymentFailed { .. }
-                | Fact::PaymentCanceled { .. },
+                | Fact::PaymentCanceled { .. }
+                | Fact::PaymentMethod { .. },
             ) => true,
             // Refunds and disputes need the payment recorded first.
             (Some(d), _) => d.status == "succeeded",
@@ -281,7 +282,8 @@ pub(super) fn apply_kept(
             Fact::PaymentSucceeded { .. } => mismatch(&d, &fact).is_none(),
             Fact::PaymentProcessing { .. }
             | Fact::PaymentFailed { .. }
-            | Fact::PaymentCanceled { .. } => true,
+            | Fact::PaymentCanceled { .. }
+            | Fact::PaymentMethod { .. } => true,
             _ => d.status == "succeeded",
         };
         if !ready {

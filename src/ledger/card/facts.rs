@@ -35,7 +35,7 @@ fn set_status(
 
 /// Moves money out of a donation (refund or dispute): a ledger entry, and the count drops
 /// when nothing of the donation counts any more.
-fn withdraw(
+pub(super) fn withdraw(
     cx: &mut Ctx<'_>,
     d: &DonationRow,
     kind: &str,
@@ -158,6 +158,35 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
             }
             Ok(())
         }
+        Fact::PaymentMethod { method_type, .. } => {
+            if d.payment_method_type.as_deref() != Some(method_type.as_str()) {
+                diesel::update(donations::table.find(d.id))
+                    .set(donations::payment_method_type.eq(method_type))
+                    .execute(cx.conn()?)?;
+            }
+            Ok(())
+        }
+        Fact::RefundUpdated {
+            refund,
+            amount,
+            status,
+            request_id,
+            failure_reason,
+            ..
+        } => super::refund_updated(
+            cx,
+            d,
+            &super::RefundUpdate {
+                refund,
+                amount: *amount,
+                status,
+                request_id: *request_id,
+                failure_reason: failure_reason.as_deref(),
+            },
+        ),
+        // Refunds that settle later count one by one, when each succeeds (`RefundUpdated`):
+        // this total includes those still pending.
+        Fact::ChargeRefunded { .. } if super::settles_later(d) => Ok(()),
         Fact::ChargeRefunded {
             amount_refunded,
             charge,

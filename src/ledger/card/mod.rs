@@ -4,8 +4,10 @@
 
 mod events;
 mod facts;
+mod refunds;
 
 pub use events::{ApplyStripeEvent, EventOutcome};
+pub(crate) use refunds::{RefundUpdate, refund_updated, settles_later};
 
 use diesel::prelude::*;
 
@@ -274,6 +276,8 @@ pub struct Settlement {
     pub exchange_rate: Option<String>,
     /// The charge.
     pub charge: String,
+    /// How it was paid, as the charge names it, if it does.
+    pub method_type: Option<String>,
 }
 
 /// Stores fee and net from the charge's balance transaction, with its currency (the
@@ -301,6 +305,11 @@ impl Op for SetFees {
                 donations::exchange_rate.eq(&s.exchange_rate),
             ))
             .execute(cx.donations_table()?)?;
+        if let Some(m) = &s.method_type {
+            diesel::update(donations::table.find(self.donation_id))
+                .set(donations::payment_method_type.eq(m))
+                .execute(cx.conn()?)?;
+        }
         Ok(())
     }
 }

@@ -141,6 +141,22 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             })),
         ),
         (
+            "refund_failed",
+            "wechat_pay",
+            with(json!({
+                "to": "admin@example.org", "refund_donation": 41, "amount": "88.00",
+                "refund": "re_3Qx", "failure_reason": "expired_or_canceled_card", "method": "wechat_pay",
+            })),
+        ),
+        (
+            "refund_failed",
+            "dashboard_refund_no_method",
+            with(json!({
+                "to": "admin@example.org", "refund_donation": 7, "amount": "1,000.00",
+                "refund": "re_<b>", "failure_reason": "unknown", "method": null,
+            })),
+        ),
+        (
             "lookup_code",
             "code",
             with(

@@ -1,0 +1,479 @@
+//! Every way donors pay (issue 20), against localstripe extended with Stripe's other payment
+//! method types (`tests/peers/localstripe_methods.py`): intents offer exactly
+//! `PAYMENT_METHODS`, a bank debit is `processing` until it settles and a return after success
+//! withdraws it, Alipay and WeChat Pay refunds count only when Stripe finishes them (a failed
+//! one lowers nothing and tells the admins), a refund past the method's window is refused
+//! before Stripe is asked, the method is recorded and reported, and the return page speaks
+//! both languages.
+
+use std::time::Duration;
+
+use crowdledger::auth::Role;
+use diesel::prelude::*;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app_with_stripe};
+use crate::localstripe::LocalStripe;
+use crate::smtp::SmtpSink;
+use crowdledger::db::schema::{donations, refund_requests};
+
+fn stripe(app: &TestApp) -> &LocalStripe {
+    app.stripe.as_ref().expect("app started with localstripe")
+}
+
+/// A donation through the API: (donation id, intent id, status token).
+async fn donate(app: &TestApp, amount: &str) -> (i64, String, String) {
+    let resp = app.donate(amount).await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.expect("json");
+    let pi = body["client_secret"].as_str().expect("secret");
+    let pi = pi.split("_secret_").next().expect("pi").to_owned();
+    let token = body["status_token"].as_str().expect("token").to_owned();
+    (body["donation_id"].as_i64().expect("id"), pi, token)
+}
+
+fn return_url(app: &TestApp, id: i64, token: &str) -> String {
+    format!(
+        "{}/donate/return?donation={id}&token={token}&lang=zh-CN",
+        app.addr
+    )
+}
+
+async fn page_status(app: &TestApp, id: i64, token: &str) -> String {
+    let resp = app
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/donations/{id}/status?token={token}"),
+            None,
+            None,
+        )
+        .await;
+    let body: Value = resp.json().await.expect("json");
+    body["status"].as_str().expect("status").to_owned()
+}
+
+async fn wait_status(app: &TestApp, id: i64, token: &str, want: &str) {
+    for _ in 0..150 {
+        if page_status(app, id, token).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "donation {id} never became {want} (is {})",
+        page_status(app, id, token).await
+    );
+}
+
+fn method_type(app: &TestApp, id: i64) -> Option<String> {
+    donations::table
+        .find(id)
+        .select(donations::payment_method_type)
+        .first(&mut app.conn())
+        .expect("row")
+}
+
+async fn wait_method(app: &TestApp, id: i64, want: &str) {
+    for _ in 0..100 {
+        if method_type(app, id).as_deref() == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "donation {id} recorded {:?}, not {want}",
+        method_type(app, id)
+    );
+}
+
+async fn refund(app: &TestApp, admin: &str, id: i64, body: &Value, key: &str) -> reqwest::Response {
+    app.client
+        .post(format!("{}/api/admin/donations/{id}/refund", app.addr))
+        .bearer_auth(admin)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("refund request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_debit_counts_when_it_arrives_and_a_return_withdraws_it() {
+    let app = spawn_app_with_stripe(&[("PAYMENT_METHODS", "card,us_bank_account")]).await;
+    let admin = app.token(Role::Admin).await;
+    let ls = stripe(&app);
+    let (id, pi, token) = donate(&app, "5000.00").await;
+    // The intent offers exactly the enabled methods (Link beside cards).
+    let types = ls.intent(&pi).await["payment_method_types"].clone();
+    assert_eq!(types, json!(["card", "us_bank_account", "link"]));
+    let confirmed = ls
+        .confirm_with(&pi, "us_bank_account", &return_url(&app, id, &token))
+        .await;
+    assert_eq!(confirmed["status"], "processing", "{confirmed}");
+    wait_status(&app, id, &token, "processing").await;
+    assert_eq!(app.fund().await["raised"], "0.00", "not counted on its way");
+    wait_method(&app, id, "us_bank_account").await;
+    // The return page tells the donor, in the language of the address.
+    let page = app
+        .client
+        .get(return_url(&app, id, &token))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("data-shown=\"processing\""), "{html}");
+    assert!(html.contains("到账后我们会发电子邮件通知您"), "{html}");
+    // Four business days later it arrives.
+    ls.settle(&pi, "succeeded").await;
+    app.wait_for_fund(|f| f["raised"] == "5000.00").await;
+    assert_eq!(page_status(&app, id, &token).await, "succeeded");
+    let csv = crate::stripe_review::csv_by_id(&app, &admin).await;
+    assert_eq!(
+        csv[&id.to_string()]["payment_method_type"],
+        "us_bank_account"
+    );
+    let summary = app.get_json("/api/reports/summary", &admin).await;
+    let debit = summary["by_method"]
+        .as_array()
+        .expect("by_method")
+        .iter()
+        .find(|m| m["method"] == "us_bank_account")
+        .cloned()
+        .expect("a line for bank debits");
+    assert_eq!(
+        (debit["gifts"].clone(), debit["gross"].clone()),
+        (json!(1), json!("5000.00"))
+    );
+    // The donor's bank returns it: a dispute that cannot be contested, lost.
+    ls.return_debit(&pi).await;
+    app.wait_for_fund(|f| f["raised"] == "0.00").await;
+    let summary = app.get_json("/api/reports/summary", &admin).await;
+    let debit = summary["by_method"]
+        .as_array()
+        .expect("by_method")
+        .iter()
+        .find(|m| m["method"] == "us_bank_account")
+        .cloned()
+        .expect("line");
+    assert_eq!(debit["disputed"], "5000.00");
+    assert!(app.verify().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_debit_refused_after_processing_fails_and_counts_nothing() {
+    let sink = SmtpSink::start().await;
+    let smtp = sink.url();
+    let app = spawn_app_with_stripe(&[
+        ("PAYMENT_METHODS", "us_bank_account"),
+        ("FUND_TARGET", "1000.00"),
+        ("FUND_CAP_MODE", "strict"),
+        ("SMTP_URL", &smtp),
+    ])
+    .await;
+    let ls = stripe(&app);
+    let (id, pi, token) = donate(&app, "700.00").await;
+    assert_eq!(
+        ls.intent(&pi).await["payment_method_types"],
+        json!(["us_bank_account"])
+    );
+    ls.confirm_with(&pi, "us_bank_account", &return_url(&app, id, &token))
+        .await;
+    wait_status(&app, id, &token, "processing").await;
+    assert_problem(app.donate("400.00").await, 409, "exceeds_remaining").await;
+    ls.settle(&pi, "failed").await;
+    wait_status(&app, id, &token, "failed").await;
+    assert_eq!(app.fund().await["raised"], "0.00");
+    assert_eq!(
+        app.donate("900.00").await.status(),
+        201,
+        "reservation released"
+    );
+    let mails = sink.wait_for(1, 15).await;
+    assert!(
+        mails[0]["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("未能完成")),
+        "{}",
+        mails[0]
+    );
+    assert!(app.verify().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alipay_refunds_count_when_stripe_finishes_them_and_a_failed_one_tells_the_admins() {
+    let sink = SmtpSink::start().await;
+    let smtp = sink.url();
+    let app =
+        spawn_app_with_stripe(&[("PAYMENT_METHODS", "card,alipay"), ("SMTP_URL", &smtp)]).await;
+    let admin = app.token(Role::Admin).await;
+    let ls = stripe(&app);
+    let (id, pi, token) = donate(&app, "100.00").await;
+    // The donor is sent to Alipay, authorises, and Alipay sends them back.
+    let confirmed = ls
+        .confirm_with(&pi, "alipay", &return_url(&app, id, &token))
+        .await;
+    assert_eq!(confirmed["status"], "requires_action", "{confirmed}");
+    let to_alipay = confirmed["next_action"]["redirect_to_url"]["url"]
+        .as_str()
+        .expect("redirect url")
+        .to_owned();
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let back = no_follow
+        .get(format!("{to_alipay}/authorize"))
+        .send()
+        .await
+        .expect("authorise");
+    assert_eq!(back.status(), 303);
+    let location = back.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        location.starts_with(&return_url(&app, id, &token)),
+        "{location}"
+    );
+    assert!(location.contains("redirect_status=succeeded"), "{location}");
+    app.wait_for_fund(|f| f["raised"] == "100.00").await;
+    let html = app
+        .client
+        .get(&location)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("data-shown=\"succeeded\""), "{html}");
+    wait_method(&app, id, "alipay").await;
+
+    // A refund Stripe finishes later: 202 pending, nothing lowered, the amount held back.
+    let resp = refund(
+        &app,
+        &admin,
+        id,
+        &json!({"amount": "30.00", "reason": "asked back"}),
+        "r-1",
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(
+        (body["status"].clone(), body["refunded"].clone()),
+        (json!("pending"), json!("30.00"))
+    );
+    assert_eq!(body["refundable"], "70.00", "{body}");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // charge.refunded arrives meanwhile
+    assert_eq!(
+        app.fund().await["raised"],
+        "100.00",
+        "not lowered while pending"
+    );
+    assert_problem(
+        refund(
+            &app,
+            &admin,
+            id,
+            &json!({"amount": "80.00", "reason": "too much"}),
+            "r-x",
+        )
+        .await,
+        422,
+        "refund_exceeds_remaining",
+    )
+    .await;
+    let made = ls.refunds_of(&pi).await;
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0]["status"], "pending");
+    let first = made[0]["id"].as_str().expect("re").to_owned();
+    ls.settle_refund(&first, "succeeded").await;
+    app.wait_for_fund(|f| f["raised"] == "70.00").await;
+    // The same request again gets the finished answer.
+    let again = refund(
+        &app,
+        &admin,
+        id,
+        &json!({"amount": "30.00", "reason": "asked back"}),
+        "r-1",
+    )
+    .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        again.json::<Value>().await.expect("json")["status"],
+        "succeeded"
+    );
+
+    // A second refund fails at Stripe: raised stays, the admins are told, the request fails.
+    let resp = refund(
+        &app,
+        &admin,
+        id,
+        &json!({"amount": "10.00", "reason": "second"}),
+        "r-2",
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+    let second = ls
+        .refunds_of(&pi)
+        .await
+        .into_iter()
+        .find(|r| r["id"] != first.as_str())
+        .expect("the second refund");
+    ls.settle_refund(second["id"].as_str().expect("re"), "failed")
+        .await;
+    let admin_mail = {
+        let mut found = None;
+        for _ in 0..150 {
+            found = sink
+                .messages()
+                .into_iter()
+                .find(|m| m["to"][0].as_str().is_some_and(|t| t.starts_with("admin")));
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        found.expect("the admins are emailed")
+    };
+    let text = admin_mail["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("10.00 USD") && text.contains("Alipay"),
+        "{text}"
+    );
+    assert_eq!(app.fund().await["raised"], "70.00");
+    let failed = refund(
+        &app,
+        &admin,
+        id,
+        &json!({"amount": "10.00", "reason": "second"}),
+        "r-2",
+    )
+    .await;
+    assert_problem(failed, 502, "payment_provider_error").await;
+    let states: Vec<String> = refund_requests::table
+        .filter(refund_requests::donation_id.eq(id))
+        .order(refund_requests::id)
+        .select(refund_requests::state)
+        .load(&mut app.conn())
+        .expect("rows");
+    assert_eq!(states, ["done", "failed"]);
+    // What is left can still be refunded: 70.00.
+    let rest = refund(&app, &admin, id, &json!({"reason": "the rest"}), "r-3").await;
+    assert_eq!(rest.status(), 202);
+    assert_eq!(
+        rest.json::<Value>().await.expect("json")["refunded"],
+        "70.00"
+    );
+    assert!(app.verify().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_past_the_methods_window_is_refused_before_stripe_is_asked() {
+    let app = spawn_app_with_stripe(&[("PAYMENT_METHODS", "card,wechat_pay")]).await;
+    let admin = app.token(Role::Admin).await;
+    let ls = stripe(&app);
+    let (id, pi, token) = donate(&app, "88.00").await;
+    let confirmed = ls
+        .confirm_with(&pi, "wechat_pay", &return_url(&app, id, &token))
+        .await;
+    assert_eq!(
+        confirmed["next_action"]["type"], "wechat_pay_display_qr_code",
+        "{confirmed}"
+    );
+    // Scanned and paid.
+    ls.settle(&pi, "succeeded").await;
+    app.wait_for_fund(|f| f["raised"] == "88.00").await;
+    wait_method(&app, id, "wechat_pay").await;
+    // 181 days later.
+    let then = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(181);
+    diesel::update(donations::table.find(id))
+        .set(donations::succeeded_at.eq(Some(then)))
+        .execute(&mut app.conn())
+        .expect("age it");
+    let refused = assert_problem(
+        refund(&app, &admin, id, &json!({"reason": "late"}), "w-1").await,
+        422,
+        "refund_window_passed",
+    )
+    .await;
+    assert_eq!(refused["window_days"], 180);
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("check")),
+        "{refused}"
+    );
+    assert!(ls.refunds_of(&pi).await.is_empty(), "Stripe was not asked");
+    // Refunded by check instead, and recorded.
+    let resp = refund(
+        &app,
+        &admin,
+        id,
+        &json!({"reason": "refunded by check 1043", "outside_stripe": true}),
+        "w-2",
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    app.wait_for_fund(|f| f["raised"] == "0.00").await;
+    assert!(ls.refunds_of(&pi).await.is_empty());
+    assert!(app.verify().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_payment_is_recorded_by_its_wallet_and_the_return_page_knows_nothing_else() {
+    let app = spawn_app_with_stripe(&[]).await;
+    let admin = app.token(Role::Admin).await;
+    let ls = stripe(&app);
+    let (id, pi, token) = donate(&app, "25.00").await;
+    assert_eq!(
+        ls.intent(&pi).await["payment_method_types"],
+        json!(["card", "link"])
+    );
+    // Waiting: the page refreshes itself; in English here.
+    let url = format!(
+        "{}/donate/return?donation={id}&token={token}&lang=en",
+        app.addr
+    );
+    let html = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("data-shown=\"waiting\""), "{html}");
+    assert!(html.contains("http-equiv=\"refresh\""), "{html}");
+    // Apple Pay is a card to Stripe; its charge names the wallet.
+    ls.post_form(
+        &format!("/v1/payment_intents/{pi}"),
+        &[("payment_method", "pm_card_visa_apple_pay")],
+    )
+    .await;
+    ls.post_form(&format!("/v1/payment_intents/{pi}/confirm"), &[])
+        .await;
+    app.wait_for_fund(|f| f["raised"] == "25.00").await;
+    wait_method(&app, id, "apple_pay").await;
+    let csv = crate::stripe_review::csv_by_id(&app, &admin).await;
+    assert_eq!(csv[&id.to_string()]["payment_method_type"], "apple_pay");
+    let list = app.get_json("/api/donations?order=desc", &admin).await;
+    assert_eq!(list["items"][0]["payment_method_type"], "apple_pay");
+    // Another token, or none: a 404 page that names nothing.
+    for bad in [
+        format!(
+            "{}/donate/return?donation={id}&token=00ff&lang=zh-CN",
+            app.addr
+        ),
+        format!("{}/donate/return", app.addr),
+    ] {
+        let resp = app.client.get(&bad).send().await.expect("page");
+        assert_eq!(resp.status(), 404);
+        let html = resp.text().await.expect("html");
+        assert!(html.contains("data-shown=\"unknown\""), "{html}");
+        assert!(!html.contains("25.00"));
+    }
+}

@@ -277,6 +277,13 @@ pub fn content_security_policy(config: &crate::config::Config) -> String {
     let api = stripe
         .and_then(|s| s.api_base.as_deref().and_then(origin))
         .unwrap_or_else(|| "https://api.stripe.com".into());
+    // Stripe's own Stripe.js also loads the Payment Element's parts from its subdomains
+    // (Stripe's CSP guide lists `https://*.js.stripe.com` for scripts and frames).
+    let js = if js == "https://js.stripe.com" {
+        "https://js.stripe.com https://*.js.stripe.com".to_owned()
+    } else {
+        js
+    };
     format!(
         "default-src 'self'; script-src 'self' {js}; style-src 'self'; img-src 'self' data:; \
          connect-src 'self' {api} {js}; frame-src {js} https://hooks.stripe.com; object-src 'none'; \

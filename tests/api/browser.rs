@@ -23,6 +23,7 @@ async fn donors_and_admins_use_the_pages_in_a_real_browser() {
         ("FUND_NAME", "Chinatown Legal Defense Fund"),
         ("SMTP_URL", &smtp),
         ("FEE_COVER", "on"),
+        ("PAYMENT_METHODS", "card,us_bank_account,alipay,wechat_pay"),
         // One machine signs two admins in a dozen times a minute (a password and a code
         // each); the login limits have their own tests.
         ("RATE_LIMIT_LOGIN", "200/min"),

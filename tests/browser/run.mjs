@@ -450,6 +450,173 @@ await step('a donor covers the card fee and is charged the exact amount (both la
   }
 });
 
+// 3c. Every way to pay, through the Payment Element (localstripe serves a double of it,
+//     tests/peers/payment-element.js), in both languages: a card typed into the element; a
+//     bank debit that is processing and then arrives, and one the bank refuses after
+//     processing (the donor is emailed); Alipay (its page, then /donate/return); WeChat Pay
+//     (the QR code shown over the page, then scanned). axe on the method tabs, the bank
+//     debit's processing message, the QR dialog and the return page.
+
+/** axe in a page as it is (the page's CSP stays on: the script is evaluated by the browser's
+ *  devtools protocol, not added as a tag). Serious and critical violations, as text. */
+async function axeHere(page, label) {
+  await page.evaluate(readFileSync(AXE_PATH, 'utf8'));
+  const violations = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+  });
+  for (const v of violations) console.log(`#   axe ${label}: ${v.impact} ${v.id} [${v.targets.join(', ')}]`);
+  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${label}: ${v.id}`);
+}
+
+/** The donor form filled and sent; the Payment Element's tabs shown. The page and its intent. */
+async function giftToPaymentStep(lang, amount) {
+  const before = new Set(await paymentIntentIds());
+  const page = await newPage();
+  await page.goto(`${APP}/?lang=${lang}`);
+  await fillDonor(page, amount);
+  await page.click('#submit');
+  await page.locator('#card-step').waitFor({ state: 'visible', timeout: 15000 });
+  await page.locator('#card-element [role=tab]').first().waitFor({ timeout: 15000 });
+  const fresh = (await paymentIntentIds()).filter((id) => !before.has(id));
+  assert(fresh.length === 1, `${lang}: ${fresh.length} new PaymentIntents`);
+  return { page, pi: fresh[0] };
+}
+
+async function raisedMinor() {
+  return Math.round(Number((await fundDoc()).raised) * 100);
+}
+
+async function waitRaised(want, what) {
+  for (let i = 0; i < 150; i += 1) {
+    if ((await raisedMinor()) === want) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what}: raised is ${await raisedMinor()}, expected ${want} (minor units)`);
+}
+
+await step('every way to pay through the Payment Element: card, bank debit, Alipay, WeChat Pay (both languages, axe)', async () => {
+  const bad = [];
+  for (const lang of ['en', 'zh-CN']) {
+    // A card, typed into the element.
+    {
+      const { page } = await giftToPaymentStep(lang, '11');
+      try {
+        const tabs = await page.locator('#card-element [role=tab]').evaluateAll((els) => els.map((e) => e.dataset.method));
+        assert(
+          ['card', 'us_bank_account', 'alipay', 'wechat_pay'].every((m) => tabs.includes(m)),
+          `${lang}: the element offers ${tabs.join(', ')}`,
+        );
+        if (lang === 'zh-CN') {
+          const label = await visibleText(page, '#card-element [role=tab][data-method=alipay]');
+          assert(CJK.test(label), `${lang}: the Alipay tab says "${label}"`);
+        }
+        bad.push(...(await axeHere(page, `${lang} payment tabs`)));
+        const before = await raisedMinor();
+        await page.fill('#card-element input[name=number]', '4242424242424242');
+        await page.fill('#card-element input[name=expiry]', '12/30');
+        await page.fill('#card-element input[name=cvc]', '123');
+        await page.click('#pay');
+        await page.locator('#thanks').waitFor({ state: 'visible', timeout: 15000 }).catch(async () => {
+          throw new Error(`${lang} card: no thanks; #card-error "${oneLine(await page.locator('#card-error').innerText())}"`);
+        });
+        await waitRaised(before + 1100, `${lang} card`);
+        if (lang === 'en') await shot(page, 'payment-element-card-thanks.png');
+      } finally {
+        await page.context().close();
+      }
+    }
+    // A bank debit: processing, then it arrives; another refused after processing.
+    for (const outcome of ['succeeded', 'failed']) {
+      const amount = outcome === 'succeeded' ? '12' : '13';
+      const { page, pi } = await giftToPaymentStep(lang, amount);
+      try {
+        const t = await i18n(page);
+        await page.click('#card-element [role=tab][data-method=us_bank_account]');
+        await page.check('#card-element input[name=mandate]');
+        const before = await raisedMinor();
+        await page.click('#pay');
+        await page.locator('#card-status', { hasText: t.payment_processing }).waitFor({ timeout: 15000 });
+        if (outcome === 'succeeded') bad.push(...(await axeHere(page, `${lang} bank debit processing`)));
+        if (lang === 'zh-CN') assert(CJK.test(await visibleText(page, '#card-status')), 'Chinese processing message');
+        if (lang === 'en' && outcome === 'succeeded') await shot(page, 'payment-element-bank-processing.png');
+        await new Promise((r) => setTimeout(r, 500));
+        assert((await raisedMinor()) === before, `${lang}: money on its way counted`);
+        await stripe('POST', `/_test/payment_intents/${pi}/settle`, { outcome });
+        if (outcome === 'succeeded') {
+          await waitRaised(before + Number(amount) * 100, `${lang} bank debit`);
+        } else {
+          const intent = await stripe('GET', `/v1/payment_intents/${pi}`);
+          assert(intent.status === 'requires_payment_method', `${lang}: refused debit is ${intent.status}`);
+          await new Promise((r) => setTimeout(r, 1500));
+          assert((await raisedMinor()) === before, `${lang}: a refused debit counted`);
+          // The donor is told, in their language.
+          const told = lang === 'en' ? /did not go through/ : /未能完成/;
+          let mail = false;
+          for (let i = 0; i < 100 && !mail && SMTP_DIR; i += 1) {
+            mail = readdirSync(SMTP_DIR)
+              .filter((n) => n.endsWith('.json'))
+              .some((n) => told.test(String(JSON.parse(readFileSync(path.join(SMTP_DIR, n), 'utf8')).subject || '')));
+            if (!mail) await new Promise((r) => setTimeout(r, 100));
+          }
+          assert(mail, `${lang}: no email telling the donor the bank debit failed`);
+        }
+      } finally {
+        await page.context().close();
+      }
+    }
+    // Alipay: off to its page, authorised, back to /donate/return.
+    {
+      const { page, pi } = await giftToPaymentStep(lang, '14');
+      try {
+        const before = await raisedMinor();
+        await page.click('#card-element [role=tab][data-method=alipay]');
+        await page.click('#pay');
+        await page.waitForURL((u) => u.toString().startsWith(`${STRIPE}/_test/alipay/${pi}`), { timeout: 15000 });
+        await page.click('a#authorize');
+        await page.waitForURL((u) => u.toString().startsWith(`${APP}/donate/return?`), { timeout: 15000 });
+        const back = new URL(page.url());
+        assert(back.searchParams.get('redirect_status') === 'succeeded', `${lang}: back with ${back.search}`);
+        assert(back.searchParams.get('lang') === lang, `${lang}: the return page lost the language (${back.search})`);
+        // The page refreshes itself until the ledger has the payment.
+        await page.locator('#return-status[data-shown=succeeded]').waitFor({ timeout: 20000 });
+        const text = await visibleText(page, '#return-status');
+        if (lang === 'zh-CN') assert(CJK.test(text), `Chinese return page: "${text}"`);
+        await waitRaised(before + 1400, `${lang} Alipay`);
+        bad.push(...(await axeHere(page, `${lang} return page`)));
+        if (lang === 'en') await shot(page, 'donate-return.png');
+        assert(page.problems.length === 0, page.problems.join(' | '));
+      } finally {
+        await page.context().close();
+      }
+    }
+    // WeChat Pay: the QR code over the page; scanned (the test hook), the page thanks.
+    {
+      const { page, pi } = await giftToPaymentStep(lang, '15');
+      try {
+        const before = await raisedMinor();
+        await page.click('#card-element [role=tab][data-method=wechat_pay]');
+        await page.click('#pay');
+        const dialog = page.locator('[data-localstripe=wechat-pay-dialog]');
+        await dialog.waitFor({ state: 'visible', timeout: 15000 });
+        const alt = await dialog.locator('img').getAttribute('alt');
+        assert(alt && (lang === 'en' ? /QR/.test(alt) : CJK.test(alt)), `${lang}: QR image alt "${alt}"`);
+        assert(await dialog.locator('img').isVisible(), `${lang}: QR code not shown`);
+        bad.push(...(await axeHere(page, `${lang} WeChat Pay QR`)));
+        if (lang === 'en') await shot(page, 'payment-element-wechat-qr.png');
+        await stripe('POST', `/_test/payment_intents/${pi}/settle`, { outcome: 'succeeded' });
+        await page.locator('#thanks').waitFor({ state: 'visible', timeout: 15000 });
+        assert(await dialog.count() === 0 || !(await dialog.isVisible()), `${lang}: the QR dialog stayed`);
+        await waitRaised(before + 1500, `${lang} WeChat Pay`);
+      } finally {
+        await page.context().close();
+      }
+    }
+  }
+  assert(bad.length === 0, bad.join(', '));
+});
+
 // 4. Accessibility (axe-core) in both languages. The page's CSP forbids the inline script
 //    that addScriptTag injects, so this context bypasses CSP.
 async function axeCheck(label, url, prepare) {

@@ -463,6 +463,7 @@
   let pollTimer = null;
   let polls = 0;
   let stripe = null;
+  let elements = null;
   let card = null;
   let paying = false;
 
@@ -525,24 +526,33 @@
     });
   }
 
+  /** Where a payment that leaves the page (Alipay, a bank's page) comes back to. */
+  function returnUrl(d) {
+    const q = `donation=${encodeURIComponent(d.id)}&token=${encodeURIComponent(d.token)}&lang=${encodeURIComponent(LANG)}`;
+    return `${window.location.origin}/donate/return?${q}`;
+  }
+
+  // Stripe's Payment Element: one element with every method the server's PaymentIntent
+  // offers (PAYMENT_METHODS), in the donor's language.
   async function mountCard(publishableKey) {
     try {
       const StripeFn = await loadStripeJs();
-      if (!stripe) {
-        const locale = LANG === 'zh-CN' ? 'zh' : 'en';
-        stripe = StripeFn(publishableKey, { locale });
-      }
-      const elements = stripe.elements({ locale: LANG === 'zh-CN' ? 'zh' : 'en' });
-      card = elements.create('card', {
-        style: {
-          base: { fontSize: '20px', color: '#111111', '::placeholder': { color: '#5c5c5c' } },
-          invalid: { color: '#b3001b' },
-        },
+      const locale = LANG === 'zh-CN' ? 'zh' : 'en';
+      if (!stripe) stripe = StripeFn(publishableKey, { locale });
+      if (!donation) return;
+      elements = stripe.elements({
+        clientSecret: donation.clientSecret,
+        locale,
+        appearance: { theme: 'stripe', variables: { fontSizeBase: '18px', colorDanger: '#b3001b' } },
       });
+      card = elements.create('payment', { layout: 'tabs' });
       card.mount('#card-element');
       if (typeof card.on === 'function') {
         card.on('change', (e) => {
           if (!paying) cardError.textContent = e && e.error ? e.error.message : '';
+        });
+        card.on('loaderror', () => {
+          cardError.textContent = t('card_js_failed');
         });
       }
       if (donation) payBtn.disabled = false;
@@ -554,33 +564,50 @@
   }
 
   payBtn.addEventListener('click', async () => {
-    if (!stripe || !card || !donation || paying) return;
+    if (!stripe || !card || !elements || !donation || paying) return;
+    const current = donation;
     paying = true;
     payBtn.disabled = true;
     payBtn.textContent = t('paying');
     cardError.textContent = '';
     let result;
     try {
-      result = await stripe.confirmCardPayment(donation.clientSecret, { payment_method: { card } });
+      const checked = await elements.submit();
+      result =
+        checked && checked.error
+          ? checked
+          : await stripe.confirmPayment({
+              elements,
+              clientSecret: current.clientSecret,
+              confirmParams: { return_url: returnUrl(current) },
+              // Cards and bank debits finish here; Alipay leaves for its page and comes back
+              // to /donate/return; WeChat Pay shows its QR code over this page.
+              redirect: 'if_required',
+            });
     } catch (_) {
       result = { error: { message: t('error_network') } };
     }
     paying = false;
-    if (!donation) return;
+    if (donation !== current) return;
+    payBtn.textContent = payLabel();
     if (result && result.error) {
       cardError.textContent = result.error.message || t('card_failed');
       payBtn.disabled = false;
-      payBtn.textContent = payLabel();
       return;
     }
     const st = result && result.paymentIntent ? result.paymentIntent.status : '';
-    if (st === 'succeeded' || st === 'processing' || st === 'requires_capture') {
-      payBtn.textContent = payLabel();
+    if (st === 'processing') {
+      payBtn.hidden = true;
+      cardStatus.textContent = t('payment_processing');
+      return; // the poll confirms it, and stops
+    }
+    if (st === 'succeeded' || st === 'requires_capture') {
       cardStatus.textContent = t('card_waiting');
       return; // the poll shows the thank-you view once the server has recorded it
     }
+    // Not finished (a QR code closed before it was scanned): the donor may try again.
+    cardError.textContent = t('payment_not_finished');
     payBtn.disabled = false;
-    payBtn.textContent = payLabel();
   });
 
   function stopPolling() {
@@ -645,6 +672,7 @@
       }
     }
     card = null;
+    elements = null;
     $('card-element').textContent = '';
   }
 

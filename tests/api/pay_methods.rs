@@ -99,7 +99,13 @@ async fn refund(app: &TestApp, admin: &str, id: i64, body: &Value, key: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bank_debit_counts_when_it_arrives_and_a_return_withdraws_it() {
-    let app = spawn_app_with_stripe(&[("PAYMENT_METHODS", "card,us_bank_account")]).await;
+    let sink = SmtpSink::start().await;
+    let smtp = sink.url();
+    let app = spawn_app_with_stripe(&[
+        ("PAYMENT_METHODS", "card,us_bank_account"),
+        ("SMTP_URL", &smtp),
+    ])
+    .await;
     let admin = app.token(Role::Admin).await;
     let ls = stripe(&app);
     let (id, pi, token) = donate(&app, "5000.00").await;
@@ -128,6 +134,10 @@ async fn a_bank_debit_counts_when_it_arrives_and_a_return_withdraws_it() {
     ls.settle(&pi, "succeeded").await;
     app.wait_for_fund(|f| f["raised"] == "5000.00").await;
     assert_eq!(page_status(&app, id, &token).await, "succeeded");
+    // The receipt (the donor gave on the Chinese page) names how it was paid.
+    let receipt = sink.wait_for(1, 15).await;
+    let text = receipt[0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("美国银行账户扣款"), "{text}");
     let csv = crate::stripe_review::csv_by_id(&app, &admin).await;
     assert_eq!(
         csv[&id.to_string()]["payment_method_type"],

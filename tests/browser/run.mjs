@@ -671,6 +671,13 @@ await step('admin pauses, reopens and closes intake by target', async () => {
     }
     const t = await i18n(admin);
     await admin.locator('#intake-state', { hasText: t.state_open }).waitFor({ timeout: 10000 });
+    // The gifts of step 3c, by how they were paid, with the methods offered beside the switch.
+    for (const m of ['us_bank_account', 'alipay', 'wechat_pay']) {
+      await admin.locator(`#by-method-body tr[data-method=${m}]`).waitFor({ timeout: 10000 });
+      assert(await admin.locator(`#intake-section li[data-method=${m}]`).count() === 1, `${m} not listed as offered`);
+    }
+    const alipayRow = await visibleText(admin, '#by-method-body tr[data-method=alipay]');
+    assert(alipayRow.includes('Alipay') && alipayRow.includes('28'), `the Alipay line says "${alipayRow}"`);
 
     // Pause with a message.
     const message = `Paused by the browser test ${Date.now()}`;

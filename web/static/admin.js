@@ -383,9 +383,35 @@
     say('reauth-status', t('reauth_done'));
   });
 
+  // Gross, fees, net and refunds by how donors paid (the summary report's `by_method`).
+  async function loadByMethod() {
+    const tbody = $('by-method-body');
+    try {
+      const res = await api('GET', '/api/reports/summary');
+      tbody.textContent = '';
+      for (const m of (res && res.by_method) || []) {
+        tbody.append(
+          el(
+            'tr',
+            { dataset: { method: m.method } },
+            el('td', null, methodText(m.method)),
+            el('td', { className: 'num' }, m.gifts),
+            el('td', { className: 'num' }, money(m.gross)),
+            el('td', { className: 'num' }, money(m.fees)),
+            el('td', { className: 'num' }, money(m.net)),
+            el('td', { className: 'num' }, money(m.refunds)),
+          ),
+        );
+      }
+    } catch (err) {
+      say('reports-error', problemText(err));
+    }
+  }
+
   function loadAll() {
     loadFund();
     loadDonations();
+    loadByMethod();
     loadCharts();
     const admin = role === 'admin';
     $('approvals-section').hidden = !admin;

@@ -78,6 +78,11 @@ enum Mode {
         /// Amount of each donation.
         #[arg(long, default_value = "5.00")]
         amount: String,
+        /// Each payment also sends the `charge.succeeded` naming its method, and every fourth
+        /// is a bank debit that was `processing` first (`payment_intent.processing` and
+        /// `charge.pending`, then the success): the states of issue 20.
+        #[arg(long)]
+        new_states: bool,
     },
     /// A fixed-rate burst of `POST /api/donations` from one client beside a human donor.
     Burst(burst::Burst),
@@ -226,6 +231,7 @@ fn main() -> anyhow::Result<()> {
                 duplicates,
                 shuffle,
                 amount,
+                new_states,
                 ..
             } => {
                 let amount_minor = Currency::USD
@@ -240,6 +246,7 @@ fn main() -> anyhow::Result<()> {
                     webhooks::permille(duplicates)?,
                     *shuffle,
                     amount_minor,
+                    *new_states,
                 )
                 .await
             }

@@ -105,25 +105,16 @@ pub(crate) async fn run(
     duplicates: usize,
     shuffle: bool,
     amount_minor: i64,
+    new_states: bool,
 ) -> anyhow::Result<bool> {
     use rand::seq::SliceRandom;
     let (address, path) = wire::target(&format!("{}/webhooks/stripe", args.url))?;
     let now = chrono::Utc::now().timestamp();
     let mut reqs: Vec<Request> = Vec::with_capacity(donations.len() * 2);
-    for (i, (id, pi)) in donations.iter().enumerate() {
-        let event = serde_json::json!({
-            "id": format!("evt_{pi}"), "object": "event", "type": "payment_intent.succeeded",
-            "api_version": "2026-09-30", "created": now, "livemode": false,
-            "data": { "object": {
-                "id": pi, "object": "payment_intent", "amount": amount_minor, "amount_received": amount_minor,
-                "currency": "usd", "status": "succeeded", "latest_charge": format!("ch_{pi}"),
-                "metadata": { "donation_id": id.to_string() },
-            }},
-        })
-        .to_string()
-        .into_bytes();
+    let signed = |event: serde_json::Value| {
+        let event = event.to_string().into_bytes();
         let sig = crowdledger::payments::signature::sign(secret.as_bytes(), now, &event);
-        let request = wire::post(
+        wire::post(
             &address,
             &path,
             &[
@@ -131,13 +122,48 @@ pub(crate) async fn run(
                 ("Content-Type", "application/json"),
             ],
             &event,
-        );
-        // Every donation whose position falls in the first `duplicates` of each thousand is
-        // delivered twice.
-        if i % 1000 < duplicates {
-            reqs.push(request.clone());
+        )
+    };
+    for (i, (id, pi)) in donations.iter().enumerate() {
+        let intent = |kind: &str, status: &str| {
+            serde_json::json!({
+                "id": format!("evt_{kind}_{pi}"), "object": "event", "type": kind,
+                "api_version": "2026-09-30", "created": now, "livemode": false,
+                "data": { "object": {
+                    "id": pi, "object": "payment_intent", "amount": amount_minor, "amount_received": amount_minor,
+                    "currency": "usd", "status": status, "latest_charge": format!("ch_{pi}"),
+                    "metadata": { "donation_id": id.to_string() },
+                }},
+            })
+        };
+        let charge = |kind: &str, method: &str| {
+            serde_json::json!({
+                "id": format!("evt_{kind}_{pi}"), "object": "event", "type": kind,
+                "api_version": "2026-09-30", "created": now, "livemode": false,
+                "data": { "object": {
+                    "id": format!("ch_{pi}"), "object": "charge", "amount": amount_minor,
+                    "payment_intent": pi, "payment_method_details": { "type": method, method: {} },
+                }},
+            })
+        };
+        let mut events = vec![intent("payment_intent.succeeded", "succeeded")];
+        if new_states {
+            if i % 4 == 0 {
+                events.push(intent("payment_intent.processing", "processing"));
+                events.push(charge("charge.pending", "us_bank_account"));
+            } else {
+                events.push(charge("charge.succeeded", "card"));
+            }
         }
-        reqs.push(request);
+        for event in events {
+            let request = signed(event);
+            // Every donation whose position falls in the first `duplicates` of each thousand
+            // has its events delivered twice.
+            if i % 1000 < duplicates {
+                reqs.push(request.clone());
+            }
+            reqs.push(request);
+        }
     }
     if shuffle {
         reqs.shuffle(&mut rand::rng());

@@ -93,7 +93,8 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
                     "donation_id": d.id,
                     "amount": c.format(*amount),
                     "currency": c.code(),
-                    "method": "card",
+                    // No "method": the mailer names it when it sends, from what Stripe's
+                    // charge said by then (a payload's own value would win).
                     "ledger_hash": entry.hash,
                     "ledger_seq": entry.seq,
                 });

@@ -183,7 +183,7 @@ impl Op for ApproveRefund {
             )
         };
         if !row.outside_stripe {
-            super::refund_requests::within_refund_window(cx, &d)?;
+            super::refund::within_refund_window(cx, &d)?;
         }
         if d.method != "card" || row.outside_stripe {
             let outcome = RecordRefund {

@@ -126,3 +126,32 @@ pub(super) fn refundable_status(d: &DonationRow) -> Result<(), AppError> {
         ),
     ))
 }
+
+/// A refund through Stripe must be asked within its payment method's refund window (Alipay
+/// 90 days, WeChat Pay 180): past it Stripe would refuse, so it is refused here, before
+/// Stripe is called, with the way that remains (a check, recorded with `outside_stripe`).
+pub(super) fn within_refund_window(cx: &Ctx<'_>, d: &DonationRow) -> Result<(), AppError> {
+    let (Some(method), Some(paid)) = (d.payment_method_type.as_deref(), d.succeeded_at) else {
+        return Ok(());
+    };
+    let Some(days) = crate::domain::payment_methods::refund_window_days(method) else {
+        return Ok(());
+    };
+    let closed = paid + chrono::TimeDelta::days(days);
+    if cx.now <= closed {
+        return Ok(());
+    }
+    Err(AppError {
+        code: ErrorCode::RefundWindowPassed,
+        detail: format!(
+            "{method} payments can be refunded through Stripe for {days} days; this one was \
+             paid on {}. Refund the donor by check and record it with \"outside_stripe\": true",
+            paid.date()
+        ),
+        extra: Some(serde_json::json!({
+            "method": method, "window_days": days,
+            "window_closed_at": closed.and_utc().to_rfc3339(),
+            "suggestion": "refund by check, then record it with outside_stripe",
+        })),
+    })
+}

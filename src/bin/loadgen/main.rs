@@ -243,10 +243,12 @@ fn main() -> anyhow::Result<()> {
                     &client,
                     donations,
                     secret,
-                    webhooks::permille(duplicates)?,
-                    *shuffle,
-                    amount_minor,
-                    *new_states,
+                    webhooks::Delivery {
+                        duplicates: webhooks::permille(duplicates)?,
+                        shuffle: *shuffle,
+                        amount_minor,
+                        new_states: *new_states,
+                    },
                 )
                 .await
             }

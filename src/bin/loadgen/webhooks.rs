@@ -96,17 +96,32 @@ pub(crate) fn permille(text: &str) -> anyhow::Result<usize> {
     Ok(p)
 }
 
+/// How the events are delivered.
+pub(crate) struct Delivery {
+    /// Per mille of payments whose events are delivered twice.
+    pub duplicates: usize,
+    /// In random order.
+    pub shuffle: bool,
+    /// Each payment's amount.
+    pub amount_minor: i64,
+    /// With the method and processing events (`--new-states`).
+    pub new_states: bool,
+}
+
 /// Delivers the events of `donations` and checks the total.
 pub(crate) async fn run(
     args: &Args,
     client: &reqwest::Client,
     donations: Vec<(i64, String)>,
     secret: &str,
-    duplicates: usize,
-    shuffle: bool,
-    amount_minor: i64,
-    new_states: bool,
+    how: Delivery,
 ) -> anyhow::Result<bool> {
+    let Delivery {
+        duplicates,
+        shuffle,
+        amount_minor,
+        new_states,
+    } = how;
     use rand::seq::SliceRandom;
     let (address, path) = wire::target(&format!("{}/webhooks/stripe", args.url))?;
     let now = chrono::Utc::now().timestamp();

@@ -59,7 +59,9 @@ async fn a_donor_covers_the_fee_and_the_fund_gets_the_whole_gift() {
         .next()
         .expect("a row");
     assert_eq!(&row[8], "103.30");
-    assert_eq!(row.iter().next_back(), Some("3.30"));
+    // `fee_covered`, then `payment_method_type` (the charge's: a card here).
+    assert_eq!(row.get(21), Some("3.30"));
+    assert_eq!(row.get(22), Some("card"));
     // Not asked: nothing added.
     let plain: Value = give(&app, "100.00", false)
         .await

@@ -54,6 +54,20 @@ pub enum StripeAct {
     DisputeOpen,
     /// The dispute ended.
     DisputeClose { won: bool },
+    /// A bank debit starts (`payment_intent.processing`); it succeeds or fails later.
+    Process,
+    /// The charge names its method (`charge.pending`, `charge.succeeded`): the first names
+    /// it from `METHODS` by this index, later ones repeat it.
+    ChargeMethod(u8),
+    /// A paid bank debit is returned (an ACH return): a dispute lost, sent as opened then
+    /// closed, or only closed.
+    AchReturn { only_closed: bool },
+    /// A refund of an Alipay or WeChat Pay payment made at Stripe: pending now
+    /// (`refund.created`, and `charge.refunded` with the total including it).
+    AsyncRefund(Option<u16>),
+    /// A pending asynchronous refund finishes (`refund.updated`), maybe said twice (also
+    /// `charge.refund.updated`).
+    RefundSettles { refund: Pick, ok: bool, twice: bool },
 }
 
 /// One step of a case.
@@ -180,11 +194,17 @@ fn period() -> BoxedStrategy<Action> {
 fn stripe_act() -> BoxedStrategy<StripeAct> {
     prop_oneof![
         7 => Just(StripeAct::Succeed),
-        1 => Just(StripeAct::Fail),
+        2 => Just(StripeAct::Fail),
         1 => Just(StripeAct::Cancel),
         3 => share().prop_map(StripeAct::Refund),
         3 => Just(StripeAct::DisputeOpen),
         3 => any::<bool>().prop_map(|won| StripeAct::DisputeClose { won }),
+        3 => Just(StripeAct::Process),
+        2 => (0u8..8).prop_map(StripeAct::ChargeMethod),
+        2 => any::<bool>().prop_map(|only_closed| StripeAct::AchReturn { only_closed }),
+        8 => share().prop_map(StripeAct::AsyncRefund),
+        10 => (any::<Pick>(), proptest::bool::weighted(0.7), any::<bool>())
+            .prop_map(|(refund, ok, twice)| StripeAct::RefundSettles { refund, ok, twice }),
     ]
     .boxed()
 }
@@ -236,7 +256,7 @@ fn step(all: bool) -> BoxedStrategy<Action> {
     if all {
         options.extend([
             (
-                16,
+                20,
                 (any::<Pick>(), stripe_act())
                     .prop_map(|(i, a)| Action::Stripe(i, a))
                     .boxed(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crowdledger::db::DbConn;
 use crowdledger::db::models::DonationRow;
-use crowdledger::db::schema::{donations, ledger_entries, outbox, stripe_events};
+use crowdledger::db::schema::{donations, ledger_entries, outbox, refund_requests, stripe_events};
 use crowdledger::ledger::verify::verify;
 use crowdledger::ledger::{FundState, LedgerWriter};
 use crowdledger::money::Money;
@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use super::plan::USD;
-use super::world::{Intake, Kind, Model};
+use super::world::{ACTIVE_ADMINS, Intake, Kind, MFact, Model, RefundState, settles_later};
 
 /// Turns any error into a failed case.
 pub trait OrFail<T> {
@@ -102,6 +102,18 @@ pub fn check(model: &Model, conn: &mut DbConn, writer: &LedgerWriter) -> Result<
             d.reserved_until.is_some(),
             model.reserves(m),
             "reservation of donation {}",
+            d.id
+        );
+        prop_assert_eq!(
+            d.processing_since.is_some(),
+            v.processing,
+            "processing of donation {}",
+            d.id
+        );
+        prop_assert_eq!(
+            d.payment_method_type.as_deref(),
+            v.method,
+            "payment method of donation {}",
             d.id
         );
         if let Kind::Card(c) = &m.kind {
@@ -217,6 +229,8 @@ pub fn check(model: &Model, conn: &mut DbConn, writer: &LedgerWriter) -> Result<
             n
         );
     }
+    check_new_states(model, conn, &rows)?;
+
     let receipts: i64 = outbox::table
         .filter(outbox::kind.eq("receipt"))
         .count()
@@ -271,6 +285,93 @@ pub fn check(model: &Model, conn: &mut DbConn, writer: &LedgerWriter) -> Result<
     // The hash chain and every total recompute.
     let report = verify(conn).or_fail("verify")?;
     prop_assert!(report.is_ok(), "verify: {:?}", report.problems);
+    Ok(())
+}
+
+fn emails(conn: &mut DbConn, kind: &str) -> Result<i64, TestCaseError> {
+    outbox::table
+        .filter(outbox::kind.eq(kind))
+        .count()
+        .get_result(conn)
+        .or_fail(kind)
+}
+
+/// Processing, failures after processing, payment methods and refunds that settle later.
+fn check_new_states(
+    model: &Model,
+    conn: &mut DbConn,
+    rows: &[DonationRow],
+) -> Result<(), TestCaseError> {
+    for d in rows {
+        // Money on its way never counts.
+        if d.processing_since.is_some() && d.status != "succeeded" {
+            prop_assert_eq!(counted(d), 0, "processing donation {} counts", d.id);
+        }
+        if !settles_later(d.payment_method_type.as_deref()) {
+            continue;
+        }
+        // Of an Alipay or WeChat Pay payment only refunds Stripe said succeeded were taken
+        // out: a pending or failed one never lowered raised (whatever `charge.refunded` said).
+        let succeeded: std::collections::BTreeSet<(u32, i64)> = model
+            .delivered
+            .iter()
+            .filter(|e| e.donation == d.id)
+            .filter_map(|e| match e.fact {
+                MFact::RefundUpdate(k, a, RefundState::Succeeded) => Some((k, a)),
+                _ => None,
+            })
+            .collect();
+        let most: i64 = succeeded.iter().map(|(_, a)| a).sum();
+        prop_assert!(
+            d.refunded_minor <= most,
+            "{} donation {} refunded {} but only {} succeeded at Stripe",
+            d.payment_method_type.as_deref().unwrap_or_default(),
+            d.id,
+            d.refunded_minor,
+            most
+        );
+    }
+
+    // The rows of asynchronous refunds, by Stripe's id, in the state the model says.
+    let found: Vec<(i64, Option<String>, String)> = refund_requests::table
+        .filter(refund_requests::stripe_refund_id.is_not_null())
+        .select((
+            refund_requests::donation_id,
+            refund_requests::stripe_refund_id,
+            refund_requests::state,
+        ))
+        .order(refund_requests::id.asc())
+        .load(conn)
+        .or_fail("refund requests")?;
+    let found: BTreeMap<(i64, String), String> = found
+        .into_iter()
+        .map(|(d, re, state)| ((d, re.unwrap_or_default()), state))
+        .collect();
+    let mut expected: BTreeMap<(i64, String), String> = BTreeMap::new();
+    let mut failed_refunds = 0;
+    let mut payment_failed = 0;
+    for m in model.donations.values() {
+        let v = model.view(m);
+        for (re, state) in &v.refund_rows {
+            expected.insert((m.id, re.clone()), (*state).to_owned());
+        }
+        failed_refunds += v.failed_refunds;
+        payment_failed += i64::from(v.payment_failed_email);
+    }
+    prop_assert_eq!(&found, &expected, "the rows of refunds that settle later");
+
+    // Emails: the donor of a refused bank debit once; each active admin once per failed
+    // refund.
+    prop_assert_eq!(
+        emails(conn, "payment_failed")?,
+        payment_failed,
+        "payment_failed emails"
+    );
+    prop_assert_eq!(
+        emails(conn, "refund_failed")?,
+        failed_refunds * ACTIVE_ADMINS,
+        "refund_failed emails"
+    );
     Ok(())
 }
 

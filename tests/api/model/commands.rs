@@ -46,9 +46,18 @@ pub fn plan(
             let won = matches!(e.fact, MFact::DisputeClosed(_, true));
             let op = webhook(&e);
             let fact = e.fact.clone();
+            // A failure after processing (a refused bank debit) is its own case.
+            let late = fact == MFact::Failed
+                && model
+                    .donations
+                    .get(&e.donation)
+                    .is_some_and(|d| model.view(d).processing);
             let expect = deliver(model, e);
             let mut p = planned(submit(w, op, Got::Event), expect, won);
             p.label = p.expect.label(Some(&fact));
+            if late {
+                p.label = format!("{} after processing", p.label);
+            }
             Some((p, None))
         }
         Action::Redeliver(i) => {
@@ -179,11 +188,7 @@ pub fn plan(
                                 kind: Kind::Card(Card {
                                     pi: format!("pi_{id}"),
                                     charge: format!("ch_{id}"),
-                                    truth: Truth {
-                                        pay: super::world::Pay::Pending,
-                                        refunded: 0,
-                                        dispute: None,
-                                    },
+                                    truth: Truth::new(),
                                     attached: false,
                                     reserved_at_creation: model.strict,
                                     key: *key,

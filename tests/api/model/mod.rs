@@ -2,7 +2,9 @@
 //! TigerBeetle's simulator and Formance's always-true invariants).
 //!
 //! Random sequences of card donations and what Stripe does to them (success, failure,
-//! cancellation, refunds, disputes won or lost), with the webhooks delivered late, out of order
+//! cancellation, refunds, disputes won or lost; bank debits processing then succeeding or
+//! refused, ACH returns; the charge naming its method; Alipay and WeChat Pay refunds that are
+//! pending first and succeed or fail later), with the webhooks delivered late, out of order
 //! and more than once; offline gifts with reused idempotency keys (same and changed bodies);
 //! refunds by admins; intake paused and reopened; target and period budget changes; strict
 //! reservations expiring; all in soft or strict cap mode. Each step goes through the real
@@ -153,6 +155,110 @@ fn a_won_dispute_that_reaches_the_target_closes_intake() {
                 variant: 0,
             },
             Stripe(Pick(0), StripeAct::DisputeClose { won: true }),
+            DeliverNext,
+        ],
+    });
+}
+
+/// An Alipay payment's refunds settle later: each counts once, when Stripe says it
+/// succeeded, whatever order its events come in. The first refund's `succeeded` update comes
+/// before its `pending` creation and before the payment's own success (all kept, then applied
+/// oldest first); the second's `succeeded` update comes first after the success; the third
+/// fails (said twice: nothing lowered, each admin emailed once). `charge.refunded`, whose
+/// total counts pending refunds, changes nothing.
+#[test]
+fn alipay_refunds_count_once_when_they_succeed_in_any_order() {
+    use actions::{Action::*, Pick, StripeAct::*};
+    let settle = |ok, twice| RefundSettles {
+        refund: Pick(0),
+        ok,
+        twice,
+    };
+    replay(actions::Case {
+        strict: false,
+        target: 100_000,
+        steps: vec![
+            // Donation 1 is paid by Alipay (`outside::method_of`).
+            card(5_000),
+            // In flight: the success, then the charge naming Alipay.
+            Stripe(Pick(0), Succeed),
+            Deliver(Pick(1)),
+            // A refund of 2,000: `refund.created` (pending), `charge.refunded` (2,000).
+            Stripe(Pick(0), AsyncRefund(Some(400))),
+            // It succeeds: `refund.updated`, `charge.refund.updated`.
+            Stripe(Pick(0), settle(true, true)),
+            // Succeeded, pending, charge.refunded: all kept; then the success applies them.
+            Deliver(Pick(3)),
+            Deliver(Pick(1)),
+            Deliver(Pick(1)),
+            DeliverNext,
+            DeliverNext,
+            Redeliver(Pick(2)),
+            // A second refund of 1,500: its success first, then its creation, then the total.
+            Stripe(Pick(0), AsyncRefund(Some(500))),
+            Stripe(Pick(0), settle(true, false)),
+            Deliver(Pick(2)),
+            DeliverNext,
+            DeliverNext,
+            // A third refund of all that is left fails, said twice, in one shuffled batch.
+            Stripe(Pick(0), AsyncRefund(None)),
+            Stripe(Pick(0), settle(false, true)),
+            Flush(7),
+            Redeliver(Pick(5)),
+        ],
+    });
+}
+
+/// A bank debit processing in strict mode keeps its reservation (the sweep and the
+/// cancelling of open intents leave it alone) and counts when it succeeds, after intake
+/// closed.
+#[test]
+fn a_processing_bank_debit_succeeds_after_intake_closed_in_strict_mode() {
+    use actions::{Action::*, Pick, StripeAct::*};
+    replay(actions::Case {
+        strict: true,
+        target: 5_000,
+        steps: vec![
+            card(3_000),
+            // `payment_intent.processing`, `charge.pending` (us_bank_account).
+            Stripe(Pick(0), Process),
+            DeliverNext,
+            DeliverNext,
+            Expire(Pick(0)),
+            Offline {
+                amount: 5_000,
+                key: None,
+                variant: 0,
+            },
+            CancelOutstanding,
+            Expire(Pick(0)),
+            Stripe(Pick(0), Succeed),
+            Flush(3),
+        ],
+    });
+}
+
+/// A bank debit refused after processing fails its donation, frees its reservation and
+/// tells the donor once; the ACH return of another, after its success, withdraws it.
+#[test]
+fn a_refused_bank_debit_and_an_ach_return() {
+    use actions::{Action::*, Pick, StripeAct::*};
+    replay(actions::Case {
+        strict: true,
+        target: 50_000,
+        steps: vec![
+            card(3_000),
+            card(4_000),
+            Stripe(Pick(0), Process),
+            Stripe(Pick(1), Process),
+            Flush(1),
+            Stripe(Pick(0), Fail),
+            DeliverNext,
+            Redeliver(Pick(0)),
+            Stripe(Pick(0), Succeed),
+            Flush(2),
+            Stripe(Pick(0), AchReturn { only_closed: false }),
+            Deliver(Pick(1)),
             DeliverNext,
         ],
     });

@@ -12,7 +12,44 @@ use super::actions::{Pick, StripeAct};
 use super::checks::OrFail;
 use super::harness::{Run, tally};
 use super::plan::{self, Expect, Got};
-use super::world::{Dispute, Intake, KeyState, Kind, MEvent, MFact, Pay};
+use super::world::{
+    Dispute, Intake, KeyState, Kind, METHODS, MEvent, MFact, Pay, RefundState, settles_later,
+};
+
+/// How a donation is paid when nothing said so before: mostly by card, often by Alipay or
+/// WeChat Pay (whose refunds settle later), sometimes by bank debit.
+fn method_of(id: i64) -> &'static str {
+    const MIX: [&str; 8] = [
+        "card",
+        "alipay",
+        "card",
+        "wechat_pay",
+        "us_bank_account",
+        "alipay",
+        "card",
+        "wechat_pay",
+    ];
+    MIX[usize::try_from(id).unwrap_or(0) % MIX.len()]
+}
+
+/// A Stripe act's name for the tally.
+fn act_name(act: &StripeAct) -> String {
+    match act {
+        StripeAct::AchReturn { only_closed: true } => "ACH return (closed only)".into(),
+        StripeAct::AchReturn { only_closed: false } => "ACH return (opened, closed)".into(),
+        StripeAct::RefundSettles { ok, twice, .. } => format!(
+            "async refund {}{}",
+            if *ok { "succeeds" } else { "fails" },
+            if *twice { " (said twice)" } else { "" }
+        ),
+        StripeAct::AsyncRefund(_) => "async refund created (pending)".into(),
+        StripeAct::ChargeMethod(_) => "charge names its method".into(),
+        other => {
+            let name = format!("{other:?}");
+            name.split(['(', ' ']).next().unwrap_or_default().to_owned()
+        }
+    }
+}
 
 impl Run<'_> {
     /// Something happens at Stripe; its webhook goes in flight.
@@ -26,12 +63,38 @@ impl Run<'_> {
                 let t = &c.truth;
                 let unpaid = t.pay == Pay::Pending;
                 let paid = t.pay == Pay::Succeeded && t.dispute.is_none() && t.refunded < d.amount;
+                // Refunds of Alipay and WeChat Pay settle later; they are made once the ledger
+                // knows the method (the fee fetch records it seconds after the success).
+                let later = settles_later(t.method);
+                let known = || m.view(d).method == t.method;
                 match act {
-                    StripeAct::Succeed | StripeAct::Fail => c.attached && unpaid,
-                    StripeAct::Cancel => unpaid,
-                    StripeAct::Refund(_) | StripeAct::DisputeOpen => paid,
+                    StripeAct::Succeed | StripeAct::Fail => {
+                        c.attached && matches!(t.pay, Pay::Pending | Pay::Processing)
+                    }
+                    StripeAct::Process => {
+                        c.attached
+                            && unpaid
+                            && !t.processed
+                            && matches!(t.method, None | Some("us_bank_account"))
+                    }
+                    StripeAct::Cancel => matches!(t.pay, Pay::Pending | Pay::Refused),
+                    StripeAct::Refund(_) => paid && !later,
+                    StripeAct::DisputeOpen => paid,
                     StripeAct::DisputeClose { .. } => {
                         matches!(t.dispute, Some((_, Dispute::Open)))
+                    }
+                    StripeAct::ChargeMethod(_) => {
+                        c.attached
+                            && matches!(t.pay, Pay::Processing | Pay::Succeeded)
+                            && (t.method.is_some() || (t.refunded == 0 && t.dispute.is_none()))
+                    }
+                    StripeAct::AchReturn { .. } => {
+                        paid && t.refunded == 0
+                            && matches!(t.method, None | Some("us_bank_account"))
+                    }
+                    StripeAct::AsyncRefund(_) => paid && later && known(),
+                    StripeAct::RefundSettles { .. } => {
+                        t.refunds.iter().any(|(_, s)| *s == RefundState::Pending)
                     }
                 }
             })
@@ -46,34 +109,121 @@ impl Run<'_> {
             return;
         };
         let t = &mut c.truth;
-        let fact = match act {
+        let mut also: Vec<(MFact, Option<&'static str>)> = Vec::new();
+        let (fact, kind) = match act {
             StripeAct::Succeed => {
                 t.pay = Pay::Succeeded;
-                MFact::Succeeded
+                // The charge names its method as the intent succeeds (`charge.succeeded`).
+                let method = *t.method.get_or_insert(method_of(id));
+                also.push((MFact::Method(method), Some("charge.succeeded")));
+                (MFact::Succeeded, None)
             }
-            StripeAct::Fail => MFact::Failed,
+            StripeAct::Fail => {
+                t.pay = if t.pay == Pay::Processing {
+                    Pay::Refused
+                } else {
+                    Pay::Pending
+                };
+                (MFact::Failed, None)
+            }
+            StripeAct::Process => {
+                t.pay = Pay::Processing;
+                t.processed = true;
+                // A bank debit: its charge is pending (`charge.pending`).
+                t.method = Some("us_bank_account");
+                also.push((MFact::Method("us_bank_account"), Some("charge.pending")));
+                (MFact::Processing, None)
+            }
             StripeAct::Cancel => {
                 t.pay = Pay::Canceled;
-                MFact::Canceled
+                (MFact::Canceled, None)
             }
             StripeAct::Refund(share) => {
                 let left = amount - t.refunded;
                 let r = share.map_or(left, |s| (left * i64::from(s) / 1000).clamp(1, left));
                 t.refunded += r;
-                MFact::Refunded(t.refunded)
+                (MFact::Refunded(t.refunded), None)
             }
             StripeAct::DisputeOpen => {
                 let a = amount - t.refunded;
                 t.dispute = Some((a, Dispute::Open));
-                MFact::DisputeOpened(a)
+                (MFact::DisputeOpened(a), None)
             }
             StripeAct::DisputeClose { won } => {
                 let a = t.dispute.map_or(0, |(a, _)| a);
                 t.dispute = Some((a, if *won { Dispute::Won } else { Dispute::Lost }));
-                MFact::DisputeClosed(a, *won)
+                (MFact::DisputeClosed(a, *won), None)
+            }
+            StripeAct::ChargeMethod(n) => {
+                let method = *t
+                    .method
+                    .get_or_insert(METHODS[usize::from(*n) % METHODS.len()]);
+                let kind = if t.pay == Pay::Processing {
+                    "charge.pending"
+                } else {
+                    "charge.succeeded"
+                };
+                (MFact::Method(method), Some(kind))
+            }
+            StripeAct::AchReturn { only_closed } => {
+                t.method.get_or_insert("us_bank_account");
+                let a = amount - t.refunded;
+                t.dispute = Some((a, Dispute::Lost));
+                if *only_closed {
+                    (MFact::DisputeClosed(a, false), None)
+                } else {
+                    also.push((MFact::DisputeClosed(a, false), None));
+                    (MFact::DisputeOpened(a), None)
+                }
+            }
+            StripeAct::AsyncRefund(share) => {
+                let left = amount - t.refunded;
+                let r = share.map_or(left, |s| (left * i64::from(s) / 1000).clamp(1, left));
+                t.refunded += r;
+                let k = u32::try_from(t.refunds.len()).unwrap_or(u32::MAX);
+                t.refunds.push((r, RefundState::Pending));
+                // Stripe's cumulative total counts the pending refund: the ledger must not.
+                also.push((MFact::Refunded(t.refunded), None));
+                (
+                    MFact::RefundUpdate(k, r, RefundState::Pending),
+                    Some("refund.created"),
+                )
+            }
+            StripeAct::RefundSettles { refund, ok, twice } => {
+                let pending: Vec<usize> = (0..t.refunds.len())
+                    .filter(|k| t.refunds[*k].1 == RefundState::Pending)
+                    .collect();
+                let k = pending[refund.of(pending.len())];
+                let state = if *ok {
+                    RefundState::Succeeded
+                } else {
+                    // The money is back with the fund at Stripe.
+                    t.refunded -= t.refunds[k].0;
+                    RefundState::Failed
+                };
+                t.refunds[k].1 = state;
+                let fact = MFact::RefundUpdate(
+                    u32::try_from(k).unwrap_or(u32::MAX),
+                    t.refunds[k].0,
+                    state,
+                );
+                if *twice {
+                    also.push((fact.clone(), Some("charge.refund.updated")));
+                }
+                let kind = if *ok {
+                    "refund.updated"
+                } else {
+                    "refund.failed"
+                };
+                (fact, Some(kind))
             }
         };
-        self.model.emit(id, fact);
+        // The event Stripe sends first goes in flight first.
+        also.insert(0, (fact, kind));
+        tally(&format!("stripe: {}", act_name(act)));
+        for (fact, kind) in also {
+            self.model.emit_as(id, fact, kind);
+        }
     }
 
     /// Submits a fact learnt from the API, as the worker or an admin handler does.
@@ -115,7 +265,9 @@ impl Run<'_> {
             return Ok((false, false));
         };
         let t = &mut c.truth;
-        if t.dispute.is_some() || amount > d.amount_minor - t.refunded {
+        // Alipay and WeChat Pay refunds go through refund requests and settle later: not
+        // modelled through this route.
+        if t.dispute.is_some() || amount > d.amount_minor - t.refunded || settles_later(t.method) {
             // Stripe refuses: nothing recorded.
             return Ok((false, false));
         }
@@ -126,6 +278,7 @@ impl Run<'_> {
         let total = d.refunded_minor + amount;
         let e = MEvent {
             id: format!("local:refund:{id}:{total}"),
+            created: i64::MAX,
             donation: id,
             fact: MFact::Refunded(total),
             json: None,
@@ -149,7 +302,9 @@ impl Run<'_> {
         };
         let pi = c.pi.clone();
         let (status, fact) = match c.truth.pay {
-            Pay::Pending => {
+            // Stripe cannot cancel money on its way: nothing is recorded.
+            Pay::Processing => return Ok(()),
+            Pay::Pending | Pay::Refused => {
                 c.truth.pay = Pay::Canceled;
                 self.model.emit(id, MFact::Canceled);
                 ("canceled", MFact::Canceled)
@@ -175,6 +330,7 @@ impl Run<'_> {
         };
         let e = MEvent {
             id: format!("local:{status}:{pi}"),
+            created: i64::MAX,
             donation: id,
             fact,
             json: None,
@@ -189,7 +345,8 @@ impl Run<'_> {
             .model
             .donations
             .values()
-            .filter(|d| self.model.reserves(d))
+            // A reservation holds through processing: the sweep leaves it alone.
+            .filter(|d| self.model.reserves(d) && !self.model.view(d).processing)
             .map(|d| d.id)
             .collect();
         if held.is_empty() {
@@ -224,6 +381,8 @@ impl Run<'_> {
             .filter(donations::method.eq("card"))
             .filter(donations::status.eq_any(["pending", "failed"]))
             .filter(donations::payment_intent_id.is_not_null())
+            // Money on its way is never canceled.
+            .filter(donations::processing_since.is_null())
             .select(donations::id)
             .order(donations::id.asc())
             .load(&mut self.conn)
@@ -233,8 +392,10 @@ impl Run<'_> {
             .donations
             .values()
             .filter(|d| {
+                let v = self.model.view(d);
                 self.model.card(d.id).is_some_and(|c| c.attached)
-                    && matches!(self.model.view(d).status, "pending" | "failed")
+                    && matches!(v.status, "pending" | "failed")
+                    && !v.processing
             })
             .map(|d| d.id)
             .collect();

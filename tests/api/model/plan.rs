@@ -66,14 +66,7 @@ impl Expect {
             Expect::Err(code) => format!("refused {code:?}"),
         };
         match fact {
-            Some(f) => {
-                let name = format!("{f:?}");
-                let name = name.split('(').next().unwrap_or_default().to_owned();
-                match f {
-                    MFact::DisputeClosed(_, won) => format!("{name}(won={won}) {what}"),
-                    _ => format!("{name} {what}"),
-                }
-            }
+            Some(f) => format!("{} {what}", f.name()),
             None => what,
         }
     }

@@ -33,6 +33,28 @@ pub struct Store {
     file: Option<PathBuf>,
 }
 
+/// The staff every case starts with: `world::ACTIVE_ADMINS` active admins (each emailed when
+/// a refund fails) and one disabled admin (not emailed).
+fn add_admins(c: &mut db::DbConn) {
+    use crowdledger::db::schema::users;
+    for (email, disabled) in [
+        ("admin1@example.org", false),
+        ("admin2@example.org", false),
+        ("gone@example.org", true),
+    ] {
+        diesel::insert_into(users::table)
+            .values((
+                users::email.eq(email),
+                users::password_hash.eq("x"),
+                users::role.eq("admin"),
+                users::created_at.eq(db::now()),
+                users::disabled.eq(disabled),
+            ))
+            .execute(c)
+            .expect("admin added");
+    }
+}
+
 impl Template {
     /// Migrates a template database of the engine chosen by `TEST_DATABASE`.
     pub fn new() -> Template {
@@ -49,7 +71,11 @@ impl Template {
             c.batch_execute(&format!("CREATE DATABASE {name}"))
                 .expect("template created");
             let url = DatabaseUrl::Postgres(format!("{prefix}/{name}"));
-            db::migrate(&mut db::establish(&url).expect("template reachable")).expect("migrates");
+            {
+                let mut c = db::establish(&url).expect("template reachable");
+                db::migrate(&mut c).expect("migrates");
+                add_admins(&mut c);
+            }
             Template::Postgres {
                 admin,
                 prefix,
@@ -68,6 +94,7 @@ impl Template {
             {
                 let mut c = db::establish(&url).expect("template opens");
                 db::migrate(&mut c).expect("migrates");
+                add_admins(&mut c);
                 // Fold the WAL into the main file so copying that file copies everything.
                 c.batch_execute("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
                     .expect("checkpoint");

@@ -30,9 +30,43 @@ impl Intake {
 pub enum Pay {
     /// Not paid yet (also after a failed attempt: the donor may try another card).
     Pending,
+    /// A bank debit on its way (`payment_intent.processing`): it succeeds or fails later.
+    Processing,
+    /// The bank refused the debit after processing: the donor was told; no attempt follows
+    /// (the intent may still be canceled).
+    Refused,
     Succeeded,
     Canceled,
 }
+
+/// Where an asynchronous refund (Alipay, WeChat Pay) is at Stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundState {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+impl RefundState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Pending => "pending",
+            RefundState::Succeeded => "succeeded",
+            RefundState::Failed => "failed",
+        }
+    }
+}
+
+/// The methods a charge may name.
+pub const METHODS: [&str; 4] = ["card", "us_bank_account", "alipay", "wechat_pay"];
+
+/// Whether a method's refunds settle later (counted one by one when each succeeds).
+pub fn settles_later(method: Option<&str>) -> bool {
+    matches!(method, Some("alipay" | "wechat_pay"))
+}
+
+/// Active admins in every case's database (`store`): each gets a `refund_failed` email.
+pub const ACTIVE_ADMINS: i64 = 2;
 
 /// A dispute as Stripe knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,18 +83,44 @@ pub struct Truth {
     /// Cumulative, as `charge.refunded` reports it.
     pub refunded: i64,
     pub dispute: Option<(i64, Dispute)>,
+    /// The intent went through processing once (a bank debit); it is not processed again.
+    pub processed: bool,
+    /// The method its charge names, once it has one.
+    pub method: Option<&'static str>,
+    /// Asynchronous refunds (`re_{donation}_{index}`): amount and state. `refunded` counts
+    /// those pending or succeeded, as Stripe's `amount_refunded` does.
+    pub refunds: Vec<(i64, RefundState)>,
+}
+
+impl Truth {
+    pub fn new() -> Truth {
+        Truth {
+            pay: Pay::Pending,
+            refunded: 0,
+            dispute: None,
+            processed: false,
+            method: None,
+            refunds: Vec::new(),
+        }
+    }
 }
 
 /// What one event or locally learnt fact says, as the model reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MFact {
     Succeeded,
+    /// The money is on its way (a bank debit).
+    Processing,
     Failed,
     Canceled,
-    /// Cumulative refunded amount.
+    /// Cumulative refunded amount (pending asynchronous refunds included).
     Refunded(i64),
     DisputeOpened(i64),
     DisputeClosed(i64, bool),
+    /// The charge names its payment method.
+    Method(&'static str),
+    /// An asynchronous refund (by index on its donation): amount and state.
+    RefundUpdate(u32, i64, RefundState),
 }
 
 impl MFact {
@@ -68,8 +128,24 @@ impl MFact {
     pub fn needs_success(&self) -> bool {
         matches!(
             self,
-            MFact::Refunded(_) | MFact::DisputeOpened(_) | MFact::DisputeClosed(..)
+            MFact::Refunded(_)
+                | MFact::DisputeOpened(_)
+                | MFact::DisputeClosed(..)
+                | MFact::RefundUpdate(..)
         )
+    }
+
+    /// A short name for the tally.
+    pub fn name(&self) -> String {
+        match self {
+            MFact::DisputeClosed(_, won) => format!("DisputeClosed(won={won})"),
+            MFact::Method(m) => format!("Method({m})"),
+            MFact::RefundUpdate(_, _, s) => format!("RefundUpdate({})", s.as_str()),
+            f => {
+                let name = format!("{f:?}");
+                name.split('(').next().unwrap_or_default().to_owned()
+            }
+        }
     }
 }
 
@@ -77,6 +153,8 @@ impl MFact {
 #[derive(Debug, Clone)]
 pub struct MEvent {
     pub id: String,
+    /// Stripe's `created` (kept events are applied in this order); local facts: `i64::MAX`.
+    pub created: i64,
     pub donation: i64,
     pub fact: MFact,
     /// `None` for facts the workers learn from the API (local ids).
@@ -129,6 +207,113 @@ pub struct View {
     pub disputed: i64,
     pub dispute: Option<&'static str>,
     pub counted: i64,
+    /// `processing_since` is set.
+    pub processing: bool,
+    /// A reservation released by a failure after processing.
+    pub released: bool,
+    /// `payment_method_type`.
+    pub method: Option<&'static str>,
+    /// The `refund_requests` rows of asynchronous refunds, by Stripe id: their state.
+    pub refund_rows: BTreeMap<String, &'static str>,
+    /// A `payment_failed` email was queued.
+    pub payment_failed_email: bool,
+    /// Asynchronous refunds that failed (each emails every active admin).
+    pub failed_refunds: i64,
+}
+
+impl View {
+    fn new(status: &'static str) -> View {
+        View {
+            status,
+            refunded: 0,
+            disputed: 0,
+            dispute: None,
+            counted: 0,
+            processing: false,
+            released: false,
+            method: None,
+            refund_rows: BTreeMap::new(),
+            payment_failed_email: false,
+            failed_refunds: 0,
+        }
+    }
+
+    /// Applies one fact as `card::facts::apply_fact` does (`d` the donation's amount).
+    fn apply(&mut self, amount: i64, id: i64, fact: &MFact) {
+        let open = matches!(self.status, "pending" | "failed");
+        let counted = amount - self.refunded - self.disputed;
+        let take = |want: i64| want.min(counted).max(0);
+        match fact {
+            MFact::Succeeded => self.status = "succeeded",
+            MFact::Processing => {
+                if open && !self.processing {
+                    self.status = "pending";
+                    self.processing = true;
+                }
+            }
+            MFact::Failed => {
+                if self.status == "pending" {
+                    self.status = "failed";
+                    if self.processing {
+                        self.released = true;
+                        self.payment_failed_email = true;
+                    }
+                }
+            }
+            MFact::Canceled => {
+                if open {
+                    self.status = "canceled";
+                }
+            }
+            MFact::Method(m) => self.method = Some(m),
+            MFact::Refunded(_) if settles_later(self.method) => {}
+            MFact::Refunded(total) => {
+                let t = take(total - self.refunded);
+                self.refunded += t;
+            }
+            MFact::RefundUpdate(..) if !settles_later(self.method) => {}
+            MFact::RefundUpdate(k, a, state) => {
+                let re = format!("re_{id}_{k}");
+                let row = self.refund_rows.get(&re).copied();
+                match state {
+                    RefundState::Succeeded => {
+                        if row != Some("done") {
+                            self.refunded += take(*a);
+                            self.refund_rows.insert(re, "done");
+                        }
+                    }
+                    RefundState::Failed => {
+                        if row != Some("failed") {
+                            self.refund_rows.insert(re, "failed");
+                            self.failed_refunds += 1;
+                        }
+                    }
+                    RefundState::Pending => {
+                        self.refund_rows.entry(re).or_insert("pending");
+                    }
+                }
+            }
+            MFact::DisputeOpened(a) => {
+                if self.dispute.is_none() {
+                    self.disputed += take(*a);
+                    self.dispute = Some("open");
+                }
+            }
+            MFact::DisputeClosed(a, won) => match (self.dispute, won) {
+                (Some("open"), true) => {
+                    self.disputed = 0;
+                    self.dispute = Some("won");
+                }
+                (Some("open"), false) => self.dispute = Some("lost"),
+                (None, true) => self.dispute = Some("won"),
+                (None, false) => {
+                    self.disputed += take(*a);
+                    self.dispute = Some("lost");
+                }
+                _ => {}
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -183,70 +368,36 @@ impl Model {
         match &d.kind {
             Kind::Offline { refunded } => {
                 return View {
-                    status: "succeeded",
                     refunded: *refunded,
-                    disputed: 0,
-                    dispute: None,
                     counted: d.amount - refunded,
+                    ..View::new("succeeded")
                 };
             }
             Kind::Card(_) => {}
         };
-        let facts: Vec<&MFact> = self
-            .delivered
-            .iter()
-            .filter(|e| e.donation == d.id)
-            .map(|e| &e.fact)
-            .collect();
-        let has = |f: &MFact| facts.contains(&f);
-        // Monotonic: succeeded beats canceled beats failed beats pending.
-        let status = if has(&MFact::Succeeded) {
-            "succeeded"
-        } else if has(&MFact::Canceled) {
-            "canceled"
-        } else if has(&MFact::Failed) {
-            "failed"
-        } else {
-            "pending"
-        };
-        if status != "succeeded" {
-            return View {
-                status,
-                refunded: 0,
-                disputed: 0,
-                dispute: None,
-                counted: 0,
-            };
+        // The facts in the order the ledger applies them: as delivered, except that refunds
+        // and disputes delivered before the payment's success are kept and applied (oldest
+        // first by Stripe's `created`) right after it.
+        let mut v = View::new("pending");
+        let mut kept: Vec<&MEvent> = Vec::new();
+        for e in self.delivered.iter().filter(|e| e.donation == d.id) {
+            if e.fact.needs_success() && v.status != "succeeded" {
+                kept.push(e);
+                continue;
+            }
+            let first_success = e.fact == MFact::Succeeded && v.status != "succeeded";
+            v.apply(d.amount, d.id, &e.fact);
+            if first_success {
+                kept.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+                for k in kept.drain(..) {
+                    v.apply(d.amount, d.id, &k.fact);
+                }
+            }
         }
-        let refunded = facts
-            .iter()
-            .filter_map(|f| match f {
-                MFact::Refunded(t) => Some(*t),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
-        let closed = facts.iter().find_map(|f| match f {
-            MFact::DisputeClosed(a, won) => Some((*a, *won)),
-            _ => None,
-        });
-        let opened = facts.iter().find_map(|f| match f {
-            MFact::DisputeOpened(a) => Some(*a),
-            _ => None,
-        });
-        let (dispute, disputed) = match (closed, opened) {
-            (Some((_, true)), _) => (Some("won"), 0),
-            (Some((a, false)), _) => (Some("lost"), a),
-            (None, Some(a)) => (Some("open"), a),
-            (None, None) => (None, 0),
-        };
-        View {
-            status,
-            refunded,
-            disputed,
-            dispute,
-            counted: d.amount - refunded - disputed,
+        if v.status == "succeeded" {
+            v.counted = d.amount - v.refunded - v.disputed;
         }
+        v
     }
 
     pub fn raised(&self) -> i64 {
@@ -264,7 +415,8 @@ impl Model {
     pub fn reserves(&self, d: &Donation) -> bool {
         match &d.kind {
             Kind::Card(c) => {
-                c.reserved_at_creation && matches!(self.view(d).status, "pending" | "failed")
+                let v = self.view(d);
+                c.reserved_at_creation && matches!(v.status, "pending" | "failed") && !v.released
             }
             Kind::Offline { .. } => false,
         }
@@ -331,13 +483,20 @@ impl Model {
 
     /// A new webhook from Stripe about donation `id`, put in flight.
     pub fn emit(&mut self, id: i64, fact: MFact) {
+        self.emit_as(id, fact, None);
+    }
+
+    /// A new webhook of this type (else the fact's usual one), put in flight.
+    pub fn emit_as(&mut self, id: i64, fact: MFact, kind: Option<&'static str>) {
         let n = self.next_event;
         self.next_event += 1;
         let d = &self.donations[&id];
         let Kind::Card(c) = &d.kind else { return };
-        let json = stripe_json(&format!("evt_{n}"), 1_700_000_000 + n, &fact, d, c);
+        let created = 1_700_000_000 + n;
+        let json = stripe_json(&format!("evt_{n}"), created, &fact, kind, d, c);
         self.in_flight.push(MEvent {
             id: format!("evt_{n}"),
+            created,
             donation: id,
             fact,
             json: Some(json),
@@ -347,7 +506,14 @@ impl Model {
 
 /// A Stripe event as Stripe sends it (only the fields crowdledger reads, plus a few it
 /// ignores).
-fn stripe_json(id: &str, created: i64, fact: &MFact, d: &Donation, c: &Card) -> Value {
+fn stripe_json(
+    id: &str,
+    created: i64,
+    fact: &MFact,
+    kind: Option<&'static str>,
+    d: &Donation,
+    c: &Card,
+) -> Value {
     let intent = |status: &str| {
         json!({
             "id": c.pi, "object": "payment_intent", "amount": d.amount,
@@ -362,8 +528,38 @@ fn stripe_json(id: &str, created: i64, fact: &MFact, d: &Donation, c: &Card) -> 
             "payment_intent": c.pi, "amount": amount, "status": status,
         })
     };
-    let (kind, object) = match fact {
+    let (default, object) = match fact {
         MFact::Succeeded => ("payment_intent.succeeded", intent("succeeded")),
+        MFact::Processing => ("payment_intent.processing", intent("processing")),
+        MFact::Method(m) => {
+            let details = match *m {
+                "card" => json!({ "type": "card", "card": { "brand": "visa", "wallet": null } }),
+                other => json!({ "type": other }),
+            };
+            let pending = kind == Some("charge.pending");
+            (
+                "charge.succeeded",
+                json!({
+                    "id": c.charge, "object": "charge", "payment_intent": c.pi,
+                    "amount": d.amount, "currency": "usd",
+                    "status": if pending { "pending" } else { "succeeded" },
+                    "payment_method_details": details,
+                }),
+            )
+        }
+        MFact::RefundUpdate(k, a, state) => (
+            "refund.updated",
+            json!({
+                "id": format!("re_{}_{k}", d.id), "object": "refund", "amount": a,
+                "charge": c.charge, "payment_intent": c.pi, "currency": "usd",
+                "status": state.as_str(), "metadata": {},
+                "failure_reason": if *state == RefundState::Failed {
+                    Value::from("unknown")
+                } else {
+                    Value::Null
+                },
+            }),
+        ),
         MFact::Failed => (
             "payment_intent.payment_failed",
             intent("requires_payment_method"),
@@ -382,6 +578,7 @@ fn stripe_json(id: &str, created: i64, fact: &MFact, d: &Donation, c: &Card) -> 
             dispute(*a, if *won { "won" } else { "lost" }),
         ),
     };
+    let kind = kind.unwrap_or(default);
     json!({
         "id": id, "object": "event", "type": kind, "created": created,
         "api_version": "2024-06-20", "data": { "object": object },

@@ -64,6 +64,16 @@ pub fn intent_types(enabled: &[String]) -> Vec<String> {
     types
 }
 
+/// The payment method type every payment of an intent offering `enabled` will have, if
+/// there is only one: `card` for cards alone (Link pays by card too; the charge may later name
+/// the wallet or Link more precisely).
+pub fn sole_type(enabled: &[String]) -> Option<&str> {
+    match enabled {
+        [one] => Some(one.as_str()),
+        _ => None,
+    }
+}
+
 /// Reads `PAYMENT_METHODS` (comma-separated) for a fund in `currency` (ISO, any case):
 /// each must be enableable, named once, and take the currency. Empty means `card`.
 pub fn parse_enabled(text: &str, currency: &str) -> Result<Vec<String>, String> {
@@ -145,6 +155,8 @@ mod tests {
     fn cards_bring_link_and_wallets_are_recorded_by_name() {
         assert_eq!(intent_types(&["card".into()]), ["card", "link"]);
         assert_eq!(intent_types(&["alipay".into()]), ["alipay"]);
+        assert_eq!(sole_type(&["card".into()]), Some("card"));
+        assert_eq!(sole_type(&["card".into(), "alipay".into()]), None);
         assert_eq!(recorded_type("card", Some("apple_pay")), "apple_pay");
         assert_eq!(recorded_type("card", Some("masterpass")), "card");
         assert_eq!(recorded_type("card", None), "card");

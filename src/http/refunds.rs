@@ -299,7 +299,7 @@ async fn record(
         .charge
         .or_else(|| card.charge.clone())
         .ok_or_else(|| AppError::internal("Stripe's refund names no charge"))?;
-    let amount_refunded = stripe.amount_refunded(&charge).await.map_err(|e| {
+    let (amount_refunded, method_type) = stripe.amount_refunded(&charge).await.map_err(|e| {
         tracing::warn!(error = %e, request = card.request_id, "refund made, total unknown");
         AppError::new(
             ErrorCode::PaymentProviderError,
@@ -318,6 +318,7 @@ async fn record(
             amount_refunded,
             stripe_refund_id: made.id,
             status: made.status,
+            method_type: method_type.map(str::to_owned),
         })
         .await
 }

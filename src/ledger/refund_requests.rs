@@ -292,6 +292,9 @@ pub struct FinishRefund {
     /// Stripe's status of the refund (`succeeded`, or `pending` on a method whose refunds
     /// settle later).
     pub status: String,
+    /// The payment method type the charge names (recorded if the ledger lacks it: it decides
+    /// how the refund counts).
+    pub method_type: Option<String>,
 }
 
 impl FinishRefund {
@@ -321,7 +324,13 @@ impl Op for FinishRefund {
             // Another attempt recorded it first.
             return Ok(stored(&row));
         }
-        let d = donation(cx, row.donation_id)?;
+        let mut d = donation(cx, row.donation_id)?;
+        if let (None, Some(m)) = (&d.payment_method_type, &self.method_type) {
+            diesel::update(donations::table.find(d.id))
+                .set(donations::payment_method_type.eq(m))
+                .execute(cx.conn()?)?;
+            d.payment_method_type = Some(m.clone());
+        }
         if super::card::settles_later(&d) {
             // Counted when Stripe says it succeeded (now, or by a later event).
             super::card::refund_updated(

@@ -77,8 +77,12 @@ impl Payments {
             .unwrap_or_default())
     }
 
-    /// What a charge has refunded in all (cumulative, as `charge.refunded` reports it).
-    pub async fn amount_refunded(&self, charge: &str) -> Result<i64, StripeCallError> {
+    /// What a charge has refunded in all (cumulative, as `charge.refunded` reports it), and
+    /// the payment method type it names.
+    pub async fn amount_refunded(
+        &self,
+        charge: &str,
+    ) -> Result<(i64, Option<&'static str>), StripeCallError> {
         let ch = self
             .call(
                 StripeMethod::Get,
@@ -88,8 +92,10 @@ impl Payments {
                 None,
             )
             .await?;
-        ch.get("amount_refunded")
+        let total = ch
+            .get("amount_refunded")
             .and_then(events::int)
-            .ok_or_else(|| StripeCallError::Transport("charge without amount_refunded".into()))
+            .ok_or_else(|| StripeCallError::Transport("charge without amount_refunded".into()))?;
+        Ok((total, events::method_of_charge(&ch)))
     }
 }

@@ -455,6 +455,7 @@ pub async fn pending_card_donation(
             donation_id,
             payment_intent: pi.to_owned(),
             remember: None,
+            method_type: Some("card".into()),
         })
         .await
         .expect("intent attached");

@@ -487,3 +487,68 @@ async fn a_wallet_payment_is_recorded_by_its_wallet_and_the_return_page_knows_no
         assert!(!html.contains("25.00"));
     }
 }
+
+/// Found by the model's helper reading the code: a refund fact applied before the ledger
+/// knew the payment was an Alipay one was counted as a card refund (`charge.refunded`'s
+/// cumulative amount, which includes refunds still pending). Refund facts now wait until the
+/// charge has said how it was paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alipay_refund_heard_of_before_the_method_waits_for_it() {
+    let app = spawn_app_with_stripe(&[("PAYMENT_METHODS", "card,alipay")]).await;
+    let (id, pi, _) = donate(&app, "100.00").await;
+    let charge = format!("ch_unseen_{id}");
+    let deliver = |e: Value| {
+        let app = &app;
+        async move {
+            let resp = app.deliver(&e, chrono::Utc::now().timestamp()).await;
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    let ev = |kind: &str, object: Value| {
+        crate::localstripe::event(&format!("evt_{kind}_{id}"), kind, object)
+    };
+    // The success names a charge Stripe cannot show us yet: the method stays unknown.
+    deliver(ev(
+        "payment_intent.succeeded",
+        json!({"id": pi, "object": "payment_intent", "amount": 10_000, "amount_received": 10_000,
+            "currency": "usd", "latest_charge": charge, "metadata": {"donation_id": id.to_string()}}),
+    ))
+    .await;
+    app.wait_for_fund(|f| f["raised"] == "100.00").await;
+    // A refund made in the Dashboard, still pending.
+    deliver(ev(
+        "charge.refunded",
+        json!({"id": charge, "object": "charge", "payment_intent": pi, "amount_refunded": 3_000}),
+    ))
+    .await;
+    deliver(ev(
+        "refund.created",
+        json!({"id": "re_dash_1", "object": "refund", "amount": 3_000, "charge": charge,
+            "payment_intent": pi, "status": "pending", "metadata": {}}),
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.fund().await["raised"],
+        "100.00",
+        "a pending refund lowered raised"
+    );
+    // The charge says how it was paid; the refund is still pending.
+    deliver(ev(
+        "charge.succeeded",
+        json!({"id": charge, "object": "charge", "payment_intent": pi,
+            "payment_method_details": {"type": "alipay", "alipay": {}}}),
+    ))
+    .await;
+    wait_method(&app, id, "alipay").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.fund().await["raised"], "100.00");
+    deliver(ev(
+        "refund.updated",
+        json!({"id": "re_dash_1", "object": "refund", "amount": 3_000, "charge": charge,
+            "payment_intent": pi, "status": "succeeded", "metadata": {}}),
+    ))
+    .await;
+    app.wait_for_fund(|f| f["raised"] == "70.00").await;
+    assert!(app.verify().is_ok());
+}

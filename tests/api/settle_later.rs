@@ -169,3 +169,70 @@ async fn closing_at_the_target_cancels_open_intents_but_never_a_processing_one()
     assert!(after_close);
     assert!(app.verify().is_ok());
 }
+
+/// Stripe's event of `kind` for the intent, created `ago` seconds before now (events arrive in
+/// any order; their `created` says which came first).
+async fn tell_at(app: &TestApp, kind: &str, id: i64, pi: &str, amount: i64, ago: i64) {
+    let object = json!({
+        "id": pi, "object": "payment_intent", "amount": amount, "amount_received": 0,
+        "currency": "usd", "latest_charge": format!("ch_{pi}"),
+        "metadata": { "donation_id": id.to_string() },
+        "payment_method_types": ["us_bank_account"],
+    });
+    let mut e = event(&format!("evt_{kind}_{pi}_{ago}"), kind, object);
+    e["created"] = json!(chrono::Utc::now().timestamp() - ago);
+    let resp = app.deliver(&e, chrono::Utc::now().timestamp()).await;
+    assert_eq!(resp.status(), 200, "{kind}");
+}
+
+/// Found by the model's helper reading the code: a bank debit refused after processing, whose
+/// refusal is delivered before its processing, stayed "processing" for ever with its
+/// reservation held (the sweep and the close leave processing payments alone) and the donor
+/// never told. A refusal is final for the attempt it ends: a processing event older than it
+/// is that attempt's, and a newer one is a new attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_delivered_before_its_processing_still_fails_the_debit() {
+    let sink = SmtpSink::start().await;
+    let smtp = sink.url();
+    let app = spawn_app_with_stripe(&[
+        ("FUND_TARGET", "1000.00"),
+        ("FUND_CAP_MODE", "strict"),
+        ("SMTP_URL", &smtp),
+    ])
+    .await;
+    let (id, pi, token) = donate(&app, "600.00").await;
+    // Processing four days ago, refused now; delivered the other way round.
+    tell_at(&app, "payment_intent.payment_failed", id, &pi, 60_000, 0).await;
+    tell_at(
+        &app,
+        "payment_intent.processing",
+        id,
+        &pi,
+        60_000,
+        4 * 86_400,
+    )
+    .await;
+    assert_eq!(page_status(&app, id, &token).await, "failed");
+    assert_eq!(
+        app.donate("900.00").await.status(),
+        201,
+        "the reservation is released"
+    );
+    let mails = sink.wait_for(1, 15).await;
+    assert!(
+        mails[0]["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("未能完成")),
+        "the donor is told: {}",
+        mails[0]
+    );
+    // The donor's bank debit is tried again on the same intent: a new processing, newer than
+    // the refusal, is money on its way again.
+    let (id2, pi2, token2) = donate(&app, "50.00").await;
+    tell_at(&app, "payment_intent.processing", id2, &pi2, 5_000, 300).await;
+    tell_at(&app, "payment_intent.payment_failed", id2, &pi2, 5_000, 200).await;
+    assert_eq!(page_status(&app, id2, &token2).await, "failed");
+    tell_at(&app, "payment_intent.processing", id2, &pi2, 5_000, 100).await;
+    assert_eq!(page_status(&app, id2, &token2).await, "processing");
+    assert!(app.verify().is_ok());
+}

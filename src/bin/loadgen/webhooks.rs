@@ -69,6 +69,7 @@ pub(crate) fn seed(
                             donation_id,
                             payment_intent: pi.clone(),
                             remember: None,
+                            method_type: Some("card".into()),
                         })
                         .await
                         .map_err(|e| anyhow::anyhow!("{}", e.detail))?;

@@ -93,6 +93,8 @@ async fn create_and_attach(
             donation_id,
             payment_intent: intent.id,
             remember: scope_key.map(|k| (k, resp.clone())),
+            method_type: crate::domain::payment_methods::sole_type(&stripe.methods)
+                .map(str::to_owned),
         })
         .await?;
     Ok(resp)

@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 
-use super::facts::apply_fact;
+use super::facts::{apply_fact, charge_unheard};
 use crate::db::models::{DonationRow, StripeEventRow};
 use crate::db::schema::{donations, stripe_events};
 use crate::error::AppError;
@@ -153,8 +153,9 @@ impl Op for ApplyStripeEvent {
                 | Fact::PaymentCanceled { .. }
                 | Fact::PaymentMethod { .. },
             ) => true,
-            // Refunds and disputes need the payment recorded first.
-            (Some(d), _) => d.status == "succeeded",
+            // Refunds and disputes need the payment recorded first; refunds also need the
+            // charge to have said how it was paid (the method decides how they count).
+            (Some(d), f) => d.status == "succeeded" && !(is_refund(f) && charge_unheard(d)),
         };
         if !ready && donation.is_none() && !self.keep_unknown {
             return Ok(EventOutcome::NotOurs);
@@ -164,7 +165,7 @@ impl Op for ApplyStripeEvent {
             return Ok(EventOutcome::Kept);
         }
         if let Some(d) = donation {
-            apply_fact(cx, &d, &self.fact)?;
+            apply_fact(cx, &d, &self.fact, self.created)?;
             if matches!(self.fact, Fact::PaymentSucceeded { .. }) {
                 let charge = self.fact.charge().map(str::to_owned);
                 apply_kept(cx, self.fact.payment_intent(), charge.as_deref())?;
@@ -284,17 +285,21 @@ pub(super) fn apply_kept(
             | Fact::PaymentFailed { .. }
             | Fact::PaymentCanceled { .. }
             | Fact::PaymentMethod { .. } => true,
-            _ => d.status == "succeeded",
+            f => d.status == "succeeded" && !(is_refund(f) && charge_unheard(&d)),
         };
         if !ready {
             continue;
         }
-        apply_fact(cx, &d, &fact)?;
+        apply_fact(cx, &d, &fact, row.created)?;
         diesel::update(stripe_events::table.find(&row.event_id))
             .set(stripe_events::applied_at.eq(Some(cx.now)))
             .execute(cx.conn()?)?;
     }
     Ok(())
+}
+
+fn is_refund(f: &Fact) -> bool {
+    matches!(f, Fact::ChargeRefunded { .. } | Fact::RefundUpdated { .. })
 }
 
 /// Our donation a fact is about: by PaymentIntent, by charge, or (for an intent we have not

@@ -51,7 +51,55 @@ pub(super) fn withdraw(
     Ok(take)
 }
 
-pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Result<(), AppError> {
+/// A refusal of the donation's payment recorded with Stripe's `created` at or after `created`:
+/// it ended the attempt an event of time `created` belongs to.
+fn refused_since(cx: &mut Ctx<'_>, d: &DonationRow, created: i64) -> Result<bool, AppError> {
+    use crate::db::schema::stripe_events;
+    let Some(pi) = d.payment_intent_id.as_deref() else {
+        return Ok(false);
+    };
+    // The refusal may be among this batch's buffered rows.
+    let (conn, appended) = cx.parts()?;
+    appended.flush_events(conn)?;
+    let found: i64 = stripe_events::table
+        .filter(stripe_events::payment_intent_id.eq(pi))
+        .filter(stripe_events::event_type.eq("payment_intent.payment_failed"))
+        .filter(stripe_events::applied_at.is_not_null())
+        .filter(stripe_events::created.ge(created))
+        .count()
+        .get_result(cx.conn()?)?;
+    Ok(found > 0)
+}
+
+/// A payment refused after its money was on its way (a bank debit returned): the donation
+/// fails, its reservation goes, and the donor is told (once).
+fn refused_after_processing(cx: &mut Ctx<'_>, d: &DonationRow) -> Result<(), AppError> {
+    let c = cx.st.currency;
+    release_reservation(cx, d);
+    set_status(cx, d.id, "failed", None)?;
+    if d.email.is_some() {
+        let payload = serde_json::json!({
+            "donation_id": d.id, "amount": c.format(d.amount_minor), "currency": c.code(),
+        });
+        let key = format!("payment_failed:{}", d.id);
+        cx.queue_email("payment_failed", &key, Some(d.id), &d.locale, &payload)?;
+    }
+    Ok(())
+}
+
+/// Whether the charge has not yet said how the payment was made (no method recorded, no fee
+/// read from it): a refund fact must wait, since the method decides how refunds count.
+pub(super) fn charge_unheard(d: &DonationRow) -> bool {
+    d.payment_intent_id.is_some() && d.payment_method_type.is_none() && d.fee_minor.is_none()
+}
+
+/// Applies `fact` (from an event Stripe created at `created`, Unix seconds) to `d`.
+pub(super) fn apply_fact(
+    cx: &mut Ctx<'_>,
+    d: &DonationRow,
+    fact: &Fact,
+    created: i64,
+) -> Result<(), AppError> {
     // The donation changes: later commands of the batch read it afresh.
     if let (Some(cache), Some(pi)) = (cx.cache.as_deref_mut(), d.payment_intent_id.as_deref()) {
         cache.by_intent.remove(pi);
@@ -119,29 +167,36 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
         Fact::PaymentProcessing { .. } => {
             // The money is on its way: not counted yet; a strict-mode reservation holds (the
             // sweep leaves processing payments alone) until it succeeds or fails.
-            if (d.status == "pending" || d.status == "failed") && d.processing_since.is_none() {
-                diesel::update(donations::table.find(d.id))
-                    .set((
-                        donations::status.eq("pending"),
-                        donations::processing_since.eq(Some(cx.now)),
-                    ))
-                    .execute(cx.conn()?)?;
+            if !(d.status == "pending" || d.status == "failed") {
+                return Ok(());
             }
+            if d.status == "failed" && refused_since(cx, d, created)? {
+                // Its refusal came later and was delivered first: this attempt failed after
+                // processing.
+                if d.processing_since.is_none() {
+                    diesel::update(donations::table.find(d.id))
+                        .set(donations::processing_since.eq(Some(cx.now)))
+                        .execute(cx.conn()?)?;
+                    refused_after_processing(cx, d)?;
+                }
+                return Ok(());
+            }
+            if d.status == "pending" && d.processing_since.is_some() {
+                return Ok(()); // a repeat
+            }
+            // A first processing, or a new attempt after an older refusal. (A reservation a
+            // refusal released is not taken again.)
+            diesel::update(donations::table.find(d.id))
+                .set((
+                    donations::status.eq("pending"),
+                    donations::processing_since.eq(Some(cx.now)),
+                ))
+                .execute(cx.conn()?)?;
             Ok(())
         }
         Fact::PaymentFailed { .. } if d.processing_since.is_some() => {
-            // A payment that failed after processing (a bank debit refused): the donation
-            // fails, its reservation goes, and the donor is told.
             if d.status == "pending" {
-                release_reservation(cx, d);
-                set_status(cx, d.id, "failed", None)?;
-                if d.email.is_some() {
-                    let payload = serde_json::json!({
-                        "donation_id": d.id, "amount": c.format(d.amount_minor), "currency": c.code(),
-                    });
-                    let key = format!("payment_failed:{}", d.id);
-                    cx.queue_email("payment_failed", &key, Some(d.id), &d.locale, &payload)?;
-                }
+                refused_after_processing(cx, d)?;
             }
             Ok(())
         }
@@ -159,11 +214,19 @@ pub(super) fn apply_fact(cx: &mut Ctx<'_>, d: &DonationRow, fact: &Fact) -> Resu
             }
             Ok(())
         }
-        Fact::PaymentMethod { method_type, .. } => {
+        Fact::PaymentMethod {
+            method_type,
+            payment_intent,
+            charge,
+        } => {
             if d.payment_method_type.as_deref() != Some(method_type.as_str()) {
                 diesel::update(donations::table.find(d.id))
                     .set(donations::payment_method_type.eq(method_type))
                     .execute(cx.conn()?)?;
+            }
+            if charge_unheard(d) {
+                // Refund facts waited for this.
+                super::events::apply_kept(cx, Some(payment_intent), Some(charge))?;
             }
             Ok(())
         }

@@ -195,6 +195,9 @@ pub struct AttachIntent {
     pub payment_intent: String,
     /// The key and the answer to remember for it.
     pub remember: Option<(String, StoredResponse)>,
+    /// The payment method type, when the intent offers only one (cards, with Link): known
+    /// before the charge says it, so refunds never wait for it.
+    pub method_type: Option<String>,
 }
 
 impl Op for AttachIntent {
@@ -202,7 +205,10 @@ impl Op for AttachIntent {
 
     fn apply(&self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
         let attached = diesel::update(donations::table.find(self.donation_id))
-            .set(donations::payment_intent_id.eq(&self.payment_intent))
+            .set((
+                donations::payment_intent_id.eq(&self.payment_intent),
+                donations::payment_method_type.eq(&self.method_type),
+            ))
             .execute(cx.donations_table()?)?;
         if attached == 0 {
             // Abandoned while Stripe was slow (its reservation is already released): the
@@ -310,6 +316,8 @@ impl Op for SetFees {
                 .set(donations::payment_method_type.eq(m))
                 .execute(cx.conn()?)?;
         }
+        // Refund facts that waited for the charge to be heard of (fee and method unknown).
+        events::apply_kept(cx, None, Some(&s.charge))?;
         Ok(())
     }
 }

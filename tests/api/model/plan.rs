@@ -148,9 +148,12 @@ pub fn deliver(model: &mut Model, e: MEvent) -> Expect {
         model.delivered.push(e);
         return Expect::Event(EventOutcome::Kept);
     };
-    let status = model.view(d).status;
+    let view = model.view(d);
+    let status = view.status;
     let (id, amount) = (d.id, d.amount);
-    let kept = e.fact.needs_success() && status != "succeeded";
+    // Refunds also wait for the charge to name its method.
+    let kept = (e.fact.needs_success() && status != "succeeded")
+        || (e.fact.is_refund() && view.method.is_none());
     let succeeds = e.fact == MFact::Succeeded && status != "succeeded";
     let raised = model.raised();
     if succeeds {
@@ -193,6 +196,8 @@ pub fn attach(model: &mut Model, w: &LedgerWriter, id: i64) -> Option<Planned> {
         donation_id: id,
         payment_intent: c.pi.clone(),
         remember,
+        // Intents offering several methods: the charge names it later.
+        method_type: None,
     };
     if let Some(c) = model.card_mut(id) {
         c.attached = true;

@@ -135,6 +135,11 @@ impl MFact {
         )
     }
 
+    /// Refund facts, which also wait for the charge to name its method.
+    pub fn is_refund(&self) -> bool {
+        matches!(self, MFact::Refunded(_) | MFact::RefundUpdate(..))
+    }
+
     /// A short name for the tally.
     pub fn name(&self) -> String {
         match self {
@@ -219,6 +224,9 @@ pub struct View {
     pub payment_failed_email: bool,
     /// Asynchronous refunds that failed (each emails every active admin).
     pub failed_refunds: i64,
+    /// Stripe's `created` of the latest refusal recorded (a processing event at or before it
+    /// belongs to the attempt it ended).
+    pub refused_at: Option<i64>,
 }
 
 impl View {
@@ -235,23 +243,34 @@ impl View {
             refund_rows: BTreeMap::new(),
             payment_failed_email: false,
             failed_refunds: 0,
+            refused_at: None,
         }
     }
 
-    /// Applies one fact as `card::facts::apply_fact` does (`d` the donation's amount).
-    fn apply(&mut self, amount: i64, id: i64, fact: &MFact) {
+    /// Applies one fact as `card::facts::apply_fact` does (`d` the donation's amount, the
+    /// fact's event created at `created`).
+    fn apply(&mut self, amount: i64, id: i64, fact: &MFact, created: i64) {
         let open = matches!(self.status, "pending" | "failed");
         let counted = amount - self.refunded - self.disputed;
         let take = |want: i64| want.min(counted).max(0);
         match fact {
             MFact::Succeeded => self.status = "succeeded",
             MFact::Processing => {
-                if open && !self.processing {
+                if !open {
+                } else if self.status == "failed" && self.refused_at.is_some_and(|r| r >= created) {
+                    // Refused later, delivered first: it failed after processing.
+                    if !self.processing {
+                        self.processing = true;
+                        self.released = true;
+                        self.payment_failed_email = true;
+                    }
+                } else if !(self.status == "pending" && self.processing) {
                     self.status = "pending";
                     self.processing = true;
                 }
             }
             MFact::Failed => {
+                self.refused_at = self.refused_at.max(Some(created));
                 if self.status == "pending" {
                     self.status = "failed";
                     if self.processing {
@@ -378,20 +397,33 @@ impl Model {
         // The facts in the order the ledger applies them: as delivered, except that refunds
         // and disputes delivered before the payment's success are kept and applied (oldest
         // first by Stripe's `created`) right after it.
+        // Refunds also wait until the charge has named its method (the intents here offer
+        // several methods, so none is known before), and are applied when it does.
         let mut v = View::new("pending");
         let mut kept: Vec<&MEvent> = Vec::new();
+        let ready = |v: &View, f: &MFact| {
+            !(f.needs_success() && v.status != "succeeded")
+                && !(f.is_refund() && v.method.is_none())
+        };
         for e in self.delivered.iter().filter(|e| e.donation == d.id) {
-            if e.fact.needs_success() && v.status != "succeeded" {
+            if !ready(&v, &e.fact) {
                 kept.push(e);
                 continue;
             }
             let first_success = e.fact == MFact::Succeeded && v.status != "succeeded";
-            v.apply(d.amount, d.id, &e.fact);
-            if first_success {
+            let first_method = matches!(e.fact, MFact::Method(_)) && v.method.is_none();
+            v.apply(d.amount, d.id, &e.fact, e.created);
+            if first_success || first_method {
                 kept.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+                let mut still = Vec::new();
                 for k in kept.drain(..) {
-                    v.apply(d.amount, d.id, &k.fact);
+                    if ready(&v, &k.fact) {
+                        v.apply(d.amount, d.id, &k.fact, k.created);
+                    } else {
+                        still.push(k);
+                    }
                 }
+                kept = still;
             }
         }
         if v.status == "succeeded" {
@@ -430,12 +462,17 @@ impl Model {
             .sum()
     }
 
-    /// True if the ledger keeps this delivered event for later (its payment not recorded yet).
+    /// True if the ledger keeps this delivered event for later (its payment not recorded yet,
+    /// or, for a refund, its charge not yet heard of).
     /// An event about a donation that no longer exists (abandoned) is kept forever.
     pub fn kept(&self, e: &MEvent) -> bool {
         match self.donations.get(&e.donation) {
             None => true,
-            Some(d) => e.fact.needs_success() && self.view(d).status != "succeeded",
+            Some(d) => {
+                let v = self.view(d);
+                (e.fact.needs_success() && v.status != "succeeded")
+                    || (e.fact.is_refund() && v.method.is_none())
+            }
         }
     }
 

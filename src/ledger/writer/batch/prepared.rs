@@ -156,6 +156,7 @@ fn writer_with_donations(url: DatabaseUrl) -> (Writer, Arc<Mutex<Log>>) {
             donation_id,
             payment_intent: format!("pi_{i}"),
             remember: None,
+            method_type: Some("card".into()),
         })
         .collect();
     batch(&mut w, attach);

@@ -6,7 +6,10 @@
 #   B: `--new-states`: each payment also sends the `charge.succeeded` naming its method, and
 #      every fourth is a bank debit (`payment_intent.processing` and `charge.pending` before
 #      its success), so B delivers 1.5 events per payment.
-# Prints events/s and payments/s with p50/p99 per run, on SQLite then PostgreSQL.
+# With BASELINE_BIN=path/to/an/older/crowdledger, each round also runs A on that binary
+# (labelled "base"), to show that today's events cost what they did before.
+# Prints one loadgen line per run (requests = events; payments = EVENTS), on SQLite then
+# PostgreSQL.
 #
 #   ./benches/webhook_states.sh            # EVENTS=20000 ROUNDS=3 CLIENTS=32
 set -euo pipefail
@@ -32,8 +35,8 @@ WORK=$(mktemp -d)
 SERVER=""
 stop() { [ -n "$SERVER" ] && { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; }; SERVER=""; }
 trap 'stop; rm -rf "$WORK"' EXIT
-start() {
-    $BIN serve >"$WORK/server.log" 2>&1 &
+start() { # [binary]
+    ${1:-$BIN} serve >"$WORK/server.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && return; sleep 0.2; done
     echo "server did not start" >&2; cat "$WORK/server.log" >&2; exit 1
@@ -49,7 +52,7 @@ fresh() { # engine
 }
 run() { # engine variant
     fresh "$1"
-    start
+    if [ "$2" = base ]; then start "$BASELINE_BIN"; else start; fi
     local extra=()
     [ "$2" = B ] && extra=(--new-states)
     $LOADGEN --url "http://127.0.0.1:$PORT" --clients "$CLIENTS" --label "$1 $2" \
@@ -58,6 +61,7 @@ run() { # engine variant
 }
 for engine in sqlite postgres; do
     for round in $(seq 1 "$ROUNDS"); do
+        [ -n "${BASELINE_BIN:-}" ] && run "$engine" base
         run "$engine" A
         run "$engine" B
     done

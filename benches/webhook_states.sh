@@ -4,10 +4,11 @@
 # totals checked to the cent) on a fresh database per run, alternating
 #   A: one `payment_intent.succeeded` per payment (as before);
 #   B: `--new-states`: each payment also sends the `charge.succeeded` naming its method, and
-#      every fourth is a bank debit (`payment_intent.processing` and `charge.pending` before
-#      its success), so B delivers 1.5 events per payment.
-# With BASELINE_BIN=path/to/an/older/crowdledger, each round also runs A on that binary
-# (labelled "base"), to show that today's events cost what they did before.
+#      every fourth is a bank debit (`payment_intent.processing` and `charge.pending` beside
+#      its success), so B delivers 2.25 events per payment.
+# With BASELINE_DIR=a directory holding an older build's crowdledger and loadgen (the seed
+# runs the ledger writer of its own build, so both must match the schema), each round also
+# runs A on those (labelled "base"), to show that today's events cost what they did before.
 # Prints one loadgen line per run (requests = events; payments = EVENTS), on SQLite then
 # PostgreSQL.
 #
@@ -52,16 +53,17 @@ fresh() { # engine
 }
 run() { # engine variant
     fresh "$1"
-    if [ "$2" = base ]; then start "$BASELINE_BIN"; else start; fi
+    local gen=$LOADGEN
+    if [ "$2" = base ]; then start "$BASELINE_DIR/crowdledger"; gen=$BASELINE_DIR/loadgen; else start; fi
     local extra=()
     [ "$2" = B ] && extra=(--new-states)
-    $LOADGEN --url "http://127.0.0.1:$PORT" --clients "$CLIENTS" --label "$1 $2" \
+    $gen --url "http://127.0.0.1:$PORT" --clients "$CLIENTS" --label "$1 $2" \
         webhooks --count "$EVENTS" --duplicates 0.1 --shuffle "${extra[@]}" 2>/dev/null | tail -n1
     stop
 }
 for engine in sqlite postgres; do
     for round in $(seq 1 "$ROUNDS"); do
-        [ -n "${BASELINE_BIN:-}" ] && run "$engine" base
+        if [ -n "${BASELINE_DIR:-}" ]; then run "$engine" base; fi
         run "$engine" A
         run "$engine" B
     done

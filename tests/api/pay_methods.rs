@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_problem, spawn_app_with_stripe};
 use crate::localstripe::LocalStripe;
+use crate::settle_later::{donate, page_status};
 use crate::smtp::SmtpSink;
 use crowdledger::db::schema::{donations, refund_requests};
 
@@ -21,35 +22,11 @@ fn stripe(app: &TestApp) -> &LocalStripe {
     app.stripe.as_ref().expect("app started with localstripe")
 }
 
-/// A donation through the API: (donation id, intent id, status token).
-async fn donate(app: &TestApp, amount: &str) -> (i64, String, String) {
-    let resp = app.donate(amount).await;
-    assert_eq!(resp.status(), 201);
-    let body: Value = resp.json().await.expect("json");
-    let pi = body["client_secret"].as_str().expect("secret");
-    let pi = pi.split("_secret_").next().expect("pi").to_owned();
-    let token = body["status_token"].as_str().expect("token").to_owned();
-    (body["donation_id"].as_i64().expect("id"), pi, token)
-}
-
 fn return_url(app: &TestApp, id: i64, token: &str) -> String {
     format!(
         "{}/donate/return?donation={id}&token={token}&lang=zh-CN",
         app.addr
     )
-}
-
-async fn page_status(app: &TestApp, id: i64, token: &str) -> String {
-    let resp = app
-        .send(
-            reqwest::Method::GET,
-            &format!("/api/donations/{id}/status?token={token}"),
-            None,
-            None,
-        )
-        .await;
-    let body: Value = resp.json().await.expect("json");
-    body["status"].as_str().expect("status").to_owned()
 }
 
 async fn wait_status(app: &TestApp, id: i64, token: &str, want: &str) {
@@ -86,7 +63,41 @@ async fn wait_method(app: &TestApp, id: i64, want: &str) {
     );
 }
 
-async fn refund(app: &TestApp, admin: &str, id: i64, body: &Value, key: &str) -> reqwest::Response {
+/// The summary report's line for one payment method.
+async fn method_line(app: &TestApp, token: &str, method: &str) -> Value {
+    let summary = app.get_json("/api/reports/summary", token).await;
+    summary["by_method"]
+        .as_array()
+        .expect("by_method")
+        .iter()
+        .find(|m| m["method"] == method)
+        .cloned()
+        .unwrap_or_else(|| panic!("no line for {method}: {summary}"))
+}
+
+/// An admin's refund: `amount` (all that is left when `None`) for `reason`, under `key`.
+async fn refund(
+    app: &TestApp,
+    admin: &str,
+    id: i64,
+    amount: Option<&str>,
+    reason: &str,
+    key: &str,
+) -> reqwest::Response {
+    let mut body = json!({ "reason": reason });
+    if let Some(a) = amount {
+        body["amount"] = json!(a);
+    }
+    refund_with(app, admin, id, &body, key).await
+}
+
+async fn refund_with(
+    app: &TestApp,
+    admin: &str,
+    id: i64,
+    body: &Value,
+    key: &str,
+) -> reqwest::Response {
     app.client
         .post(format!("{}/api/admin/donations/{id}/refund", app.addr))
         .bearer_auth(admin)
@@ -143,14 +154,7 @@ async fn a_bank_debit_counts_when_it_arrives_and_a_return_withdraws_it() {
         csv[&id.to_string()]["payment_method_type"],
         "us_bank_account"
     );
-    let summary = app.get_json("/api/reports/summary", &admin).await;
-    let debit = summary["by_method"]
-        .as_array()
-        .expect("by_method")
-        .iter()
-        .find(|m| m["method"] == "us_bank_account")
-        .cloned()
-        .expect("a line for bank debits");
+    let debit = method_line(&app, &admin, "us_bank_account").await;
     assert_eq!(
         (debit["gifts"].clone(), debit["gross"].clone()),
         (json!(1), json!("5000.00"))
@@ -158,14 +162,7 @@ async fn a_bank_debit_counts_when_it_arrives_and_a_return_withdraws_it() {
     // The donor's bank returns it: a dispute that cannot be contested, lost.
     ls.return_debit(&pi).await;
     app.wait_for_fund(|f| f["raised"] == "0.00").await;
-    let summary = app.get_json("/api/reports/summary", &admin).await;
-    let debit = summary["by_method"]
-        .as_array()
-        .expect("by_method")
-        .iter()
-        .find(|m| m["method"] == "us_bank_account")
-        .cloned()
-        .expect("line");
+    let debit = method_line(&app, &admin, "us_bank_account").await;
     assert_eq!(debit["disputed"], "5000.00");
     assert!(app.verify().is_ok());
 }
@@ -261,14 +258,7 @@ async fn alipay_refunds_count_when_stripe_finishes_them_and_a_failed_one_tells_t
     wait_method(&app, id, "alipay").await;
 
     // A refund Stripe finishes later: 202 pending, nothing lowered, the amount held back.
-    let resp = refund(
-        &app,
-        &admin,
-        id,
-        &json!({"amount": "30.00", "reason": "asked back"}),
-        "r-1",
-    )
-    .await;
+    let resp = refund(&app, &admin, id, Some("30.00"), "asked back", "r-1").await;
     assert_eq!(resp.status(), 202);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(
@@ -283,14 +273,7 @@ async fn alipay_refunds_count_when_stripe_finishes_them_and_a_failed_one_tells_t
         "not lowered while pending"
     );
     assert_problem(
-        refund(
-            &app,
-            &admin,
-            id,
-            &json!({"amount": "80.00", "reason": "too much"}),
-            "r-x",
-        )
-        .await,
+        refund(&app, &admin, id, Some("80.00"), "too much", "r-x").await,
         422,
         "refund_exceeds_remaining",
     )
@@ -302,14 +285,7 @@ async fn alipay_refunds_count_when_stripe_finishes_them_and_a_failed_one_tells_t
     ls.settle_refund(&first, "succeeded").await;
     app.wait_for_fund(|f| f["raised"] == "70.00").await;
     // The same request again gets the finished answer.
-    let again = refund(
-        &app,
-        &admin,
-        id,
-        &json!({"amount": "30.00", "reason": "asked back"}),
-        "r-1",
-    )
-    .await;
+    let again = refund(&app, &admin, id, Some("30.00"), "asked back", "r-1").await;
     assert_eq!(again.status(), 200);
     assert_eq!(
         again.json::<Value>().await.expect("json")["status"],
@@ -317,14 +293,7 @@ async fn alipay_refunds_count_when_stripe_finishes_them_and_a_failed_one_tells_t
     );
 
     // A second refund fails at Stripe: raised stays, the admins are told, the request fails.
-    let resp = refund(
-        &app,
-        &admin,
-        id,
-        &json!({"amount": "10.00", "reason": "second"}),
-        "r-2",
-    )
-    .await;
+    let resp = refund(&app, &admin, id, Some("10.00"), "second", "r-2").await;
     assert_eq!(resp.status(), 202);
     let second = ls
         .refunds_of(&pi)
@@ -354,14 +323,7 @@ async fn alipay_refunds_count_when_stripe_finishes_them_and_a_failed_one_tells_t
         "{text}"
     );
     assert_eq!(app.fund().await["raised"], "70.00");
-    let failed = refund(
-        &app,
-        &admin,
-        id,
-        &json!({"amount": "10.00", "reason": "second"}),
-        "r-2",
-    )
-    .await;
+    let failed = refund(&app, &admin, id, Some("10.00"), "second", "r-2").await;
     assert_problem(failed, 502, "payment_provider_error").await;
     let states: Vec<String> = refund_requests::table
         .filter(refund_requests::donation_id.eq(id))
@@ -371,7 +333,7 @@ async fn alipay_refunds_count_when_stripe_finishes_them_and_a_failed_one_tells_t
         .expect("rows");
     assert_eq!(states, ["done", "failed"]);
     // What is left can still be refunded: 70.00.
-    let rest = refund(&app, &admin, id, &json!({"reason": "the rest"}), "r-3").await;
+    let rest = refund(&app, &admin, id, None, "the rest", "r-3").await;
     assert_eq!(rest.status(), 202);
     assert_eq!(
         rest.json::<Value>().await.expect("json")["refunded"],
@@ -404,7 +366,7 @@ async fn a_refund_past_the_methods_window_is_refused_before_stripe_is_asked() {
         .execute(&mut app.conn())
         .expect("age it");
     let refused = assert_problem(
-        refund(&app, &admin, id, &json!({"reason": "late"}), "w-1").await,
+        refund(&app, &admin, id, None, "late", "w-1").await,
         422,
         "refund_window_passed",
     )
@@ -418,7 +380,7 @@ async fn a_refund_past_the_methods_window_is_refused_before_stripe_is_asked() {
     );
     assert!(ls.refunds_of(&pi).await.is_empty(), "Stripe was not asked");
     // Refunded by check instead, and recorded.
-    let resp = refund(
+    let resp = refund_with(
         &app,
         &admin,
         id,

@@ -13,7 +13,7 @@ use crate::localstripe::event;
 use crate::smtp::SmtpSink;
 
 /// A donation through the API: (donation id, intent id, status token).
-async fn donate(app: &TestApp, amount: &str) -> (i64, String, String) {
+pub(crate) async fn donate(app: &TestApp, amount: &str) -> (i64, String, String) {
     let resp = app.donate(amount).await;
     assert_eq!(resp.status(), 201);
     let body: Value = resp.json().await.expect("json");
@@ -28,19 +28,23 @@ async fn donate(app: &TestApp, amount: &str) -> (i64, String, String) {
 
 /// Stripe's event of `kind` for the intent (signed and delivered to the webhook).
 async fn tell(app: &TestApp, kind: &str, id: i64, pi: &str, amount: i64) {
-    let object = json!({
-        "id": pi, "object": "payment_intent", "amount": amount, "amount_received":
-        if kind == "payment_intent.succeeded" { amount } else { 0 },
-        "currency": "usd", "latest_charge": format!("ch_{pi}"),
-        "metadata": { "donation_id": id.to_string() },
-        "payment_method_types": ["us_bank_account"],
-    });
-    let e = event(&format!("evt_{kind}_{pi}"), kind, object);
-    let resp = app.deliver(&e, chrono::Utc::now().timestamp()).await;
-    assert_eq!(resp.status(), 200, "{kind}");
+    tell_at(app, kind, id, pi, amount, 0).await;
 }
 
-async fn page_status(app: &TestApp, id: i64, token: &str) -> String {
+/// A strict-mode fund of 1,000.00 with Stripe and a mail sink.
+async fn strict_app_with_mail() -> (SmtpSink, TestApp) {
+    let sink = SmtpSink::start().await;
+    let smtp = sink.url();
+    let app = spawn_app_with_stripe(&[
+        ("FUND_TARGET", "1000.00"),
+        ("FUND_CAP_MODE", "strict"),
+        ("SMTP_URL", &smtp),
+    ])
+    .await;
+    (sink, app)
+}
+
+pub(crate) async fn page_status(app: &TestApp, id: i64, token: &str) -> String {
     let resp = app
         .send(
             reqwest::Method::GET,
@@ -88,14 +92,7 @@ async fn a_processing_payment_counts_when_it_arrives_and_keeps_its_reservation()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_failed_after_processing_fails_and_tells_the_donor() {
-    let sink = SmtpSink::start().await;
-    let smtp = sink.url();
-    let app = spawn_app_with_stripe(&[
-        ("FUND_TARGET", "1000.00"),
-        ("FUND_CAP_MODE", "strict"),
-        ("SMTP_URL", &smtp),
-    ])
-    .await;
+    let (sink, app) = strict_app_with_mail().await;
     let (id, pi, token) = donate(&app, "600.00").await;
     tell(&app, "payment_intent.processing", id, &pi, 60_000).await;
     assert_problem(app.donate("500.00").await, 409, "exceeds_remaining").await;
@@ -174,12 +171,18 @@ async fn closing_at_the_target_cancels_open_intents_but_never_a_processing_one()
 /// any order; their `created` says which came first).
 async fn tell_at(app: &TestApp, kind: &str, id: i64, pi: &str, amount: i64, ago: i64) {
     let object = json!({
-        "id": pi, "object": "payment_intent", "amount": amount, "amount_received": 0,
+        "id": pi, "object": "payment_intent", "amount": amount, "amount_received":
+        if kind == "payment_intent.succeeded" { amount } else { 0 },
         "currency": "usd", "latest_charge": format!("ch_{pi}"),
         "metadata": { "donation_id": id.to_string() },
         "payment_method_types": ["us_bank_account"],
     });
-    let mut e = event(&format!("evt_{kind}_{pi}_{ago}"), kind, object);
+    let name = if ago == 0 {
+        format!("evt_{kind}_{pi}")
+    } else {
+        format!("evt_{kind}_{pi}_{ago}")
+    };
+    let mut e = event(&name, kind, object);
     e["created"] = json!(chrono::Utc::now().timestamp() - ago);
     let resp = app.deliver(&e, chrono::Utc::now().timestamp()).await;
     assert_eq!(resp.status(), 200, "{kind}");
@@ -192,14 +195,7 @@ async fn tell_at(app: &TestApp, kind: &str, id: i64, pi: &str, amount: i64, ago:
 /// is that attempt's, and a newer one is a new attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_delivered_before_its_processing_still_fails_the_debit() {
-    let sink = SmtpSink::start().await;
-    let smtp = sink.url();
-    let app = spawn_app_with_stripe(&[
-        ("FUND_TARGET", "1000.00"),
-        ("FUND_CAP_MODE", "strict"),
-        ("SMTP_URL", &smtp),
-    ])
-    .await;
+    let (sink, app) = strict_app_with_mail().await;
     let (id, pi, token) = donate(&app, "600.00").await;
     // Processing four days ago, refused now; delivered the other way round.
     tell_at(&app, "payment_intent.payment_failed", id, &pi, 60_000, 0).await;

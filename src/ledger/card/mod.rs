@@ -205,11 +205,16 @@ impl Op for AttachIntent {
 
     fn apply(&self, cx: &mut Ctx<'_>) -> Result<(), AppError> {
         let attached = diesel::update(donations::table.find(self.donation_id))
-            .set((
-                donations::payment_intent_id.eq(&self.payment_intent),
-                donations::payment_method_type.eq(&self.method_type),
-            ))
+            .set(donations::payment_intent_id.eq(&self.payment_intent))
             .execute(cx.donations_table()?)?;
+        if let Some(m) = &self.method_type {
+            // Unless the charge already said more precisely (a wallet, Link): its success can
+            // come before this answer, through the donation id in the intent's metadata.
+            diesel::update(donations::table.find(self.donation_id))
+                .filter(donations::payment_method_type.is_null())
+                .set(donations::payment_method_type.eq(m))
+                .execute(cx.conn()?)?;
+        }
         if attached == 0 {
             // Abandoned while Stripe was slow (its reservation is already released): the
             // intent must not be handed out, since no donation would record its payment.

@@ -402,8 +402,9 @@ impl Model {
         let mut v = View::new("pending");
         let mut kept: Vec<&MEvent> = Vec::new();
         let ready = |v: &View, f: &MFact| {
-            !(f.needs_success() && v.status != "succeeded")
-                && !(f.is_refund() && v.method.is_none())
+            let waits = (f.needs_success() && v.status != "succeeded")
+                || (f.is_refund() && v.method.is_none());
+            !waits
         };
         for e in self.delivered.iter().filter(|e| e.donation == d.id) {
             if !ready(&v, &e.fact) {

@@ -26,7 +26,8 @@ fn problem_responses_group_codes_by_their_status() {
         &json!([
             "invalid_request",
             "invalid_amount",
-            "refund_exceeds_remaining"
+            "refund_exceeds_remaining",
+            "refund_window_passed"
         ])
     );
     assert!(refund["401"]["headers"]["WWW-Authenticate"].is_object());

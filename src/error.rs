@@ -35,6 +35,9 @@ pub enum ErrorCode {
     PaymentsUnavailable,
     /// Stripe failed or refused; nothing was recorded.
     PaymentProviderError,
+    /// Stripe read a new payment and refused to start it (a way to pay the account has not
+    /// switched on); nothing was recorded, and trying again changes nothing.
+    PaymentProviderRefused,
     /// A webhook whose signature does not verify.
     BadSignature,
     /// Reopening while raised has met the target.
@@ -96,7 +99,9 @@ impl ErrorCode {
             ErrorCode::MalformedJson | ErrorCode::BadSignature => StatusCode::BAD_REQUEST,
             ErrorCode::ExceedsRemaining => StatusCode::CONFLICT,
             ErrorCode::PaymentsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::PaymentProviderError => StatusCode::BAD_GATEWAY,
+            ErrorCode::PaymentProviderError | ErrorCode::PaymentProviderRefused => {
+                StatusCode::BAD_GATEWAY
+            }
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::IntakeClosed
@@ -138,6 +143,7 @@ impl ErrorCode {
             ErrorCode::ExceedsRemaining => "Exceeds what remains to raise",
             ErrorCode::PaymentsUnavailable => "Card payments unavailable",
             ErrorCode::PaymentProviderError => "Payment provider error",
+            ErrorCode::PaymentProviderRefused => "Payment provider refused",
             ErrorCode::BadSignature => "Bad signature",
             ErrorCode::TargetReached => "Target reached",
             ErrorCode::TargetBelowReserved => "Target below what is reserved",

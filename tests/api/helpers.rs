@@ -319,6 +319,13 @@ impl TestApp {
 
     /// Runs the `crowdledger` binary on this app's database (and its Stripe, if any).
     pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        self.cli_command(args, env)
+            .output()
+            .expect("run crowdledger")
+    }
+
+    /// The `crowdledger` command [`TestApp::cli`] runs, for a test that starts it itself.
+    pub fn cli_command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crowdledger"));
         cmd.args(args).env("DATABASE_URL", self.database_url());
         if let Some(ls) = &self.stripe {
@@ -330,7 +337,7 @@ impl TestApp {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().expect("run crowdledger")
+        cmd
     }
 
     /// The database URL as the CLI takes it.

@@ -21,6 +21,7 @@ mod ledger;
 mod limits;
 mod localstripe;
 mod mail;
+mod method_refusals;
 mod metrics;
 mod migrations;
 mod model;

@@ -617,6 +617,40 @@ await step('every way to pay through the Payment Element: card, bank debit, Alip
   assert(bad.length === 0, bad.join(', '));
 });
 
+await step('a way to pay the Stripe account has not switched on: refused, said so in both languages, nothing kept', async () => {
+  const bad = [];
+  const before = (await paymentIntentIds()).length;
+  const raised = await raisedMinor();
+  await stripe('POST', '/_test/payment_method_types', { active: 'card,link' });
+  try {
+    for (const lang of ['en', 'zh-CN']) {
+      const page = await newPage();
+      try {
+        await page.goto(`${APP}/?lang=${lang}`);
+        await fillDonor(page, '16');
+        await page.click('#submit');
+        await page.locator('#error-form').waitFor({ state: 'visible', timeout: 15000 });
+        const text = await visibleText(page, '#error-form');
+        const t = await i18n(page);
+        const hasCheck = (await page.locator('#give-by-check').count()) > 0;
+        const want = hasCheck ? t.error_payment_refused_check : t.error_payment_refused;
+        assert(want && text === oneLine(want), `${lang}: #error-form says "${text}", expected "${want}"`);
+        if (lang === 'zh-CN') assert(CJK.test(text), `${lang}: not Chinese: "${text}"`);
+        assert(await page.locator('#card-step').isHidden(), `${lang}: the payment step opened`);
+        bad.push(...(await axeHere(page, `${lang} refused method`)));
+      } finally {
+        await page.context().close();
+      }
+    }
+  } finally {
+    await stripe('POST', '/_test/payment_method_types', { active: 'card,link,us_bank_account,alipay,wechat_pay' });
+  }
+  const after = (await paymentIntentIds()).length;
+  assert(after === before, `localstripe has ${after - before} new PaymentIntent(s)`);
+  assert((await raisedMinor()) === raised, 'raised moved');
+  assert(bad.length === 0, bad.join(', '));
+});
+
 // 4. Accessibility (axe-core) in both languages. The page's CSP forbids the inline script
 //    that addScriptTag injects, so this context bypasses CSP.
 async function axeCheck(label, url, prepare) {

@@ -41,6 +41,10 @@ later):
 
 Test hooks (not Stripe's API; no key needed; form or JSON body; they answer the object):
 
+- `POST /_test/payment_method_types` `active=card,link`: the types the account has activated
+  (all five until then); an intent asking for another is 400, as Stripe refuses a type the
+  Dashboard has not activated.
+
 - `POST /_test/payment_intents/{id}/settle` `outcome=succeeded|failed` (optional
   `failure_code`, `failure_message`): ends a `processing` (bank debit) or `requires_action`
   (alipay, wechat_pay) intent. Succeeded: charge `succeeded` with a balance transaction,
@@ -108,6 +112,11 @@ def _digits(seed, n):
 
 # --- PaymentIntent: payment_method_types, payment_method_options ------------------------------
 
+# The types this account has activated in its Dashboard (all of them unless a test says less
+# through `POST /_test/payment_method_types`).
+_active = set(TYPES)
+
+
 def _checked_types(types):
     if types is None:
         return ['card']
@@ -116,7 +125,7 @@ def _checked_types(types):
     if not isinstance(types, list) or not types:
         raise _error(400, 'Invalid array', param='payment_method_types')
     for t in types:
-        if t not in TYPES:
+        if t not in TYPES or t not in _active:
             raise _error(
                 400, 'The payment method type "%s" is invalid. Please ensure '
                 'the provided type is activated in your dashboard '
@@ -589,6 +598,20 @@ def settle_intent(pi, outcome, failure_code=None, failure_message=None):
     return pi
 
 
+async def activate_types(request):
+    """`active=card,link`: the account's activated types from now on (the Dashboard's
+    switches); an intent asking for another is refused as Stripe refuses it."""
+    data = await _data(request)
+    wanted = [t.strip() for t in str(data.get('active', '')).split(',') if t.strip()]
+    unknown = [t for t in wanted if t not in TYPES]
+    if unknown:
+        raise _error(400, 'Unknown payment method types: %s' % ', '.join(unknown),
+                     param='active')
+    _active.clear()
+    _active.update(wanted)
+    return server.json_response({'active': sorted(_active)})
+
+
 async def settle(request):
     data = await _data(request)
     pi = resources.PaymentIntent._api_retrieve(request.match_info['id'])
@@ -958,6 +981,7 @@ _middlewares[_middlewares.index(_auth)] = auth_with_publishable_key
 _middlewares.append(confirm_middleware)
 
 _router = server.app.router
+_router.add_post('/_test/payment_method_types', activate_types)
 _router.add_post('/_test/payment_intents/{id}/settle', settle)
 _router.add_post('/_test/payment_intents/{id}/return', return_debit)
 _router.add_post('/_test/refunds/{id}/settle', settle_refund)

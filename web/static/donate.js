@@ -364,6 +364,9 @@
       case 'payment_provider_error':
         setError('form', t('error_payment_provider'));
         return;
+      case 'payment_provider_refused':
+        setError('form', t($('give-by-check') ? 'error_payment_refused_check' : 'error_payment_refused'));
+        return;
       case 'unavailable':
         setError('form', t('error_unavailable'));
         return;

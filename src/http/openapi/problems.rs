@@ -184,6 +184,7 @@ pub(super) const PROBLEMS: &[(&str, &str, &[&[ErrorCode]])] = &[
                 E::IdempotencyConflict,
                 E::PaymentsUnavailable,
                 E::PaymentProviderError,
+                E::PaymentProviderRefused,
                 E::RateLimited,
                 E::Unavailable,
             ],

@@ -14,14 +14,21 @@ use crate::error::{AppError, ErrorCode};
 use crate::ledger::card::{AbandonDonation, AttachIntent};
 use crate::ledger::ops::StoredResponse;
 use crate::money::{DonationAmount, Money};
+use crate::payments::StripeCallError;
 
 /// How often a waiting retry looks for the first request's answer: a primary-key read.
 const POLL: Duration = Duration::from_millis(100);
 
+/// The donor's answer when Stripe did not answer, or failed on its side.
+const UNREACHABLE: &str =
+    "the card processor could not be reached; nothing was charged, please try again";
+
 /// Creates and attaches the PaymentIntent of `donation_id` in a task that outlives the
 /// request, and returns its answer (201 with the client secret). When Stripe refuses, or
 /// does not answer within [`crate::config::Config::intent_budget`], the donation is abandoned
-/// (its reservation and key released: nothing was charged) and the answer is 502.
+/// (its reservation and key released: nothing was charged) and the answer is 502:
+/// `payment_provider_refused` when Stripe read the request and refused it,
+/// `payment_provider_error` otherwise.
 pub(super) async fn open(
     state: &State,
     donation_id: i64,
@@ -56,10 +63,36 @@ async fn create_and_attach(
     let intent = match created {
         Ok(Ok(intent)) => intent,
         failed => {
-            match failed {
-                Ok(Err(e)) => tracing::warn!(error = %e, "PaymentIntent not created"),
-                _ => tracing::warn!(?budget, "no PaymentIntent within the budget"),
-            }
+            let (code, detail) = match failed {
+                // Stripe read the request and refused it: nothing a retry changes. The usual
+                // cause is a method in PAYMENT_METHODS the account has not activated, which
+                // the operator must hear of.
+                Ok(Err(StripeCallError::Api { status, message }))
+                    if status < 500 && status != 429 =>
+                {
+                    tracing::error!(
+                        status,
+                        %message,
+                        methods = ?stripe.methods,
+                        "Stripe refused to create a PaymentIntent: check PAYMENT_METHODS \
+                         against the payment methods activated in the Stripe Dashboard"
+                    );
+                    (
+                        ErrorCode::PaymentProviderRefused,
+                        "the payment processor refused to start this payment (a way to pay \
+                         this fund offers may not be switched on with it); nothing was \
+                         charged, please give another way or later",
+                    )
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "PaymentIntent not created");
+                    (ErrorCode::PaymentProviderError, UNREACHABLE)
+                }
+                _ => {
+                    tracing::warn!(?budget, "no PaymentIntent within the budget");
+                    (ErrorCode::PaymentProviderError, UNREACHABLE)
+                }
+            };
             // Nothing was charged (an intent Stripe makes after this was never handed out):
             // remove the pending row so it cannot pass for money.
             state
@@ -69,10 +102,7 @@ async fn create_and_attach(
                     idempotency_key: scope_key,
                 })
                 .await?;
-            return Err(AppError::new(
-                ErrorCode::PaymentProviderError,
-                "the card processor could not be reached; nothing was charged, please try again",
-            ));
+            return Err(AppError::new(code, detail));
         }
     };
     let body = DonationCreated {

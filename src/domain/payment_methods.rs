@@ -37,12 +37,13 @@ pub fn currencies(method: &str) -> Option<&'static [&'static str]> {
 }
 
 /// How long after a payment Stripe can still refund it, in days; `None`: no such limit
-/// that crowdledger enforces (cards and bank debits refund within Stripe's general rules).
-/// Alipay: 90 days. WeChat Pay: 180 days.
+/// that crowdledger enforces (cards refund within Stripe's general rules).
+/// Alipay: 90 days. WeChat Pay: 180 days. ACH Direct Debit: 180 days (Stripe's support
+/// answer "Refunds for ACH Direct Debit payments").
 pub fn refund_window_days(method: &str) -> Option<i64> {
     match method {
         "alipay" => Some(90),
-        "wechat_pay" => Some(180),
+        "wechat_pay" | "us_bank_account" => Some(180),
         _ => None,
     }
 }
@@ -168,6 +169,7 @@ mod tests {
     fn windows_and_later_refunds() {
         assert_eq!(refund_window_days("alipay"), Some(90));
         assert_eq!(refund_window_days("wechat_pay"), Some(180));
+        assert_eq!(refund_window_days("us_bank_account"), Some(180));
         assert_eq!(refund_window_days("card"), None);
         assert!(refunds_settle_later("wechat_pay") && !refunds_settle_later("card"));
     }

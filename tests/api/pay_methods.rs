@@ -344,7 +344,8 @@ async fn alipay_refunds_count_when_stripe_finishes_them_and_a_failed_one_tells_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refund_past_the_methods_window_is_refused_before_stripe_is_asked() {
-    let app = spawn_app_with_stripe(&[("PAYMENT_METHODS", "card,wechat_pay")]).await;
+    let app =
+        spawn_app_with_stripe(&[("PAYMENT_METHODS", "card,us_bank_account,wechat_pay")]).await;
     let admin = app.token(Role::Admin).await;
     let ls = stripe(&app);
     let (id, pi, token) = donate(&app, "88.00").await;
@@ -392,6 +393,27 @@ async fn a_refund_past_the_methods_window_is_refused_before_stripe_is_asked() {
     app.wait_for_fund(|f| f["raised"] == "0.00").await;
     assert!(ls.refunds_of(&pi).await.is_empty());
     assert!(app.verify().is_ok());
+
+    // A bank debit's window is 180 days as well.
+    let (id, pi, token) = donate(&app, "40.00").await;
+    ls.confirm_with(&pi, "us_bank_account", &return_url(&app, id, &token))
+        .await;
+    ls.settle(&pi, "succeeded").await;
+    app.wait_for_fund(|f| f["raised"] == "40.00").await;
+    wait_method(&app, id, "us_bank_account").await;
+    let then = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(181);
+    diesel::update(donations::table.find(id))
+        .set(donations::succeeded_at.eq(Some(then)))
+        .execute(&mut app.conn())
+        .expect("age it");
+    let refused = assert_problem(
+        refund(&app, &admin, id, None, "late", "w-3").await,
+        422,
+        "refund_window_passed",
+    )
+    .await;
+    assert_eq!(refused["window_days"], 180);
+    assert!(ls.refunds_of(&pi).await.is_empty(), "Stripe was not asked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

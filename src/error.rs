@@ -25,7 +25,7 @@ pub enum ErrorCode {
     /// A refund larger than what is still refundable.
     RefundExceedsRemaining,
     /// A refund through Stripe asked after the payment method's refund window (Alipay 90
-    /// days, WeChat Pay 180): refund by check and record it with `outside_stripe`.
+    /// days, WeChat Pay and bank debits 180): refund by check and record it with `outside_stripe`.
     RefundWindowPassed,
     /// Intake is not open.
     IntakeClosed,

@@ -50,9 +50,11 @@ pub fn refund_window_days(method: &str) -> Option<i64> {
 
 /// Whether a refund on this method is made later than it is asked: Stripe answers `pending`
 /// and says `succeeded` or `failed` afterwards (`refund.updated`, `charge.refund.updated`).
-/// Such a refund lowers raised only when it succeeded.
+/// Such a refund lowers raised only when it succeeded. Alipay and WeChat Pay, and bank
+/// debits: an ACH refund is a new credit to the donor's bank, a few business days on its way,
+/// and can fail (a closed account).
 pub fn refunds_settle_later(method: &str) -> bool {
-    matches!(method, "alipay" | "wechat_pay")
+    matches!(method, "us_bank_account" | "alipay" | "wechat_pay")
 }
 
 /// The `payment_method_types` of a PaymentIntent for the enabled methods: each of them, and
@@ -172,5 +174,6 @@ mod tests {
         assert_eq!(refund_window_days("us_bank_account"), Some(180));
         assert_eq!(refund_window_days("card"), None);
         assert!(refunds_settle_later("wechat_pay") && !refunds_settle_later("card"));
+        assert!(refunds_settle_later("us_bank_account") && !refunds_settle_later("apple_pay"));
     }
 }

@@ -63,7 +63,7 @@ pub(super) struct RefundRequest {
     request_body = RefundRequest,
     responses(
         (status = 200, description = "Refunded (or the same request replayed)", body = crate::ledger::refund::RefundOutcome),
-        (status = 202, description = "Made by Stripe, finished later (Alipay, WeChat Pay): `status` is `pending`; raised is lowered when Stripe says it succeeded", body = crate::ledger::refund::RefundOutcome),
+        (status = 202, description = "Made by Stripe, finished later (bank debit, Alipay, WeChat Pay): `status` is `pending`; raised is lowered when Stripe says it succeeded", body = crate::ledger::refund::RefundOutcome),
     ),
 )]
 #[tracing::instrument(skip_all, fields(donation_id = tracing::field::Empty))]

@@ -25,8 +25,9 @@ pub struct RecordRefund {
 
 /// A refund's money went back to the donor.
 pub const REFUND_SUCCEEDED: &str = "succeeded";
-/// Stripe made the refund and finishes it later (Alipay, WeChat Pay): raised is lowered when
-/// Stripe says it succeeded; if it fails, nothing is lowered and the admins are emailed.
+/// Stripe made the refund and finishes it later (bank debit, Alipay, WeChat Pay): raised is
+/// lowered when Stripe says it succeeded; if it fails, nothing is lowered and the admins are
+/// emailed.
 pub const REFUND_PENDING: &str = "pending";
 
 /// What a refund left.
@@ -128,8 +129,9 @@ pub(super) fn refundable_status(d: &DonationRow) -> Result<(), AppError> {
 }
 
 /// A refund through Stripe must be asked within its payment method's refund window (Alipay
-/// 90 days, WeChat Pay 180): past it Stripe would refuse, so it is refused here, before
-/// Stripe is called, with the way that remains (a check, recorded with `outside_stripe`).
+/// 90 days, WeChat Pay and bank debits 180): past it Stripe would refuse, so it is refused
+/// here, before Stripe is called, with the way that remains (a check, recorded with
+/// `outside_stripe`).
 pub(super) fn within_refund_window(cx: &Ctx<'_>, d: &DonationRow) -> Result<(), AppError> {
     let (Some(method), Some(paid)) = (d.payment_method_type.as_deref(), d.succeeded_at) else {
         return Ok(());

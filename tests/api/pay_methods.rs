@@ -108,6 +108,28 @@ async fn refund_with(
         .expect("refund request")
 }
 
+/// A second refund (`amount`, `reason`, `key`) of the donation's intent, answered 202
+/// pending, which Stripe then fails.
+async fn second_refund_fails(
+    app: &TestApp,
+    admin: &str,
+    (id, pi): (i64, &str),
+    first: &str,
+    (amount, reason, key): (&str, &str, &str),
+) {
+    let resp = refund(app, admin, id, Some(amount), reason, key).await;
+    assert_eq!(resp.status(), 202);
+    let ls = stripe(app);
+    let second = ls
+        .refunds_of(pi)
+        .await
+        .into_iter()
+        .find(|r| r["id"] != first)
+        .expect("the second refund");
+    ls.settle_refund(second["id"].as_str().expect("re"), "failed")
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bank_debit_counts_when_it_arrives_and_a_return_withdraws_it() {
     let sink = SmtpSink::start().await;
@@ -164,6 +186,62 @@ async fn a_bank_debit_counts_when_it_arrives_and_a_return_withdraws_it() {
     app.wait_for_fund(|f| f["raised"] == "0.00").await;
     let debit = method_line(&app, &admin, "us_bank_account").await;
     assert_eq!(debit["disputed"], "5000.00");
+    assert!(app.verify().is_ok());
+}
+
+/// An ACH refund is a credit to the donor's bank, days on its way, and can fail (a closed
+/// account): counted when it arrives, never when it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_debit_refund_counts_when_the_bank_has_it_and_never_if_it_fails() {
+    let app = spawn_app_with_stripe(&[("PAYMENT_METHODS", "card,us_bank_account")]).await;
+    let admin = app.token(Role::Admin).await;
+    let ls = stripe(&app);
+    let (id, pi, token) = donate(&app, "300.00").await;
+    ls.confirm_with(&pi, "us_bank_account", &return_url(&app, id, &token))
+        .await;
+    ls.settle(&pi, "succeeded").await;
+    app.wait_for_fund(|f| f["raised"] == "300.00").await;
+    wait_method(&app, id, "us_bank_account").await;
+
+    let resp = refund(&app, &admin, id, Some("100.00"), "asked back", "b-1").await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json")["status"],
+        "pending"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await; // charge.refunded arrives meanwhile
+    assert_eq!(
+        app.fund().await["raised"],
+        "300.00",
+        "lowered while on its way"
+    );
+    let first = ls.refunds_of(&pi).await[0]["id"]
+        .as_str()
+        .expect("re")
+        .to_owned();
+    ls.settle_refund(&first, "succeeded").await;
+    app.wait_for_fund(|f| f["raised"] == "200.00").await;
+
+    second_refund_fails(&app, &admin, (id, &pi), &first, ("50.00", "again", "b-2")).await;
+    let failed = {
+        let mut answer = refund(&app, &admin, id, Some("50.00"), "again", "b-2").await;
+        for _ in 0..100 {
+            if answer.status() != 202 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer = refund(&app, &admin, id, Some("50.00"), "again", "b-2").await;
+        }
+        answer
+    };
+    assert_problem(failed, 502, "payment_provider_error").await;
+    assert_eq!(
+        app.fund().await["raised"],
+        "200.00",
+        "a failed refund lowered raised"
+    );
+    let debit = method_line(&app, &admin, "us_bank_account").await;
+    assert_eq!(debit["refunds"], "100.00", "{debit}");
     assert!(app.verify().is_ok());
 }
 
@@ -293,16 +371,7 @@ async fn alipay_refunds_count_when_stripe_finishes_them_and_a_failed_one_tells_t
     );
 
     // A second refund fails at Stripe: raised stays, the admins are told, the request fails.
-    let resp = refund(&app, &admin, id, Some("10.00"), "second", "r-2").await;
-    assert_eq!(resp.status(), 202);
-    let second = ls
-        .refunds_of(&pi)
-        .await
-        .into_iter()
-        .find(|r| r["id"] != first.as_str())
-        .expect("the second refund");
-    ls.settle_refund(second["id"].as_str().expect("re"), "failed")
-        .await;
+    second_refund_fails(&app, &admin, (id, &pi), &first, ("10.00", "second", "r-2")).await;
     let admin_mail = {
         let mut found = None;
         for _ in 0..150 {

@@ -34,7 +34,7 @@ later):
   as Stripe.js uses it.
 - Charges carry `payment_method_details` `{type, <type>: {...}}`; `disputed`.
 - Refunds carry `payment_intent`, `reason`, `failure_reason`, `failure_balance_transaction`; a
-  refund of an alipay or wechat_pay charge starts `pending`; every refund sends
+  refund of a us_bank_account, alipay or wechat_pay charge starts `pending`; every refund sends
   `refund.created`; a failed refund no longer counts in the charge's `amount_refunded`; a
   refund without `amount` takes what is left of the charge (localstripe took all of it).
 - `GET /v1/disputes/{id}`, `GET /v1/disputes`.
@@ -81,7 +81,9 @@ from localstripe.webhooks import schedule_webhook
 
 TYPES = ('card', 'link', 'us_bank_account', 'alipay', 'wechat_pay')
 NEW_TYPES = ('link', 'us_bank_account', 'alipay', 'wechat_pay')
-WALLET_TYPES = ('alipay', 'wechat_pay')  # refunds are asynchronous
+WALLET_TYPES = ('alipay', 'wechat_pay')  # the donor leaves the page or scans a code
+# Refunds Stripe makes later: `pending`, then `succeeded` or `failed`.
+ASYNC_REFUND_TYPES = ('us_bank_account', 'alipay', 'wechat_pay')
 CONFIRMABLE = ('requires_payment_method', 'requires_confirmation',
                'requires_action')
 REFUND_FAILURES = ('charge_for_pending_refund_disputed', 'declined',
@@ -808,7 +810,7 @@ def _refund_init_async(self, *args, reason=None, **kwargs):
     self.reason = reason or None
     self.failure_reason = None
     self.failure_balance_transaction = None
-    if _type_of(_payment_method_of(charge)) in WALLET_TYPES:
+    if _type_of(_payment_method_of(charge)) in ASYNC_REFUND_TYPES:
         self.status = 'pending'
 
 

@@ -1,9 +1,10 @@
-//! Refunds that finish later (Alipay, WeChat Pay): Stripe answers a refund `pending` and says
-//! `succeeded` or `failed` afterwards. Such a donation's refunds are counted one by one, each
-//! when Stripe says it succeeded; `charge.refunded` (whose cumulative `amount_refunded`
-//! includes refunds still pending) is not read for them. Each refund is a `refund_requests`
-//! row (ours from the admin route, or one written here for a refund made in Stripe's
-//! Dashboard), which makes counting it idempotent: a row is `done` once.
+//! Refunds that finish later (bank debits, Alipay, WeChat Pay): Stripe answers a refund
+//! `pending` and says `succeeded` or `failed` afterwards. Such a donation's refunds are
+//! counted one by one, each when Stripe says it succeeded; `charge.refunded` (whose
+//! cumulative `amount_refunded` includes refunds still pending) is not read for them. Each
+//! refund is a `refund_requests` row (ours from the admin route, or one written here for a
+//! refund made in Stripe's Dashboard), which makes counting it idempotent: a row is `done`
+//! once.
 
 use diesel::prelude::*;
 

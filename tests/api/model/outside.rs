@@ -17,7 +17,7 @@ use super::world::{
 };
 
 /// How a donation is paid when nothing said so before: mostly by card, often by Alipay or
-/// WeChat Pay (whose refunds settle later), sometimes by bank debit.
+/// WeChat Pay, sometimes by bank debit (the last three's refunds settle later).
 fn method_of(id: i64) -> &'static str {
     const MIX: [&str; 8] = [
         "card",
@@ -63,7 +63,7 @@ impl Run<'_> {
                 let t = &c.truth;
                 let unpaid = t.pay == Pay::Pending;
                 let paid = t.pay == Pay::Succeeded && t.dispute.is_none() && t.refunded < d.amount;
-                // Refunds of Alipay and WeChat Pay settle later; they are made once the ledger
+                // Refunds of bank debits, Alipay and WeChat Pay settle later; made once the ledger
                 // knows the method (the fee fetch records it seconds after the success).
                 let later = settles_later(t.method);
                 let known = || m.view(d).method == t.method;

@@ -62,7 +62,7 @@ pub const METHODS: [&str; 4] = ["card", "us_bank_account", "alipay", "wechat_pay
 
 /// Whether a method's refunds settle later (counted one by one when each succeeds).
 pub fn settles_later(method: Option<&str>) -> bool {
-    matches!(method, Some("alipay" | "wechat_pay"))
+    matches!(method, Some("us_bank_account" | "alipay" | "wechat_pay"))
 }
 
 /// Active admins in every case's database (`store`): each gets a `refund_failed` email.

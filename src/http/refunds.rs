@@ -86,13 +86,11 @@ pub(super) async fn refund(
     let reason = input::text("reason", &body.reason, 500)?;
     // The fingerprint is of the request as parsed ("25" and "25.00" are one request); a
     // refund through Stripe keeps the fingerprint it had before `outside_stripe` existed.
-    let mut fingerprint = serde_json::json!([donation_id, amount_minor, reason]);
-    if body.outside_stripe {
-        fingerprint
-            .as_array_mut()
-            .expect("an array")
-            .push("outside_stripe".into());
-    }
+    let fingerprint = if body.outside_stripe {
+        serde_json::json!([donation_id, amount_minor, reason, "outside_stripe"])
+    } else {
+        serde_json::json!([donation_id, amount_minor, reason])
+    };
     let idempotency = key.map(|k| Idempotency {
         scope_key: format!("refund:{k}"),
         request_hash: hex::encode(Sha256::digest(fingerprint.to_string())),

@@ -326,9 +326,7 @@ impl Op for FinishRefund {
         }
         let mut d = donation(cx, row.donation_id)?;
         if let (None, Some(m)) = (&d.payment_method_type, &self.method_type) {
-            diesel::update(donations::table.find(d.id))
-                .set(donations::payment_method_type.eq(m))
-                .execute(cx.conn()?)?;
+            super::card::presume_method(cx, d.id, m)?;
             d.payment_method_type = Some(m.clone());
         }
         if super::card::settles_later(&d) {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_problem, spawn_app_with_stripe};
 use crate::localstripe::LocalStripe;
-use crate::settle_later::{donate, page_status};
+use crate::settle_later::{donate, page_status, released_and_told};
 use crate::smtp::SmtpSink;
 use crowdledger::db::schema::{donations, refund_requests};
 
@@ -269,19 +269,7 @@ async fn a_bank_debit_refused_after_processing_fails_and_counts_nothing() {
     ls.settle(&pi, "failed").await;
     wait_status(&app, id, &token, "failed").await;
     assert_eq!(app.fund().await["raised"], "0.00");
-    assert_eq!(
-        app.donate("900.00").await.status(),
-        201,
-        "reservation released"
-    );
-    let mails = sink.wait_for(1, 15).await;
-    assert!(
-        mails[0]["subject"]
-            .as_str()
-            .is_some_and(|s| s.contains("未能完成")),
-        "{}",
-        mails[0]
-    );
+    released_and_told(&app, &sink).await;
     assert!(app.verify().is_ok());
 }
 
@@ -429,26 +417,13 @@ async fn a_refund_past_the_methods_window_is_refused_before_stripe_is_asked() {
     ls.settle(&pi, "succeeded").await;
     app.wait_for_fund(|f| f["raised"] == "88.00").await;
     wait_method(&app, id, "wechat_pay").await;
-    // 181 days later.
-    let then = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(181);
-    diesel::update(donations::table.find(id))
-        .set(donations::succeeded_at.eq(Some(then)))
-        .execute(&mut app.conn())
-        .expect("age it");
-    let refused = assert_problem(
-        refund(&app, &admin, id, None, "late", "w-1").await,
-        422,
-        "refund_window_passed",
-    )
-    .await;
-    assert_eq!(refused["window_days"], 180);
+    let refused = refused_181_days_later(&app, &admin, (id, &pi), "w-1").await;
     assert!(
         refused["detail"]
             .as_str()
             .is_some_and(|d| d.contains("check")),
         "{refused}"
     );
-    assert!(ls.refunds_of(&pi).await.is_empty(), "Stripe was not asked");
     // Refunded by check instead, and recorded.
     let resp = refund_with(
         &app,
@@ -470,19 +445,34 @@ async fn a_refund_past_the_methods_window_is_refused_before_stripe_is_asked() {
     ls.settle(&pi, "succeeded").await;
     app.wait_for_fund(|f| f["raised"] == "40.00").await;
     wait_method(&app, id, "us_bank_account").await;
+    refused_181_days_later(&app, &admin, (id, &pi), "w-3").await;
+}
+
+/// The gift paid 181 days ago: a whole refund through Stripe asked under `key` is refused
+/// (a window of 180 days) before Stripe is asked. The problem.
+async fn refused_181_days_later(
+    app: &TestApp,
+    admin: &str,
+    (id, pi): (i64, &str),
+    key: &str,
+) -> Value {
     let then = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(181);
     diesel::update(donations::table.find(id))
         .set(donations::succeeded_at.eq(Some(then)))
         .execute(&mut app.conn())
         .expect("age it");
     let refused = assert_problem(
-        refund(&app, &admin, id, None, "late", "w-3").await,
+        refund(app, admin, id, None, "late", key).await,
         422,
         "refund_window_passed",
     )
     .await;
     assert_eq!(refused["window_days"], 180);
-    assert!(ls.refunds_of(&pi).await.is_empty(), "Stripe was not asked");
+    assert!(
+        stripe(app).refunds_of(pi).await.is_empty(),
+        "Stripe was not asked"
+    );
+    refused
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,20 +143,7 @@ impl Op for ApplyStripeEvent {
             )?;
             return Ok(EventOutcome::Mismatch);
         }
-        let ready = match (&donation, &self.fact) {
-            (None, _) => false,
-            (Some(_), Fact::PaymentSucceeded { .. }) => true,
-            (
-                Some(_),
-                Fact::PaymentProcessing { .. }
-                | Fact::PaymentFailed { .. }
-                | Fact::PaymentCanceled { .. }
-                | Fact::PaymentMethod { .. },
-            ) => true,
-            // Refunds and disputes need the payment recorded first; refunds also need the
-            // charge to have said how it was paid (the method decides how they count).
-            (Some(d), f) => d.status == "succeeded" && !(is_refund(f) && charge_unheard(d)),
-        };
+        let ready = donation.as_ref().is_some_and(|d| can_apply(d, &self.fact));
         if !ready && donation.is_none() && !self.keep_unknown {
             return Ok(EventOutcome::NotOurs);
         }
@@ -281,11 +268,7 @@ pub(super) fn apply_kept(
         let ready = match &fact {
             // Kept before mismatches were told apart: still never credited.
             Fact::PaymentSucceeded { .. } => mismatch(&d, &fact).is_none(),
-            Fact::PaymentProcessing { .. }
-            | Fact::PaymentFailed { .. }
-            | Fact::PaymentCanceled { .. }
-            | Fact::PaymentMethod { .. } => true,
-            f => d.status == "succeeded" && !(is_refund(f) && charge_unheard(&d)),
+            f => can_apply(&d, f),
         };
         if !ready {
             continue;
@@ -298,8 +281,21 @@ pub(super) fn apply_kept(
     Ok(())
 }
 
-fn is_refund(f: &Fact) -> bool {
-    matches!(f, Fact::ChargeRefunded { .. } | Fact::RefundUpdated { .. })
+/// Whether a fact about `d` can be applied now: the payment's own events at once; refunds
+/// and disputes once the payment is recorded, refunds also once the charge has said how it
+/// was paid (the method decides how they count). Otherwise the event is kept.
+fn can_apply(d: &DonationRow, f: &Fact) -> bool {
+    match f {
+        Fact::PaymentSucceeded { .. }
+        | Fact::PaymentProcessing { .. }
+        | Fact::PaymentFailed { .. }
+        | Fact::PaymentCanceled { .. }
+        | Fact::PaymentMethod { .. } => true,
+        Fact::ChargeRefunded { .. } | Fact::RefundUpdated { .. } => {
+            d.status == "succeeded" && !charge_unheard(d)
+        }
+        _ => d.status == "succeeded",
+    }
 }
 
 /// Our donation a fact is about: by PaymentIntent, by charge, or (for an intent we have not

@@ -208,12 +208,9 @@ impl Op for AttachIntent {
             .set(donations::payment_intent_id.eq(&self.payment_intent))
             .execute(cx.donations_table()?)?;
         if let Some(m) = &self.method_type {
-            // Unless the charge already said more precisely (a wallet, Link): its success can
-            // come before this answer, through the donation id in the intent's metadata.
-            diesel::update(donations::table.find(self.donation_id))
-                .filter(donations::payment_method_type.is_null())
-                .set(donations::payment_method_type.eq(m))
-                .execute(cx.conn()?)?;
+            // The charge's success can come before this answer (through the donation id in
+            // the intent's metadata) and name the method more precisely (a wallet, Link).
+            presume_method(cx, self.donation_id, m)?;
         }
         if attached == 0 {
             // Abandoned while Stripe was slow (its reservation is already released): the
@@ -325,6 +322,20 @@ impl Op for SetFees {
         events::apply_kept(cx, None, Some(&s.charge))?;
         Ok(())
     }
+}
+
+/// Records `method` as the donation's payment method type unless one is recorded already
+/// (what a charge names is more precise than what was presumed before it).
+pub(crate) fn presume_method(
+    cx: &mut Ctx<'_>,
+    donation_id: i64,
+    method: &str,
+) -> Result<(), AppError> {
+    diesel::update(donations::table.find(donation_id))
+        .filter(donations::payment_method_type.is_null())
+        .set(donations::payment_method_type.eq(method))
+        .execute(cx.conn()?)?;
+    Ok(())
 }
 
 /// Whether a donation exists (was not abandoned).

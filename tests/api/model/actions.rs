@@ -62,7 +62,7 @@ pub enum StripeAct {
     /// A paid bank debit is returned (an ACH return): a dispute lost, sent as opened then
     /// closed, or only closed.
     AchReturn { only_closed: bool },
-    /// A refund of an Alipay or WeChat Pay payment made at Stripe: pending now
+    /// A refund of a bank debit, Alipay or WeChat Pay payment made at Stripe: pending now
     /// (`refund.created`, and `charge.refunded` with the total including it).
     AsyncRefund(Option<u16>),
     /// A pending asynchronous refund finishes (`refund.updated`), maybe said twice (also

@@ -310,8 +310,8 @@ fn check_new_states(
         if !settles_later(d.payment_method_type.as_deref()) {
             continue;
         }
-        // Of an Alipay or WeChat Pay payment only refunds Stripe said succeeded were taken
-        // out: a pending or failed one never lowered raised (whatever `charge.refunded` said).
+        // Of a bank debit, Alipay or WeChat Pay payment only refunds Stripe said succeeded were
+        // taken out: a pending or failed one never lowered raised (whatever `charge.refunded` said).
         let succeeded: std::collections::BTreeSet<(u32, i64)> = model
             .delivered
             .iter()

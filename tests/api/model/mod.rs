@@ -3,9 +3,9 @@
 //!
 //! Random sequences of card donations and what Stripe does to them (success, failure,
 //! cancellation, refunds, disputes won or lost; bank debits processing then succeeding or
-//! refused, ACH returns; the charge naming its method; Alipay and WeChat Pay refunds that are
-//! pending first and succeed or fail later), with the webhooks delivered late, out of order
-//! and more than once; offline gifts with reused idempotency keys (same and changed bodies);
+//! refused, ACH returns; the charge naming its method; bank-debit, Alipay and WeChat Pay
+//! refunds that are pending first and succeed or fail later), with the webhooks delivered
+//! late, out of order and more than once; offline gifts with reused idempotency keys (same and changed bodies);
 //! refunds by admins; intake paused and reopened; target and period budget changes; strict
 //! reservations expiring; all in soft or strict cap mode. Each step goes through the real
 //! `LedgerWriter` into a real database (the engine of `TEST_DATABASE`), built as the HTTP

@@ -265,8 +265,8 @@ impl Run<'_> {
             return Ok((false, false));
         };
         let t = &mut c.truth;
-        // Alipay and WeChat Pay refunds go through refund requests and settle later: not
-        // modelled through this route.
+        // Bank-debit, Alipay and WeChat Pay refunds go through refund requests and settle later:
+        // not modelled through this route.
         if t.dispute.is_some() || amount > d.amount_minor - t.refunded || settles_later(t.method) {
             // Stripe refuses: nothing recorded.
             return Ok((false, false));

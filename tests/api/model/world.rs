@@ -39,7 +39,7 @@ pub enum Pay {
     Canceled,
 }
 
-/// Where an asynchronous refund (Alipay, WeChat Pay) is at Stripe.
+/// Where an asynchronous refund (bank debit, Alipay, WeChat Pay) is at Stripe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefundState {
     Pending,
